@@ -1,0 +1,241 @@
+"""The `latentrm` command line: a thin typer app, one sub-command group per stage.
+
+Heavy libraries (torch, transformers, pandas) are imported inside the commands,
+so `latentrm --help` answers at once. Every `LatentrmError` becomes a one-line
+`error: ...` on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from latentrm.errors import LatentrmError
+
+app = typer.Typer(
+    name="latentrm",
+    help="Bradley-Terry reward models on a frozen LLM's hidden states: data, features, heads, audit, RL, eval, serve.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+rm_app = typer.Typer(help="Train, sweep, evaluate, score and audit latent reward models.", no_args_is_help=True)
+app.add_typer(rm_app, name="rm")
+
+Model = Annotated[str, typer.Option(help="Backbone: 'embedded' (SmolLM2-135M), a HF id in the local cache, or a folder.")]
+RunDir = Annotated[Path, typer.Option("--run-dir", help="Run directory; each stage writes a folder inside it.")]
+Pairs = Annotated[Path, typer.Option("--pairs", help="Pairs file (.parquet or .jsonl): prompt, chosen, rejected, subset, split.")]
+Pooling = Annotated[str, typer.Option(help="Token pooling: 'last' (end-of-turn token) or 'mean' (completion mean).")]
+Dtype = Annotated[str, typer.Option(help="auto | float32 | bfloat16 | float16 (auto: bf16 on GPU, fp32 on CPU).")]
+MaxLength = Annotated[int, typer.Option(help="Max tokens per scored text; longer prompts are cut from the left.")]
+BatchSize = Annotated[int, typer.Option(help="Texts per forward batch.")]
+
+
+def _parse_layers(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.replace(" ", "").split(",") if part]
+    except ValueError:
+        raise LatentrmError(f"--layers '{text}' must be comma-separated integers, e.g. 5,10,15") from None
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+
+@app.command()
+def features(
+    pairs: Pairs,
+    layers: Annotated[str, typer.Option(help="Comma-separated layers, e.g. 5,10,15 (negative counts from the end).")] = "15",
+    run_dir: RunDir = Path("runs/quick"),
+    model: Model = "embedded",
+    pooling: Pooling = "last",
+    dtype: Dtype = "auto",
+    max_length: MaxLength = 2048,
+    batch_size: BatchSize = 16,
+) -> None:
+    """Extract and cache hidden-state features for every chosen and rejected completion."""
+    import time
+
+    from latentrm.models import load_backbone
+    from latentrm.pairs import load_pairs
+    from latentrm.rm.stage import RMStageConfig, pair_features
+
+    frame = load_pairs(pairs)
+    config = RMStageConfig(pairs=str(pairs), run_dir=str(run_dir), model=model, pooling=pooling, dtype=dtype,
+                           max_length=max_length, batch_size=batch_size)
+    start = time.perf_counter()
+    result = pair_features(lambda: load_backbone(model, dtype=dtype), frame, _parse_layers(layers), config)
+    elapsed = time.perf_counter() - start
+    for layer, (chosen, _) in sorted(result.items()):
+        print(f"layer {layer}: {len(frame)} pairs x 2 texts, hidden size {chosen.shape[1]}")
+    print(f"features in {run_dir / 'cache'} ({elapsed:.1f} s)")
+
+
+def _train_config(head: str, epochs: int, lr: float, margin: float, seed: int, scale: float) -> object:
+    from latentrm.rm.train import TrainConfig
+
+    return TrainConfig(head=head, epochs=epochs, lr=lr, margin=margin, seed=seed, scale=scale)
+
+
+@rm_app.command("train")
+def rm_train(
+    pairs: Pairs,
+    run_dir: RunDir = Path("runs/quick"),
+    model: Model = "embedded",
+    layer: Annotated[Optional[int], typer.Option(help="Layer to read (default: half the depth).")] = None,
+    head: Annotated[str, typer.Option(help="linear | projection_sum | mlp")] = "projection_sum",
+    pooling: Pooling = "last",
+    epochs: Annotated[int, typer.Option(help="Maximum epochs (early stopping on val).")] = 200,
+    lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 3e-3,
+    margin: Annotated[float, typer.Option(help="BT margin.")] = 0.0,
+    scale: Annotated[float, typer.Option(help="projection_sum output scale.")] = 0.01,
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    dtype: Dtype = "auto",
+    max_length: MaxLength = 2048,
+    batch_size: BatchSize = 16,
+    force: Annotated[bool, typer.Option(help="Retrain even if an identical run exists.")] = False,
+) -> None:
+    """Train a Bradley-Terry head at one layer; print per-subset metrics; save <run-dir>/rm."""
+    from latentrm.rm.stage import RMStageConfig, train
+
+    config = RMStageConfig(pairs=str(pairs), run_dir=str(run_dir), model=model, layer=layer, pooling=pooling,
+                           dtype=dtype, max_length=max_length, batch_size=batch_size,
+                           train=_train_config(head, epochs, lr, margin, seed, scale))  # type: ignore[arg-type]
+    out = train(config, force=force)
+    print(f"reward model saved to {out}")
+
+
+@rm_app.command("sweep")
+def rm_sweep(
+    pairs: Pairs,
+    layers: Annotated[str, typer.Option(help="Comma-separated candidate layers.")] = "3,6,9,12,15,18,21,24,27,30",
+    run_dir: RunDir = Path("runs/quick"),
+    model: Model = "embedded",
+    head: Annotated[str, typer.Option(help="linear | projection_sum | mlp")] = "projection_sum",
+    pooling: Pooling = "last",
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    dtype: Dtype = "auto",
+    max_length: MaxLength = 2048,
+    batch_size: BatchSize = 16,
+) -> None:
+    """Train one head per layer from a single extraction pass and report held-out accuracy per layer."""
+    from latentrm.rm.stage import RMStageConfig, sweep
+
+    config = RMStageConfig(pairs=str(pairs), run_dir=str(run_dir), model=model, pooling=pooling, dtype=dtype,
+                           max_length=max_length, batch_size=batch_size,
+                           train=_train_config(head, 200, 3e-3, 0.0, seed, 0.01))  # type: ignore[arg-type]
+    out = sweep(config, _parse_layers(layers))
+    print(f"sweep written to {out / 'sweep.json'}")
+
+
+@rm_app.command("eval")
+def rm_eval(
+    rm: Annotated[Path, typer.Option("--rm", help="Reward-model folder (head.safetensors + rm.json).")],
+    pairs: Pairs,
+    split: Annotated[Optional[str], typer.Option(help="Only rows of this split (train/val/test).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Write the metrics JSON here.")] = None,
+) -> None:
+    """Score a pairs file with a saved reward model and print per-subset metrics."""
+    import json
+
+    from latentrm.models import atomic_write_text
+    from latentrm.rm.stage import evaluate
+
+    metrics = evaluate(rm, pairs, split=split)
+    if out is not None:
+        atomic_write_text(out, json.dumps(metrics, indent=1))
+        print(f"metrics written to {out}")
+
+
+@rm_app.command("score")
+def rm_score(
+    rm: Annotated[Path, typer.Option("--rm", help="Reward-model folder.")],
+    input: Annotated[Optional[Path], typer.Option("--input", help="JSONL/Parquet with prompt and completion columns.")] = None,
+    prompt: Annotated[Optional[str], typer.Option(help="A single prompt (with --completion).")] = None,
+    completion: Annotated[Optional[str], typer.Option(help="A single completion (with --prompt).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Output JSONL with a 'score' column (default: print).")] = None,
+    batch_size: BatchSize = 16,
+) -> None:
+    """Score (prompt, completion) pairs with a saved reward model."""
+    import json
+
+    from latentrm.models import atomic_write_text
+    from latentrm.pairs import read_table
+    from latentrm.rm.model import LatentRewardModel
+
+    if (input is None) == (prompt is None or completion is None):
+        raise LatentrmError("pass either --input FILE, or both --prompt and --completion")
+    if input is not None:
+        frame = read_table(input)
+        missing = [c for c in ("prompt", "completion") if c not in frame.columns]
+        if missing:
+            raise LatentrmError(f"{input}: missing column(s) {', '.join(missing)}; it needs prompt and completion")
+        for index, value in enumerate(frame["completion"]):
+            if not isinstance(value, str) or not value.strip():
+                raise LatentrmError(f"{input}: row {index + 1} has an empty 'completion'; fill it in or remove it")
+        prompts, completions = list(frame["prompt"]), list(frame["completion"])
+    else:
+        frame = None
+        prompts, completions = [prompt], [completion]
+    model = LatentRewardModel.load(rm)
+    scores = model.score(prompts, completions, batch_size=batch_size, progress=len(prompts) > 32)
+    if frame is not None and out is not None:
+        frame = frame.assign(score=scores)
+        atomic_write_text(out, frame.to_json(orient="records", lines=True, force_ascii=False))
+        print(f"{len(scores)} scores written to {out}")
+    else:
+        for value in scores:
+            print(f"{value:.6f}")
+
+
+def _mount_optional() -> None:
+    """Mount the stage groups that live in their own packages (each keeps its imports light)."""
+    import importlib
+
+    for module, name in (("latentrm.data.cli", "data"), ("latentrm.eval.cli", "eval")):
+        if importlib.util.find_spec(module) is not None:
+            app.add_typer(importlib.import_module(module).app, name=name)
+    if importlib.util.find_spec("latentrm.serve.cli") is not None:
+        app.command("serve")(importlib.import_module("latentrm.serve.cli").serve)
+    if importlib.util.find_spec("latentrm.audit.cli") is not None:
+        importlib.import_module("latentrm.audit.cli").register(rm_app)
+
+
+import importlib.util  # noqa: E402  (used by _mount_optional)
+
+_mount_optional()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the app, turning `LatentrmError` into a one-line error and exit code 2."""
+    _quiet_libraries()
+    try:
+        app(args=argv, standalone_mode=False)
+    except LatentrmError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        print("interrupted; finished work is saved and the next run resumes", file=sys.stderr)
+        raise SystemExit(130) from None
+    except SystemExit:
+        raise
+    except Exception as exc:  # click usage errors and the like
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            raise SystemExit(exc.exit_code) from None
+        if isinstance(exc, click.exceptions.Abort):
+            raise SystemExit(1) from None
+        raise
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

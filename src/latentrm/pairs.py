@@ -1,0 +1,158 @@
+"""The pairs file: one preference pair per row, the contract between `data` and `rm`.
+
+Columns (see ARCHITECTURE.md):
+
+- required: `prompt` (plain text, or a list of chat messages: the user turn only,
+  never the prefill or grounding), `chosen`, `rejected`;
+- `subset` (prompt class such as `real` / `fake`; defaults to `all`);
+- `split` (`train` / `val` / `test`, assigned by entity; optional);
+- `pair_id`, `entity_id` and provenance columns (`recipe`, `variants`,
+  `generator`, `seed`) are kept when present.
+
+Parquet and JSONL are both accepted. Every problem is reported as a one-line
+`LatentrmError` naming the file and row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from latentrm.errors import LatentrmError
+
+REQUIRED = ("prompt", "chosen", "rejected")
+SPLITS = ("train", "val", "test")
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read a Parquet or JSONL file into a DataFrame, with one-line errors."""
+    path = Path(path)
+    if not path.exists():
+        raise LatentrmError(f"{path}: no such file; check the path")
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".parquet", ".pq"):
+            return pd.read_parquet(path)
+        if suffix in (".jsonl", ".json", ".ndjson"):
+            rows = []
+            with open(path, encoding="utf-8") as handle:
+                for number, line in enumerate(handle, start=1):
+                    if not line.strip():
+                        continue
+                    try:
+                        rows.append(json.loads(line))
+                    except json.JSONDecodeError as exc:
+                        raise LatentrmError(f"{path}:{number}: not valid JSON ({exc.msg}); fix or remove the line")
+            return pd.DataFrame(rows)
+    except LatentrmError:
+        raise
+    except Exception as exc:  # pyarrow and OS errors come in many types
+        raise LatentrmError(f"{path}: cannot be read ({type(exc).__name__}: {exc}); is it a valid {suffix} file?")
+    raise LatentrmError(f"{path}: unknown format '{suffix}'; use .parquet or .jsonl")
+
+
+def _is_blank(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, float) and math.isnan(value):
+        return True
+    if isinstance(value, str):
+        return not value.strip()
+    if hasattr(value, "__len__"):
+        return len(value) == 0
+    return False
+
+
+def _normalise_prompt(value: Any) -> Any:
+    """Parquet returns message lists as numpy arrays of dicts; turn them back into lists."""
+    if isinstance(value, str):
+        return value
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    if isinstance(value, list):
+        return [dict(m) for m in value]
+    return value
+
+
+def load_pairs(path: str | Path) -> pd.DataFrame:
+    """Load and validate a pairs file. Returns a DataFrame with at least prompt/chosen/rejected/subset/split."""
+    path = Path(path)
+    frame = read_table(path)
+    if frame.empty:
+        raise LatentrmError(f"{path}: has no rows; build pairs with `latentrm data build`")
+    missing = [c for c in REQUIRED if c not in frame.columns]
+    if missing:
+        raise LatentrmError(
+            f"{path}: missing column(s) {', '.join(missing)}; a pairs file needs prompt, chosen, rejected "
+            "(and optionally subset, split)"
+        )
+    frame = frame.reset_index(drop=True)
+    frame["prompt"] = [_normalise_prompt(p) for p in frame["prompt"]]
+    for column in REQUIRED:
+        for index, value in enumerate(frame[column]):
+            if _is_blank(value):
+                raise LatentrmError(
+                    f"{path}: row {index + 1} has an empty '{column}'; remove the row or fill it in"
+                )
+            if column != "prompt" and not isinstance(value, str):
+                raise LatentrmError(f"{path}: row {index + 1} '{column}' must be text, got {type(value).__name__}")
+    if "subset" not in frame.columns:
+        frame["subset"] = "all"
+    frame["subset"] = frame["subset"].fillna("all").astype(str)
+    if "split" in frame.columns:
+        frame["split"] = frame["split"].fillna("train").astype(str)
+        bad = sorted(set(frame["split"]) - set(SPLITS))
+        if bad:
+            row = int(frame.index[frame["split"] == bad[0]][0]) + 1
+            raise LatentrmError(f"{path}: row {row} has split '{bad[0]}'; use one of train, val, test")
+    if "pair_id" not in frame.columns:
+        frame["pair_id"] = [f"p{i:06d}" for i in range(len(frame))]
+    return frame
+
+
+def assign_splits(frame: pd.DataFrame, val_fraction: float = 0.15, test_fraction: float = 0.15,
+                  seed: int = 0) -> pd.DataFrame:
+    """Give rows without a `split` one, grouped by `entity_id` (else by prompt) so no group spans two splits."""
+    if "split" in frame.columns:
+        return frame
+    frame = frame.copy()
+    groups = frame["entity_id"].astype(str) if "entity_id" in frame.columns else frame["prompt"].map(str)
+
+    def bucket(key: str) -> str:
+        # A hash, not an RNG draw: a group's split never changes when rows are added.
+        fraction = int(hashlib.sha256(f"{seed}:{key}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+        if fraction < test_fraction:
+            return "test"
+        if fraction < test_fraction + val_fraction:
+            return "val"
+        return "train"
+
+    frame["split"] = [bucket(g) for g in groups]
+    return frame
+
+
+def save_pairs(frame: pd.DataFrame, path: str | Path) -> Path:
+    """Write a pairs file atomically (Parquet or JSONL by suffix)."""
+    from latentrm.models import atomic_write_text
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() in (".jsonl", ".json"):
+        atomic_write_text(path, frame.to_json(orient="records", lines=True, force_ascii=False))
+        return path
+    tmp = path.with_name(f".{path.name}.tmp")
+    frame.to_parquet(tmp, index=False)
+    tmp.replace(path)
+    return path
+
+
+def frame_hash(frame: pd.DataFrame, columns: tuple[str, ...] = ("prompt", "chosen", "rejected", "subset")) -> str:
+    digest = hashlib.sha256()
+    for row in frame[list(columns)].itertuples(index=False):
+        digest.update(json.dumps([_normalise_prompt(v) for v in row], sort_keys=True, default=str).encode())
+    return digest.hexdigest()[:16]

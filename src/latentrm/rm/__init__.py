@@ -1,0 +1,1 @@
+"""Reward heads, Bradley-Terry training, metrics, and the `LatentRewardModel` scorer."""

@@ -1,0 +1,229 @@
+"""The `rm` stage: features -> Bradley-Terry head -> metrics -> `rm/` folder.
+
+    latentrm rm train --pairs examples/pairs.jsonl --run-dir runs/quick --layer 15
+    latentrm rm sweep --pairs examples/pairs.jsonl --run-dir runs/quick --layers 5,10,15,20,25
+    latentrm rm eval  --rm runs/quick/rm --pairs other_pairs.parquet
+
+Every function takes a frozen config and returns the folder it wrote. Features
+come from the content-addressed cache (`<run-dir>/cache` unless `cache_dir` is
+set), so re-training with another head, seed or margin costs no forward pass,
+and a sweep extracts all candidate layers in one truncated pass up to the
+deepest one. A training run whose config and pairs hash match a finished
+`rm.json` is skipped (pass `force=True` to redo it).
+
+Splits: rows keep their `split` column (assigned by entity at data-build time);
+files without one get a hashed split by `entity_id` (else by prompt). The head
+trains on `train`, early-stops on `val`, and metrics are reported for every split.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from latentrm.errors import LatentrmError
+from latentrm.models import Backbone, atomic_write_text, load_backbone
+from latentrm.pairs import assign_splits, frame_hash, load_pairs
+from latentrm.rm.metrics import pair_metrics, print_metrics, score_quantiles
+from latentrm.rm.train import TrainConfig, score_array, train_head
+
+MIN_QUANTILE_ROWS = 20
+
+
+@dataclass(frozen=True)
+class RMStageConfig:
+    pairs: str = field(metadata={"help": "pairs file (.parquet or .jsonl)"})
+    run_dir: str = field(default="runs/quick", metadata={"help": "run directory"})
+    model: str = field(default="embedded", metadata={"help": "backbone: embedded | HF id | local folder"})
+    layer: int | None = field(default=None, metadata={"help": "layer to read; default: half the depth"})
+    pooling: str = field(default="last", metadata={"help": "last | mean"})
+    max_length: int = field(default=2048, metadata={"help": "max tokens per scored text"})
+    batch_size: int = field(default=16, metadata={"help": "texts per forward batch"})
+    dtype: str = field(default="auto", metadata={"help": "auto | float32 | bfloat16 | float16"})
+    device: str | None = field(default=None, metadata={"help": "cpu | cuda; default: cuda if available"})
+    cache_dir: str | None = field(default=None, metadata={"help": "feature cache; default <run-dir>/cache"})
+    train: TrainConfig = field(default_factory=TrainConfig)
+    out_name: str = field(default="rm", metadata={"help": "stage folder name inside the run directory"})
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _cache_dir(config: RMStageConfig) -> Path:
+    return Path(config.cache_dir) if config.cache_dir else Path(config.run_dir) / "cache"
+
+
+def default_layer(num_layers: int) -> int:
+    return max(1, num_layers // 2)
+
+
+def pair_features(backbone: Backbone | Callable[[], Backbone], frame: pd.DataFrame, layers: list[int],
+                  config: RMStageConfig) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """`{layer: (chosen [n, hidden], rejected [n, hidden])}` through the cache, in one extraction pass."""
+    from latentrm.features import extract_features
+
+    prompts = list(frame["prompt"])
+    completions = list(frame["chosen"]) + list(frame["rejected"])
+    features = extract_features(backbone, prompts + prompts, completions, layers, config.pooling,  # type: ignore[arg-type]
+                                cache_dir=_cache_dir(config), batch_size=config.batch_size,
+                                max_length=config.max_length, progress=True)
+    n = len(frame)
+    return {layer: (array[:n], array[n:]) for layer, array in features.items()}
+
+
+def _splits(frame: pd.DataFrame) -> pd.DataFrame:
+    frame = assign_splits(frame)
+    if not (frame["split"] == "train").any():
+        raise LatentrmError("the pairs file has no 'train' rows; give some rows split=train or drop the split column")
+    return frame
+
+
+def _metrics_by_split(frame: pd.DataFrame, chosen: np.ndarray, rejected: np.ndarray) -> dict[str, Any]:
+    out = {}
+    for split in ("train", "val", "test"):
+        mask = (frame["split"] == split).to_numpy()
+        if mask.any():
+            out[split] = pair_metrics(chosen[mask], rejected[mask], frame["subset"][mask].tolist())
+    return out
+
+
+def _quantile_rows(frame: pd.DataFrame) -> np.ndarray:
+    """Held-out rows when every subset has enough of them there; else all rows."""
+    held = (frame["split"] != "train").to_numpy()
+    counts = frame[held].groupby("subset").size()
+    if held.any() and set(counts.index) == set(frame["subset"]) and counts.min() >= MIN_QUANTILE_ROWS:
+        return held
+    return np.ones(len(frame), dtype=bool)
+
+
+def _config_key(config: RMStageConfig, data_hash: str, revision: str) -> str:
+    payload = {k: v for k, v in config.to_dict().items() if k not in ("run_dir", "cache_dir", "batch_size", "device")}
+    payload.update({"data_hash": data_hash, "revision": revision})
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def train(config: RMStageConfig, *, force: bool = False, backbone: Backbone | None = None,
+          quiet: bool = False) -> Path:
+    """Train one head, save `<run-dir>/<out_name>/` and print the per-subset table for each split."""
+    from latentrm.rm.model import LatentRewardModel
+
+    frame = _splits(load_pairs(config.pairs))
+    out = Path(config.run_dir) / config.out_name
+    data_hash = frame_hash(frame)
+    backbone = backbone or load_backbone(config.model, dtype=config.dtype, device=config.device)
+    layer = config.layer if config.layer is not None else default_layer(backbone.num_layers)
+    from latentrm.features import resolve_layers
+
+    layer = resolve_layers([layer], backbone.num_layers)[0]
+    config = replace(config, layer=layer)
+    key = _config_key(config, data_hash, backbone.revision)
+    done = out / "rm.json"
+    if not force and done.exists() and json.loads(done.read_text()).get("training", {}).get("key") == key:
+        if not quiet:
+            print(f"{out} is up to date (same config and pairs); pass --force to retrain")
+        return out
+
+    chosen_f, rejected_f = pair_features(backbone, frame, [layer], config)[layer]
+    train_mask = (frame["split"] == "train").to_numpy()
+    val_mask = (frame["split"] == "val").to_numpy()
+    result = train_head(chosen_f[train_mask], rejected_f[train_mask],
+                        chosen_f[val_mask] if val_mask.any() else None,
+                        rejected_f[val_mask] if val_mask.any() else None, config.train)
+    chosen_s, rejected_s = score_array(result.head, chosen_f), score_array(result.head, rejected_f)
+    metrics = _metrics_by_split(frame, chosen_s, rejected_s)
+    rows = _quantile_rows(frame)
+    subsets = frame["subset"].to_numpy()
+    rm = LatentRewardModel.from_head(
+        backbone, result.head, layer, config.pooling, config.max_length,
+        batch_size=config.batch_size,
+        training={"key": key, "data_hash": data_hash, "pairs_file": str(config.pairs),
+                  "n_train": int(train_mask.sum()), "n_val": int(val_mask.sum()),
+                  "config": config.train.to_dict(), "best_epoch": result.best_epoch,
+                  "epochs_run": result.epochs_run},
+        metrics=metrics,
+        chosen_quantiles=score_quantiles(chosen_s[rows], subsets[rows].tolist()),
+        rejected_quantiles=score_quantiles(rejected_s[rows], subsets[rows].tolist()),
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "config.json", json.dumps(config.to_dict(), indent=1, default=str))
+    atomic_write_text(out / "history.json", json.dumps(result.history))
+    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=1))
+    rm.save(out)  # rm.json last: the stage's manifest
+    if not quiet:
+        for split, split_metrics in metrics.items():
+            print_metrics(split_metrics, f"{split} pairs (layer {layer}, {config.train.head})")
+    return out
+
+
+def sweep(config: RMStageConfig, layers: list[int], *, backbone: Backbone | None = None) -> Path:
+    """One extraction pass for all `layers`, one head per layer; writes `<run-dir>/rm_sweep/sweep.json`."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from latentrm.features import resolve_layers
+
+    frame = _splits(load_pairs(config.pairs))
+    backbone = backbone or load_backbone(config.model, dtype=config.dtype, device=config.device)
+    wanted = resolve_layers(layers, backbone.num_layers)
+    features = pair_features(backbone, frame, wanted, config)
+    train_mask = (frame["split"] == "train").to_numpy()
+    val_mask = (frame["split"] == "val").to_numpy()
+    held = val_mask | (frame["split"] == "test").to_numpy()
+    if not held.any():
+        raise LatentrmError("a sweep needs held-out rows (split val or test) to compare layers")
+    rows = []
+    for layer in wanted:
+        chosen_f, rejected_f = features[layer]
+        result = train_head(chosen_f[train_mask], rejected_f[train_mask],
+                            chosen_f[val_mask] if val_mask.any() else None,
+                            rejected_f[val_mask] if val_mask.any() else None, config.train)
+        gaps = score_array(result.head, chosen_f[held]) - score_array(result.head, rejected_f[held])
+        subsets = frame["subset"].to_numpy()[held]
+        row = {"layer": layer, "heldout_accuracy": float((gaps > 0).mean()), "n_heldout": int(held.sum()),
+               "best_epoch": result.best_epoch,
+               "by_subset": {str(s): float((gaps[subsets == s] > 0).mean()) for s in sorted(set(subsets))}}
+        rows.append(row)
+    out = Path(config.run_dir) / "rm_sweep"
+    out.mkdir(parents=True, exist_ok=True)
+    best = max(rows, key=lambda r: r["heldout_accuracy"])
+    atomic_write_text(out / "sweep.json", json.dumps({"layers": rows, "best_layer": best["layer"],
+                                                      "config": config.to_dict()}, indent=1, default=str))
+    table = Table(title=f"layer sweep ({config.train.head}, held-out = val+test)")
+    table.add_column("layer", justify="right")
+    table.add_column("held-out accuracy", justify="right")
+    subset_names = sorted(rows[0]["by_subset"])
+    for name in subset_names:
+        table.add_column(name, justify="right")
+    for row in rows:
+        mark = " *" if row is best else ""
+        table.add_row(str(row["layer"]) + mark, f"{row['heldout_accuracy']:.3f}",
+                      *[f"{row['by_subset'][n]:.3f}" for n in subset_names])
+    Console().print(table)
+    return out
+
+
+def evaluate(rm_dir: str | Path, pairs: str | Path, run_dir: str | Path | None = None,
+             split: str | None = None) -> dict[str, Any]:
+    """Score a pairs file with a saved reward model; print and return per-subset metrics."""
+    from latentrm.rm.model import LatentRewardModel
+
+    frame = load_pairs(pairs)
+    if split is not None:
+        if "split" not in frame.columns or not (frame["split"] == split).any():
+            raise LatentrmError(f"{pairs}: no rows with split '{split}'; drop --split or pick another")
+        frame = frame[frame["split"] == split].reset_index(drop=True)
+    rm = LatentRewardModel.load(rm_dir)
+    config = RMStageConfig(pairs=str(pairs), run_dir=str(run_dir or Path(rm_dir).parent), model=rm.backbone.spec,
+                           layer=rm.layer, pooling=rm.pooling, max_length=rm.max_length)
+    chosen_f, rejected_f = pair_features(rm.backbone, frame, [rm.layer], config)[rm.layer]
+    chosen_s, rejected_s = rm.score_features(chosen_f), rm.score_features(rejected_f)
+    metrics = pair_metrics(chosen_s, rejected_s, frame["subset"].tolist())
+    print_metrics(metrics, f"{Path(pairs).name} scored by {rm_dir}")
+    return metrics
