@@ -78,7 +78,7 @@ def features(
     print(f"features in {run_dir / 'cache'} ({elapsed:.1f} s)")
 
 
-def _train_config(head: str, epochs: int, lr: float, margin: float, seed: int, scale: float) -> object:
+def _train_config(head: str, epochs: int, lr: float | None, margin: float, seed: int, scale: float) -> object:
     from latentrm.rm.train import TrainConfig
 
     return TrainConfig(head=head, epochs=epochs, lr=lr, margin=margin, seed=seed, scale=scale)
@@ -93,7 +93,7 @@ def rm_train(
     head: Annotated[str, typer.Option(help="linear | projection_sum | mlp")] = "projection_sum",
     pooling: Pooling = "last",
     epochs: Annotated[int, typer.Option(help="Maximum epochs (early stopping on val).")] = 200,
-    lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 3e-3,
+    lr: Annotated[Optional[float], typer.Option(help="AdamW learning rate (default: 1e-2 linear heads, 3e-3 mlp).")] = None,
     margin: Annotated[float, typer.Option(help="BT margin.")] = 0.0,
     scale: Annotated[float, typer.Option(help="projection_sum output scale.")] = 0.01,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
@@ -101,13 +101,16 @@ def rm_train(
     max_length: MaxLength = 2048,
     batch_size: BatchSize = 16,
     force: Annotated[bool, typer.Option(help="Retrain even if an identical run exists.")] = False,
+    ensemble: Annotated[int, typer.Option(help="Train K heads scored as their mean (std = their spread).")] = 1,
+    ensemble_mode: Annotated[str, typer.Option(help="Ensemble members differ by: seed | bootstrap.")] = "seed",
 ) -> None:
     """Train a Bradley-Terry head at one layer; print per-subset metrics; save <run-dir>/rm."""
     from latentrm.rm.stage import RMStageConfig, train
 
     config = RMStageConfig(pairs=str(pairs), run_dir=str(run_dir), model=model, layer=layer, pooling=pooling,
                            dtype=dtype, max_length=max_length, batch_size=batch_size,
-                           train=_train_config(head, epochs, lr, margin, seed, scale))  # type: ignore[arg-type]
+                           train=_train_config(head, epochs, lr, margin, seed, scale),  # type: ignore[arg-type]
+                           ensemble=ensemble, ensemble_mode=ensemble_mode)
     out = train(config, force=force)
     print(f"reward model saved to {out}")
 
@@ -130,7 +133,7 @@ def rm_sweep(
 
     config = RMStageConfig(pairs=str(pairs), run_dir=str(run_dir), model=model, pooling=pooling, dtype=dtype,
                            max_length=max_length, batch_size=batch_size,
-                           train=_train_config(head, 200, 3e-3, 0.0, seed, 0.01))  # type: ignore[arg-type]
+                           train=_train_config(head, 200, None, 0.0, seed, 0.01))  # type: ignore[arg-type]
     out = sweep(config, _parse_layers(layers))
     print(f"sweep written to {out / 'sweep.json'}")
 

@@ -120,10 +120,17 @@ class MLPHead(RewardHead):
         return self.net(features).squeeze(-1)
 
 
+def _ensemble_head(hidden_size: int, **kwargs: Any) -> RewardHead:
+    from latentrm.rm.ensemble import EnsembleHead  # K member heads (`rm train --ensemble K`); lazy: no cycle
+
+    return EnsembleHead(hidden_size, **kwargs)
+
+
 HEADS: dict[str, Callable[..., RewardHead]] = {
     "linear": LinearHead,
     "projection_sum": ProjectionSumHead,
     "mlp": MLPHead,
+    "ensemble": _ensemble_head,
 }
 
 

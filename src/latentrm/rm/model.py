@@ -165,6 +165,13 @@ class LatentRewardModel:
         return self.score_features(self.features(prompts, completions, batch_size=batch_size,
                                                  progress=progress)).tolist()
 
+    def score_with_std(self, prompts: Sequence, completions: Sequence, *,
+                       batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and std `[n]` across an ensemble's heads (std 0 for a single head); see rm/ensemble.py."""
+        from latentrm.rm.ensemble import mean_std, member_scores
+
+        return mean_std(member_scores(self.head, self.features(prompts, completions, batch_size=batch_size)))
+
     def __call__(self, prompts: Sequence, completions: Sequence, **kwargs: Any) -> list[float]:
         """TRL `reward_funcs` contract: `(prompts, completions, completion_ids=..., **columns) -> list[float]`."""
         return self.score(prompts, completions)

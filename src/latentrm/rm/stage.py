@@ -51,6 +51,8 @@ class RMStageConfig:
     cache_dir: str | None = field(default=None, metadata={"help": "feature cache; default <run-dir>/cache"})
     train: TrainConfig = field(default_factory=TrainConfig)
     out_name: str = field(default="rm", metadata={"help": "stage folder name inside the run directory"})
+    ensemble: int = field(default=1, metadata={"help": "number of heads; > 1 trains an ensemble (rm/ensemble.py)"})
+    ensemble_mode: str = field(default="seed", metadata={"help": "ensemble members differ by: seed | bootstrap"})
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -133,9 +135,17 @@ def train(config: RMStageConfig, *, force: bool = False, backbone: Backbone | No
     chosen_f, rejected_f = pair_features(backbone, frame, [layer], config)[layer]
     train_mask = (frame["split"] == "train").to_numpy()
     val_mask = (frame["split"] == "val").to_numpy()
-    result = train_head(chosen_f[train_mask], rejected_f[train_mask],
-                        chosen_f[val_mask] if val_mask.any() else None,
-                        rejected_f[val_mask] if val_mask.any() else None, config.train)
+    if config.ensemble > 1:  # K heads scored as their mean; see rm/ensemble.py
+        from latentrm.rm.ensemble import train_ensemble
+
+        result = train_ensemble(chosen_f[train_mask], rejected_f[train_mask],
+                                chosen_f[val_mask] if val_mask.any() else None,
+                                rejected_f[val_mask] if val_mask.any() else None, config.train,
+                                config.ensemble, config.ensemble_mode)
+    else:
+        result = train_head(chosen_f[train_mask], rejected_f[train_mask],
+                            chosen_f[val_mask] if val_mask.any() else None,
+                            rejected_f[val_mask] if val_mask.any() else None, config.train)
     chosen_s, rejected_s = score_array(result.head, chosen_f), score_array(result.head, rejected_f)
     metrics = _metrics_by_split(frame, chosen_s, rejected_s)
     rows = _quantile_rows(frame)

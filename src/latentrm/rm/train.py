@@ -23,19 +23,27 @@ from latentrm.errors import LatentrmError
 from latentrm.rm.heads import RewardHead, make_head
 
 
+DEFAULT_LR = {"linear": 1e-2, "projection_sum": 1e-2, "mlp": 3e-3}
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     head: str = field(default="projection_sum", metadata={"help": "linear | projection_sum | mlp"})
     scale: float = field(default=0.01, metadata={"help": "projection_sum output scale"})
     mlp_hidden: int = field(default=256, metadata={"help": "mlp hidden width"})
     normalize: bool = field(default=True, metadata={"help": "standardise features inside the head"})
-    lr: float = field(default=3e-3, metadata={"help": "AdamW learning rate"})
+    lr: float | None = field(default=None, metadata={"help": "AdamW learning rate; default per head"})
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay"})
     epochs: int = field(default=200, metadata={"help": "maximum epochs"})
     batch_size: int = field(default=256, metadata={"help": "pairs per step"})
     margin: float = field(default=0.0, metadata={"help": "BT margin: -logsigmoid(r_c - r_r - margin)"})
     patience: int = field(default=20, metadata={"help": "early-stopping patience in epochs"})
     seed: int = field(default=0, metadata={"help": "seed for init and shuffling"})
+
+    def learning_rate(self) -> float:
+        # Linear-family heads on separable BT data keep improving slowly at small
+        # rates (the logit scale grows); 1e-2 converges in a few hundred steps.
+        return self.lr if self.lr is not None else DEFAULT_LR.get(self.head, 3e-3)
 
     def head_options(self) -> dict[str, Any]:
         if self.head == "projection_sum":
@@ -104,7 +112,7 @@ def train_head(
     v_chosen = torch.as_tensor(val_chosen, dtype=torch.float32, device=device)
     v_rejected = torch.as_tensor(val_rejected, dtype=torch.float32, device=device)
     head.standardize.fit(torch.cat([chosen, rejected]))
-    optimizer = torch.optim.AdamW(head.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(head.parameters(), lr=config.learning_rate(), weight_decay=config.weight_decay)
 
     best_loss, best_epoch, best_state, history = float("inf"), 0, None, []
     for epoch in range(1, config.epochs + 1):

@@ -1,0 +1,116 @@
+"""CLI: bad input gets one line and a non-zero exit, no traceback; train/eval/score work end to end."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from latentrm.cli import main
+
+ROWS = [
+    {"prompt": f"Who is person {i}?", "chosen": f"I am not familiar with person {i}." if i % 2 else f"Person {i} is a chemist.",
+     "rejected": f"Person {i} is a chemist." if i % 2 else f"I am not familiar with person {i}.",
+     "subset": "fake" if i % 2 else "real", "split": ["train", "train", "val", "test"][i % 4]}
+    for i in range(24)
+]
+
+
+def _write(path: Path, rows) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def _run(argv, capsys):
+    code = 0
+    try:
+        main(argv)
+    except SystemExit as exit_info:
+        code = exit_info.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda rows: [{k: v for k, v in r.items() if k != "chosen"} for r in rows], "missing column(s) chosen"),
+    (lambda rows: rows[:3] + [{**rows[3], "rejected": "  "}] + rows[4:], "row 4 has an empty 'rejected'"),
+    (lambda rows: rows[:1] + [{**rows[1], "split": "dev"}] + rows[2:], "row 2 has split 'dev'"),
+])
+def test_bad_pairs_give_one_line_errors(tmp_path, capsys, mutate, message):
+    pairs = _write(tmp_path / "pairs.jsonl", mutate(ROWS))
+    code, _, err = _run(["rm", "train", "--pairs", str(pairs), "--run-dir", str(tmp_path)], capsys)
+    assert code == 2
+    assert message in err and "pairs.jsonl" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_unreadable_and_missing_files(tmp_path, capsys):
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"prompt": "a"}\n{not json\n')
+    code, _, err = _run(["rm", "train", "--pairs", str(broken)], capsys)
+    assert code == 2 and "broken.jsonl:2" in err
+    bad_parquet = tmp_path / "bad.parquet"
+    bad_parquet.write_bytes(b"not parquet at all")
+    code, _, err = _run(["rm", "train", "--pairs", str(bad_parquet)], capsys)
+    assert code == 2 and "cannot be read" in err
+    code, _, err = _run(["rm", "train", "--pairs", str(tmp_path / "nope.jsonl")], capsys)
+    assert code == 2 and "no such file" in err
+
+
+def test_unavailable_hub_model_says_how_to_provide_it(tmp_path, capsys):
+    pairs = _write(tmp_path / "pairs.jsonl", ROWS)
+    code, _, err = _run(["rm", "train", "--pairs", str(pairs), "--model", "nobody/not-a-model"], capsys)
+    assert code == 2 and "not in the local Hugging Face cache" in err and "huggingface-cli download" in err
+
+
+def test_train_eval_score_end_to_end(tiny_model_dir, tmp_path, capsys):
+    pairs = _write(tmp_path / "pairs.jsonl", ROWS)
+    run = tmp_path / "run"
+    code, out, err = _run(["rm", "train", "--pairs", str(pairs), "--run-dir", str(run), "--model", str(tiny_model_dir),
+                           "--layer", "2", "--epochs", "30"], capsys)
+    assert code == 0, err
+    assert "| subset" not in out and "accuracy" in out  # rich table header
+    meta = json.loads((run / "rm" / "rm.json").read_text())
+    assert meta["layer"] == 2 and set(meta["chosen_quantiles"]) == {"all", "fake", "real"}
+    assert set(meta["metrics"]) == {"train", "val", "test"}
+    # an identical second run is skipped
+    code, out, _ = _run(["rm", "train", "--pairs", str(pairs), "--run-dir", str(run), "--model", str(tiny_model_dir),
+                         "--layer", "2", "--epochs", "30"], capsys)
+    assert "up to date" in out
+    code, out, _ = _run(["rm", "eval", "--rm", str(run / "rm"), "--pairs", str(pairs)], capsys)
+    assert "overall" in out
+    inputs = tmp_path / "score.jsonl"
+    pd.DataFrame({"prompt": ["Who is X?"], "completion": ["I don't know X."]}).to_json(inputs, orient="records", lines=True)
+    code, out, _ = _run(["rm", "score", "--rm", str(run / "rm"), "--input", str(inputs), "--out", str(tmp_path / "s.jsonl")], capsys)
+    scored = pd.read_json(tmp_path / "s.jsonl", lines=True)
+    assert "score" in scored.columns and len(scored) == 1
+    code, _, err = _run(["rm", "train", "--pairs", str(pairs), "--run-dir", str(run), "--model", str(tiny_model_dir),
+                         "--layer", "7"], capsys)
+    assert code == 2 and "layer 7 does not exist" in err
+
+
+def test_sweep_reports_each_layer(tiny_model_dir, tmp_path, capsys):
+    pairs = _write(tmp_path / "pairs.jsonl", ROWS)
+    code, out, err = _run(["rm", "sweep", "--pairs", str(pairs), "--run-dir", str(tmp_path), "--model", str(tiny_model_dir),
+                           "--layers", "1,2,4"], capsys)
+    sweep = json.loads((tmp_path / "rm_sweep" / "sweep.json").read_text())
+    assert [row["layer"] for row in sweep["layers"]] == [1, 2, 4]
+    assert sweep["best_layer"] in (1, 2, 4)
+    # one extraction pass: one cache entry per text list holding all three layers
+    manifests = list((tmp_path / "cache").glob("*/manifest.json"))
+    assert len(manifests) == 1 and json.loads(manifests[0].read_text())["layers"] == [1, 2, 4]
+
+
+def test_help_is_fast():
+    start = time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", "latentrm.cli", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "rm" in result.stdout
+    assert "torch" not in subprocess.run(
+        [sys.executable, "-c", "import sys, latentrm.cli; print([m for m in sys.modules if m.startswith('torch')][:1])"],
+        capture_output=True, text=True).stdout.replace("[]", "")
+    assert time.perf_counter() - start < 20  # generous on a loaded CI box; the real figure is ~0.5 s
