@@ -167,7 +167,6 @@ def rm_score(
     batch_size: BatchSize = 16,
 ) -> None:
     """Score (prompt, completion) pairs with a saved reward model."""
-    import json
 
     from latentrm.models import atomic_write_text
     from latentrm.pairs import read_table
@@ -201,6 +200,7 @@ def rm_score(
 def _mount_optional() -> None:
     """Mount the stage groups that live in their own packages (each keeps its imports light)."""
     import importlib
+    import importlib.util
 
     for module, name in (("latentrm.data.cli", "data"), ("latentrm.eval.cli", "eval")):
         if importlib.util.find_spec(module) is not None:
@@ -210,8 +210,6 @@ def _mount_optional() -> None:
     if importlib.util.find_spec("latentrm.audit.cli") is not None:
         importlib.import_module("latentrm.audit.cli").register(rm_app)
 
-
-import importlib.util  # noqa: E402  (used by _mount_optional)
 
 _mount_optional()
 

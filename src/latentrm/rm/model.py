@@ -59,7 +59,7 @@ class LatentRewardModel:
             "pooling": pooling,
             "max_length": int(max_length),
             "head": head.config(),
-            "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "created_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         }
         record.update(meta)
         return cls(backbone, head, record)
@@ -141,7 +141,7 @@ class LatentRewardModel:
     # ------------------------------------------------------------------ scoring
 
     def features(self, prompts: Sequence, completions: Sequence, *, batch_size: int | None = None,
-                 progress: bool = False) -> np.ndarray:
+                 max_tokens: int = 16384, progress: bool = False) -> np.ndarray:
         """Pooled hidden states `[n, hidden]` at this model's layer."""
         from latentrm.features import get_hiddens
 
@@ -149,8 +149,8 @@ class LatentRewardModel:
             raise LatentrmError(f"{len(prompts)} prompts but {len(completions)} completions; they must pair up")
         texts = [render_for_scoring(self.backbone.tokenizer, p, c) for p, c in zip(prompts, completions)]
         hiddens = get_hiddens(self.backbone.model, self.backbone.tokenizer, texts, [self.layer], self.pooling,
-                              batch_size=batch_size or self.batch_size, max_length=self.max_length,
-                              progress=progress)
+                              batch_size=batch_size or self.batch_size, max_tokens=max_tokens,
+                              max_length=self.max_length, progress=progress)
         return hiddens[self.layer].numpy() if texts else np.zeros((0, self.backbone.hidden_size), np.float32)
 
     def score_features(self, features: np.ndarray) -> np.ndarray:
@@ -160,17 +160,18 @@ class LatentRewardModel:
         return score_array(self.head, features)
 
     def score(self, prompts: Sequence, completions: Sequence, *, batch_size: int | None = None,
-              progress: bool = False) -> list[float]:
+              max_tokens: int = 16384, progress: bool = False) -> list[float]:
         """One scalar per (prompt, completion). Prompts and completions may be text or chat messages."""
         return self.score_features(self.features(prompts, completions, batch_size=batch_size,
-                                                 progress=progress)).tolist()
+                                                 max_tokens=max_tokens, progress=progress)).tolist()
 
     def score_with_std(self, prompts: Sequence, completions: Sequence, *,
-                       batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+                       batch_size: int | None = None, max_tokens: int = 16384) -> tuple[np.ndarray, np.ndarray]:
         """Mean and std `[n]` across an ensemble's heads (std 0 for a single head); see rm/ensemble.py."""
         from latentrm.rm.ensemble import mean_std, member_scores
 
-        return mean_std(member_scores(self.head, self.features(prompts, completions, batch_size=batch_size)))
+        return mean_std(member_scores(self.head, self.features(prompts, completions, batch_size=batch_size,
+                                                                 max_tokens=max_tokens)))
 
     def __call__(self, prompts: Sequence, completions: Sequence, **kwargs: Any) -> list[float]:
         """TRL `reward_funcs` contract: `(prompts, completions, completion_ids=..., **columns) -> list[float]`."""

@@ -22,7 +22,6 @@ import torch.nn.functional as F
 from latentrm.errors import LatentrmError
 from latentrm.rm.heads import RewardHead, make_head
 
-
 DEFAULT_LR = {"linear": 1e-2, "projection_sum": 1e-2, "mlp": 3e-3}
 
 

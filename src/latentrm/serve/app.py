@@ -199,6 +199,8 @@ class _State:
             return self.default_shaper
         key = (name or self.config.shaper, tuple(sorted((params or {}).items())))
         if key not in self._shapers:
+            if len(self._shapers) >= 64:  # parameters come from clients: keep the cache bounded
+                self._shapers.clear()
             self._shapers[key] = get_shaper(key[0], self.scorer.meta if self.scorer else {}, **dict(key[1]))
         return self._shapers[key]
 
@@ -299,7 +301,8 @@ def create_app(config: ServeConfig, scorer: Scorer | None = None, *, loader: Cal
 
     @app.exception_handler(RequestValidationError)
     async def invalid_body(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = jsonable_encoder(exc.errors(), custom_encoder={Exception: str})
+        # loc/msg/type only: echoing "input" back could return megabytes of the request body
+        errors = jsonable_encoder([{k: e[k] for k in ("loc", "msg", "type") if k in e} for e in exc.errors()])
         first = errors[0] if errors else {}
         where = ".".join(str(p) for p in first.get("loc", []))
         message = f"invalid request body at {where}: {first.get('msg', 'malformed')}" if first else "invalid body"

@@ -1,0 +1,113 @@
+"""verl and OpenRLHF adapters against a real server on 127.0.0.1 (fake scorer), loaded the way the frameworks do."""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+import time
+import types
+
+import httpx
+import numpy as np
+import pytest
+
+from latentrm.errors import LatentrmError
+from latentrm.models import completion_text, render_for_scoring, render_generation_prompt
+from latentrm.serve.app import ServeConfig, create_app
+from latentrm.serve.split import ChatSplitter
+from latentrm.serve.testing import ServerThread
+
+
+def value(prompt, completion) -> float:
+    """A fake reward that depends on both prompt and completion, so a lost prompt shows up."""
+    prompt_text = prompt if isinstance(prompt, str) else "|".join(m["content"] for m in prompt)
+    return (len(prompt_text) % 13) + len(completion_text(completion)) / 100.0
+
+
+class Scorer:
+    def __init__(self, tokenizer, delay: float = 0.0) -> None:
+        self.backbone = types.SimpleNamespace(tokenizer=tokenizer)
+        self.meta = {"max_length": 512}
+        self.delay = delay
+
+    def score(self, prompts, completions, *, batch_size=None):
+        time.sleep(self.delay)
+        return [value(p, c) for p, c in zip(prompts, completions, strict=True)]
+
+
+def load_by_path(module):
+    """What verl (custom_reward_function.path) and OpenRLHF (--remote_rm_url x.py) do with the file."""
+    spec = importlib.util.spec_from_file_location("custom_module", module.__file__)
+    loaded = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(loaded)
+    return loaded
+
+
+@pytest.fixture
+def server(tokenizer, monkeypatch):
+    with ServerThread(create_app(ServeConfig(token="adapter-token"), Scorer(tokenizer))) as running:
+        monkeypatch.setenv("LATENTRM_URL", running.url)
+        monkeypatch.setenv("LATENTRM_TOKEN", "adapter-token")
+        yield running
+
+
+def test_verl_compute_score(server):
+    import latentrm.integrations.verl as verl_module
+
+    verl = load_by_path(verl_module)
+    messages = [{"role": "user", "content": "Who is Ada Lovelace?"}]
+    reward = verl.compute_score("knowledge", "A mathematician.", None, {"prompt": messages, "subset": None})
+    assert reward == pytest.approx(value(messages, "A mathematician."))
+    as_array = {"prompt": np.array(messages, dtype=object)}  # parquet list columns arrive as numpy arrays
+    assert verl.compute_score("k", "A mathematician.", None, as_array) == pytest.approx(reward)
+    batch = verl.compute_score_batch(["k", "k"], ["yes", "no"], [None, None],
+                                     [{"prompt": "Who is Bo?"}, {"prompt": messages}])
+    assert batch == pytest.approx([value("Who is Bo?", "yes"), value(messages, "no")])
+    with pytest.raises(LatentrmError, match="extra_info has no 'prompt'"):
+        verl.compute_score("k", "text", None, {})
+
+
+def test_openrlhf_reward_func(server, tokenizer):
+    import latentrm.integrations.openrlhf as openrlhf_module
+
+    openrlhf = load_by_path(openrlhf_module)
+    prompt = "Who is Bartholomew Quenby?"
+    queries = [render_for_scoring(tokenizer, prompt, "I don't know him.").text,
+               render_generation_prompt(tokenizer, prompt) + "A chemist." + tokenizer.eos_token]
+    out = openrlhf.reward_func(queries, [render_generation_prompt(tokenizer, prompt)] * 2, [None, None])
+    parsed_prompt = ChatSplitter.from_tokenizer(tokenizer).split(queries[0]).prompt  # tested in test_serve_split
+    assert parsed_prompt[-1] == {"role": "user", "content": prompt}
+    expected = [value(parsed_prompt, "I don't know him."), value(parsed_prompt, "A chemist.")]
+    np.testing.assert_allclose(out["rewards"].numpy(), expected, rtol=1e-6)
+    np.testing.assert_allclose(out["scores"].numpy(), 1 / (1 + np.exp(-np.array(expected))), rtol=1e-6)
+    assert set(out["extra_logs"]) == {"latentrm_raw"}
+
+
+def test_adapters_report_auth_and_connection_errors(server, monkeypatch):
+    from latentrm.integrations import post_json
+
+    monkeypatch.setenv("LATENTRM_TOKEN", "wrong")
+    with pytest.raises(LatentrmError, match="answered 401"):
+        post_json("/score", {"items": [{"prompt": "a", "completion": "b"}]})
+    monkeypatch.setenv("LATENTRM_URL", "http://127.0.0.1:9")  # discard port: nothing listens
+    with pytest.raises(LatentrmError, match="cannot reach the reward server"):
+        post_json("/score", {"items": []}, retries=1)
+
+
+def test_adapter_retries_503_until_the_queue_drains(tokenizer, monkeypatch):
+    from latentrm.integrations import post_json
+
+    config = ServeConfig(max_queue_items=1, max_items=1, max_batch_items=1, max_wait_ms=0)
+    with ServerThread(create_app(config, Scorer(tokenizer, delay=0.6))) as running:
+        monkeypatch.setenv("LATENTRM_URL", running.url)
+        monkeypatch.delenv("LATENTRM_TOKEN", raising=False)
+        results: list = []
+        body = {"items": [{"prompt": "p", "completion": "c"}]}
+        threads = [threading.Thread(target=lambda: results.append(post_json("/score", body))) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        refused = httpx.get(running.url + "/metrics").text
+    assert 'latentrm_rejected_total{reason="queue_full"}' in refused  # some calls did get 503 first
+    assert len(results) == 4 and all(r["scores"] == [pytest.approx(value("p", "c"))] for r in results)
