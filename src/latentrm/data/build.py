@@ -1,0 +1,405 @@
+"""`latentrm data build`: recipe + entities -> generations.parquet -> pairs.parquet.
+
+What it does
+1. picks real entities (notability-filtered) and made-up ones (collision-checked);
+2. renders one or more questions per entity and class from the recipe templates;
+3. generates `samples` completions per prompt for the class's chosen and rejected
+   variants (grounding / few-shot / prefill steering in context), in shards
+   under `OUT/shards/` so an interrupted build resumes without regenerating;
+4. strips the steering: stored completions hold only the model's continuation
+   (plus the answer opener, see below); completions that echo steering are dropped
+   and counted, as are completions that miss the variant's behaviour;
+5. pairs chosen x rejected completions of the same prompt (cap k per prompt),
+   deduplicates, assigns `split` by entity and writes `pairs.parquet` (via
+   `latentrm.pairs.save_pairs`), `generations.parquet` and `build.json` (last).
+
+Where it departs from the seed method
+- Notability is Vital-Article membership, not page views (offline).
+- SmolLM2-135M ignores steering notes (measured: 0-2 hedges in 12 samples with
+  note-only or system steering), so hedge variants also carry short *answer
+  openers* ("I'm not familiar with X.") that are kept in the stored completion.
+  The same openers are on the chosen side for fake people and the rejected side
+  for real people, so they carry no label by themselves. `--no-openers` gives the
+  paper's note-only prefill for capable policies.
+- Variants may `require` / `reject_if` a behaviour regex (e.g. a "plain" answer
+  that already hedges is dropped rather than labelled rejected).
+- Length-truncated completions are trimmed back to their last full sentence.
+
+How to run
+    latentrm data build --recipe knowledge_awareness --out runs/data
+    latentrm data show runs/data/pairs.parquet
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from latentrm.data.entities import Entity, fold, load_real_entities
+from latentrm.data.recipes import PromptClass, Recipe, Variant, fill, load_recipe, make_claim, usable
+from latentrm.errors import LatentrmError
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    recipe: str = "knowledge_awareness"
+    out: str = "runs/data"
+    pairs_out: str | None = None  # default OUT/pairs.parquet; a .jsonl path works too
+    real: tuple[str, ...] = ("auto",)  # auto | builtin | wiki | nobel | path.jsonl
+    notability: str = "vital"
+    views_csv: str | None = None
+    min_views: float = 0.0
+    n_real: int = 110
+    n_fake: int = 110
+    fake_locales: tuple[str, ...] = ()
+    prompts_per_entity: int = 1
+    samples: int = 2  # completions per prompt per variant (the seed method used 64)
+    pairs_per_prompt: int = 2  # cap k
+    openers: bool = True
+    trim_to_sentence: bool = True
+    echo_ngram: int = 8
+    backend: str = "transformers"
+    model: str = "embedded"
+    backend_options: dict[str, Any] = field(default_factory=dict)
+    max_new_tokens: int = 40
+    temperature: float = 0.8
+    top_p: float = 0.95
+    batch_size: int = 16
+    shard_size: int = 16  # requests (prompt x variant) per shard
+    seed: int = 0
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    progress: bool = True
+
+
+def _rng(*parts: Any) -> random.Random:
+    return random.Random(int(hashlib.sha256(":".join(map(str, parts)).encode()).hexdigest()[:16], 16))
+
+
+def _hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------- entities and prompts
+
+
+def select_entities(recipe: Recipe, config: BuildConfig) -> dict[str, list[Entity]]:
+    """Real and fake entity pools for the recipe's classes."""
+    from latentrm.data.entities import known_real_names
+    from latentrm.data.fakes import fake_entities
+
+    kinds = {c.entities for c in recipe.classes}
+    pools: dict[str, list[Entity]] = {"real": [], "fake": []}
+    real_all: list[Entity] = []
+    if "real" in kinds or "fake" in kinds:
+        real_all = load_real_entities(config.real, notability=config.notability, views_csv=config.views_csv,
+                                      min_views=config.min_views) if "real" in kinds else []
+    if "real" in kinds:
+        if not real_all or config.n_real <= 0:
+            raise LatentrmError(f"no real entities to build from (sources {', '.join(config.real)}, notability "
+                                f"{config.notability}); check the entity file / --min-views or raise --n-real")
+        ordered = sorted(real_all, key=lambda e: e.entity_id)
+        _rng(config.seed, "real").shuffle(ordered)
+        pools["real"] = ordered[: config.n_real]
+    if "fake" in kinds:
+        if config.n_fake <= 0:
+            raise LatentrmError("recipe needs made-up entities but --n-fake is 0")
+        full, surnames = known_real_names()
+        for entity in real_all:  # user-supplied real names count as well
+            full.add(fold(entity.name))
+        pools["fake"] = fake_entities(config.n_fake, real_full=full, real_surnames={s for s in surnames},
+                                      seed=config.seed, locales=config.fake_locales or None)
+    return pools
+
+
+def make_prompts(recipe: Recipe, pools: dict[str, list[Entity]], config: BuildConfig) -> list[dict[str, Any]]:
+    """One row per prompt: prompt_id, subset, entity, question text and the fields used to fill variants."""
+    claim_pools: dict[str, list[str]] = {}
+    for entity in pools["real"]:
+        for key, value in entity.fields().items():
+            claim_pools.setdefault(key, []).append(value)
+    rows: list[dict[str, Any]] = []
+    for kind in ("real", "fake"):
+        classes = [c for c in recipe.classes if c.entities == kind]
+        for index, entity in enumerate(pools[kind]):
+            # classes of the same kind share the pool round-robin (sycophancy: half true, half false claims)
+            prompt_class: PromptClass = classes[index % len(classes)] if classes else None  # type: ignore[assignment]
+            if prompt_class is None:
+                continue
+            rng = _rng(config.seed, recipe.name, prompt_class.name, entity.entity_id)
+            fields = entity.fields()
+            if prompt_class.claim is not None:
+                claim = make_claim(recipe.claims, fields, claim_pools, rng)
+                if claim is None:
+                    continue
+                fields = {**fields, "true_claim": claim[0], "claim": claim[0] if prompt_class.claim else claim[1]}
+            templates = [t for t in recipe.templates_for(prompt_class) if usable(t, fields)]
+            rng.shuffle(templates)
+            for template in templates[: config.prompts_per_entity]:
+                text = fill(template, fields)
+                prompt_id = "q" + _hash([recipe.name, prompt_class.name, entity.entity_id, template])[:12]
+                rows.append({"prompt_id": prompt_id, "subset": prompt_class.name, "entity_id": entity.entity_id,
+                             "entity_name": entity.name, "entity_source": entity.source, "prompt": text,
+                             "template": template, "fields": fields})
+    if not rows:
+        raise LatentrmError(f"recipe {recipe.name}: no template fits any selected entity; check the entity facts")
+    return rows
+
+
+def make_requests(recipe: Recipe, prompts: list[dict[str, Any]], config: BuildConfig) -> list[dict[str, Any]]:
+    """Two requests per prompt (the class's chosen and rejected variant), with the context to strip later."""
+    classes = {c.name: c for c in recipe.classes}
+    requests = []
+    for row in prompts:
+        prompt_class = classes[row["subset"]]
+        for side, variant_name in (("chosen", prompt_class.chosen), ("rejected", prompt_class.rejected)):
+            variant: Variant = recipe.variants[variant_name]
+            fields = row["fields"]
+            messages = [{"role": "system", "content": fill(variant.system, fields)}] if variant.system else []
+            messages += [{"role": role, "content": fill(content, fields)} for role, content in variant.shots]
+            messages.append({"role": "user", "content": row["prompt"]})
+            opener = ""
+            if config.openers and variant.openers:
+                opener = fill(_rng(config.seed, row["prompt_id"], variant_name).choice(variant.openers), fields)
+            note = fill(variant.prefill, fields)
+            requests.append({"request_id": f"{row['prompt_id']}/{variant_name}", "prompt_id": row["prompt_id"],
+                             "variant": variant_name, "side": side, "messages": messages, "note": note,
+                             "opener": opener, "steering": variant.steering_texts(fields)})
+    return requests
+
+
+# --------------------------------------------------------------------------- post-processing
+
+
+def join_opener(opener: str, continuation: str) -> str:
+    if not opener:
+        return continuation
+    if not continuation:
+        return opener
+    glue = "" if continuation[:1] in ",.;:!?'’)" or opener.endswith((" ", "\n")) else " "
+    return opener + glue + continuation
+
+
+def trim_to_sentence(text: str) -> str:
+    """Cut a length-truncated completion back to its last full sentence (if that keeps >= 30% of it)."""
+    ends = [m.end() for m in re.finditer(r"[.!?](?=\s|$)", text)]
+    if ends and ends[-1] >= 0.3 * len(text):
+        return text[: ends[-1]]
+    return text
+
+
+def is_echo(text: str, markers: tuple[str, ...], steering: list[str], ngram: int) -> bool:
+    """True when a completion repeats a steering marker or any `ngram`-word run of the steering text."""
+    lowered = text.lower()
+    if any(marker.lower() in lowered for marker in markers):
+        return True
+    words = fold(text).split()
+    grams = {" ".join(words[i : i + ngram]) for i in range(len(words) - ngram + 1)}
+    for source in steering:
+        source_words = fold(source).split()
+        if any(" ".join(source_words[i : i + ngram]) in grams for i in range(len(source_words) - ngram + 1)):
+            return True
+    return False
+
+
+def make_pairs(generations: Any, prompts: list[dict[str, Any]], recipe: Recipe, config: BuildConfig,
+               generator: str) -> Any:
+    """Chosen x rejected completions of the same prompt, cap k per prompt, deduplicated."""
+    import pandas as pd
+
+    by_prompt = {row["prompt_id"]: row for row in prompts}
+    classes = {c.name: c for c in recipe.classes}
+    kept = generations[generations["keep"]]
+    rows = []
+    for prompt_id, group in kept.groupby("prompt_id", sort=True):
+        chosen = list(dict.fromkeys(group.loc[group["side"] == "chosen", "completion"]))
+        rejected = list(dict.fromkeys(group.loc[group["side"] == "rejected", "completion"]))
+        combos = [(c, r) for c in chosen for r in rejected if fold(c) != fold(r)]
+        _rng(config.seed, "pairs", prompt_id).shuffle(combos)
+        prompt = by_prompt[prompt_id]
+        prompt_class = classes[prompt["subset"]]
+        for c, r in combos[: config.pairs_per_prompt]:
+            rows.append({
+                "pair_id": "p" + _hash([prompt_id, c, r])[:12], "prompt": prompt["prompt"], "chosen": c,
+                "rejected": r, "subset": prompt["subset"], "entity_id": prompt["entity_id"],
+                "entity_name": prompt["entity_name"], "prompt_id": prompt_id, "recipe": recipe.name,
+                "variants": f"{prompt_class.chosen}>{prompt_class.rejected}", "generator": generator,
+                "seed": config.seed,
+            })
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        raise LatentrmError("no pairs survived filtering (every prompt lost its chosen or rejected side); "
+                            "raise --samples or check the steering with `latentrm data show`")
+    return frame.drop_duplicates(subset=["prompt", "chosen", "rejected"]).reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------- the stage
+
+
+def _make_backend(config: BuildConfig) -> Any:
+    from latentrm.data.backends import get_backend
+
+    options = dict(config.backend_options)
+    if config.backend in ("transformers", "openai", "vllm"):
+        options.setdefault("model", config.model)
+    if config.backend in ("transformers", "openai"):
+        options.setdefault("progress", False)
+    return get_backend(config.backend, **options)
+
+
+def _write_parquet(frame: Any, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    frame.to_parquet(tmp, index=False)
+    tmp.replace(path)
+
+
+def _process(rows: list[dict[str, Any]], recipe: Recipe, config: BuildConfig) -> list[dict[str, Any]]:
+    """Strip, trim, and flag echoes / off-behaviour completions (flags only; nothing is deleted here)."""
+    for row in rows:
+        continuation = row["continuation"]
+        row["trimmed"] = False
+        if config.trim_to_sentence and row["finish_reason"] == "length":
+            trimmed = trim_to_sentence(continuation)
+            row["trimmed"] = trimmed != continuation
+            continuation = trimmed
+        row["completion"] = join_opener(row["opener"], continuation).strip()
+        variant = recipe.variants[row["variant"]]
+        row["echo"] = is_echo(continuation, recipe.echo_markers, row.pop("steering"), config.echo_ngram)
+        off = False
+        if variant.require and not recipe.behaviour(variant.require, row["completion"]):
+            off = True
+        if variant.reject_if and recipe.behaviour(variant.reject_if, row["completion"]):
+            off = True
+        row["off_behaviour"] = off
+        row["empty"] = not continuation.strip()
+        row["keep"] = not (row["echo"] or off or row["empty"])
+    return rows
+
+
+def run(config: BuildConfig, *, overwrite: bool = False) -> Path:
+    """Build (or resume) the pairs file for `config`; returns the pairs path."""
+    import pandas as pd
+
+    from latentrm.data.backends import GenerationRequest, SamplingConfig, completions_progress
+    from latentrm.models import atomic_write_text
+    from latentrm.pairs import assign_splits, save_pairs
+
+    if config.samples < 1 or config.pairs_per_prompt < 1 or config.shard_size < 1:
+        raise LatentrmError("--samples, --pairs-per-prompt and --shard-size must be at least 1")
+    recipe = load_recipe(config.recipe)
+    out = Path(config.out)
+    pairs_path = Path(config.pairs_out) if config.pairs_out else out / "pairs.parquet"
+    pools = select_entities(recipe, config)
+    prompts = make_prompts(recipe, pools, config)
+    requests = make_requests(recipe, prompts, config)
+    shards = [requests[i : i + config.shard_size] for i in range(0, len(requests), config.shard_size)]
+    options = {k: v for k, v in config.backend_options.items() if k not in ("api_key", "delay", "progress")}
+    plan = {
+        # generation inputs only: filters and pairing rules can change without regenerating
+        "requests": [[r["request_id"], r["messages"], r["note"], r["opener"]]
+                                              for r in requests],
+        "samples": config.samples, "shard_size": config.shard_size, "backend": config.backend,
+        "model": config.model, "options": options, "max_new_tokens": config.max_new_tokens,
+        "temperature": config.temperature, "top_p": config.top_p, "seed": config.seed,
+    }
+    plan_hash = _hash(plan)
+    # filtering / pairing inputs: a change re-pairs from the stored shards without regenerating
+    post_hash = _hash([recipe.source, config.pairs_per_prompt, config.trim_to_sentence, config.echo_ngram,
+                       config.val_fraction, config.test_fraction, str(pairs_path)])
+    shard_dir = out / "shards"
+    plan_file = out / "plan.json"
+    if plan_file.exists() and json.loads(plan_file.read_text()).get("plan_hash") != plan_hash:
+        if not overwrite:
+            raise LatentrmError(f"{out} holds a build with a different recipe/config/entities; pass --overwrite "
+                                "to discard it, or choose another --out")
+        for stale in list(shard_dir.glob("*.parquet")) + [out / "build.json"]:
+            stale.unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    shard_dir.mkdir(exist_ok=True)
+    manifest_file = out / "build.json"
+    if manifest_file.exists() and pairs_path.exists() and not overwrite:
+        manifest = json.loads(manifest_file.read_text())
+        if manifest.get("plan_hash") == plan_hash and manifest.get("post_hash") == post_hash:
+            return pairs_path  # already built for this exact plan and filtering
+    atomic_write_text(plan_file, json.dumps({"plan_hash": plan_hash, "n_requests": len(requests),
+                                             "n_shards": len(shards)}, indent=1))
+    atomic_write_text(out / "config.json", json.dumps(asdict(config), indent=1, default=str))
+    prompt_frame = pd.DataFrame([{**row, "fields": json.dumps(row["fields"], ensure_ascii=False)}
+                                 for row in prompts])
+    _write_parquet(prompt_frame, out / "prompts.parquet")
+
+    shard_files = [shard_dir / f"shard-{index:05d}.parquet" for index in range(len(shards))]
+    todo = [index for index, path in enumerate(shard_files) if not path.exists()]
+    generator = f"{config.backend}:{config.model}"
+    generated, gen_seconds = 0, 0.0
+    if todo:
+        backend = _make_backend(config)
+        generator = str(getattr(backend, "model_id", generator))
+        total = len(requests) * config.samples
+        done = (len(shards) - len(todo)) * config.shard_size * config.samples
+        with completions_progress(config.progress) as bar:
+            task = bar.add_task(f"{recipe.name}: generating", total=total, completed=min(done, total))
+            backend.on_advance = lambda n: bar.advance(task, n)
+            for index in todo:
+                shard = shards[index]
+                batch = [GenerationRequest(r["messages"], r["note"] + r["opener"]) for r in shard]
+                sampling = SamplingConfig(config.max_new_tokens, config.temperature, config.top_p,
+                                          config.seed * 100_003 + index, config.batch_size)
+                start = time.perf_counter()
+                results = backend.generate(batch, config.samples, sampling)
+                gen_seconds += time.perf_counter() - start
+                rows = []
+                for request, samples in zip(shard, results, strict=True):
+                    for k, g in enumerate(samples):
+                        rows.append({"request_id": request["request_id"], "prompt_id": request["prompt_id"],
+                                     "variant": request["variant"], "side": request["side"], "sample": k,
+                                     "opener": request["opener"], "continuation": g.text,
+                                     "n_tokens": g.n_tokens, "finish_reason": g.finish_reason,
+                                     "mean_entropy": g.mean_entropy, "shard": index, "generator": generator})
+                generated += len(rows)
+                _write_parquet(pd.DataFrame(rows), shard_files[index])
+
+    raw = pd.concat([pd.read_parquet(path) for path in shard_files], ignore_index=True)
+    if raw.duplicated(["request_id", "sample"]).any():
+        raise LatentrmError(f"{shard_dir}: duplicated generations; remove the folder and rebuild")
+    generator = str(raw["generator"].iloc[0]) if len(raw) else generator
+    by_request = {r["request_id"]: r for r in requests}
+    rows = [{**row, "steering": by_request[row["request_id"]]["steering"]} for row in raw.to_dict("records")]
+    generations = pd.DataFrame(_process(rows, recipe, config))
+    meta = pd.DataFrame(prompts)[["prompt_id", "subset", "entity_id", "entity_name", "prompt"]]
+    generations = generations.merge(meta, on="prompt_id", how="left")
+    _write_parquet(generations, out / "generations.parquet")
+
+    pairs = make_pairs(generations, prompts, recipe, config, generator)
+    pairs = assign_splits(pairs, config.val_fraction, config.test_fraction, seed=config.seed)
+    save_pairs(pairs, pairs_path)
+
+    counts = {
+        "entities": {kind: len(pool) for kind, pool in pools.items()},
+        "prompts": {c: int(n) for c, n in pd.Series([p["subset"] for p in prompts]).value_counts().items()},
+        "completions": len(generations),
+        "echo_dropped": int(generations["echo"].sum()),
+        "echo_dropped_by_variant": {k: int(v) for k, v in generations.groupby("variant")["echo"].sum().items()},
+        "off_behaviour_dropped": int((generations["off_behaviour"] & ~generations["echo"]).sum()),
+        "off_behaviour_by_variant": {k: int(v) for k, v in
+                                     generations.groupby("variant")["off_behaviour"].sum().items()},
+        "empty_dropped": int(generations["empty"].sum()),
+        "pairs": len(pairs),
+        "pairs_by_subset": {k: int(v) for k, v in pairs["subset"].value_counts().items()},
+        "prompts_with_pairs_by_subset": {k: int(v) for k, v in
+                                         pairs.groupby("subset")["prompt_id"].nunique().items()},
+        "pairs_by_split": {k: int(v) for k, v in pairs["split"].value_counts().items()},
+    }
+    manifest = {"plan_hash": plan_hash, "post_hash": post_hash, "recipe": recipe.name, "generator": generator,
+                "pairs_file": str(pairs_path), "generations_file": str(out / "generations.parquet"),
+                "counts": counts, "generated_this_run": generated,
+                "generation_seconds_this_run": round(gen_seconds, 1),
+                "completions_per_second": round(generated / gen_seconds, 3) if gen_seconds else None}
+    atomic_write_text(manifest_file, json.dumps(manifest, indent=1))  # written last
+    return pairs_path

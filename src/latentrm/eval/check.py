@@ -1,0 +1,86 @@
+"""Judge agreement: how often each judge matches hand labels (`latentrm eval judge-check`).
+
+The labelled set is JSONL with `question`, `kind`, `response`, `label` (gold) and
+optional `reference`, `entity`, `source`. The committed one is
+tests/data/judge_labelled.jsonl: responses from the embedded model plus
+hand-written variants, each labelled by reading it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from latentrm.errors import LatentrmError
+from latentrm.eval.judges import JudgeInput, get_judge, labels_for
+from latentrm.eval.metrics import confusion_matrix, label_group
+
+
+def load_labelled(path: str | Path) -> list[dict[str, Any]]:
+    """Read and validate a hand-labelled judge set."""
+    path = Path(path)
+    if not path.exists():
+        raise LatentrmError(f"{path}: no such labelled set; pass --file path/to/labelled.jsonl")
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise LatentrmError(f"{path}:{number}: not valid JSON ({exc.msg}); fix or remove the line") from exc
+        for key in ("question", "kind", "response", "label"):
+            if not isinstance(row.get(key), str) or not row[key].strip():
+                raise LatentrmError(f"{path}:{number}: '{key}' is missing or empty")
+        if row["label"] not in labels_for(row["kind"]):
+            raise LatentrmError(f"{path}:{number}: label '{row['label']}' is not allowed for kind "
+                                f"'{row['kind']}' (use one of {', '.join(labels_for(row['kind']))})")
+        rows.append(row)
+    if not rows:
+        raise LatentrmError(f"{path}: has no labelled rows")
+    return rows
+
+
+def judge_check(path: str | Path, judges: Sequence[str] = ("rules",), **llm_options: Any) -> dict[str, Any]:
+    """Accuracy (with Wilson interval), per-group accuracy, confusion matrix and errors for each judge."""
+    rows = load_labelled(path)
+    inputs = [JudgeInput(r["question"], r["kind"], r["response"], r.get("reference"), r.get("entity"))
+              for r in rows]
+    gold = [r["label"] for r in rows]
+    report: dict[str, Any] = {"file": str(path), "n": len(rows), "judges": {}}
+    for name in judges:
+        if name == "llm":
+            options = {k: v for k, v in {"model": llm_options.get("judge_model") or "embedded",
+                                         "endpoint": llm_options.get("judge_endpoint"),
+                                         "model_name": llm_options.get("judge_model_name")}.items() if v}
+            judge = get_judge(name, **options)
+        else:
+            judge = get_judge(name)
+        judgments = judge.judge(inputs)
+        predicted = [j.label for j in judgments]
+        result = confusion_matrix(gold, predicted)
+        result["describe"] = judge.describe()
+        by_group: dict[str, dict[str, Any]] = {}
+        for group in dict.fromkeys(label_group(r["kind"]) for r in rows):
+            idx = [i for i, r in enumerate(rows) if label_group(r["kind"]) == group]
+            correct = sum(1 for i in idx if gold[i] == predicted[i])
+            by_group[group] = {"n": len(idx), "correct": correct, "accuracy": correct / len(idx)}
+        result["by_group"] = by_group
+        for column in ("source", "phase"):  # e.g. embedded vs hand-written; tuning set vs fresh
+            values = [str(r.get(column, "")) for r in rows]
+            if len(set(values)) > 1:
+                result[f"by_{column}"] = {
+                    value: {"n": values.count(value),
+                            "correct": sum(1 for i, v in enumerate(values) if v == value and gold[i] == predicted[i])}
+                    for value in dict.fromkeys(values)}
+                for entry in result[f"by_{column}"].values():
+                    entry["accuracy"] = entry["correct"] / entry["n"]
+        result["errors"] = [
+            {"id": rows[i].get("id", i), "gold": gold[i], "predicted": predicted[i],
+             "evidence": judgments[i].evidence, "response": rows[i]["response"]}
+            for i in range(len(rows)) if gold[i] != predicted[i]
+        ]
+        report["judges"][name] = result
+    return report

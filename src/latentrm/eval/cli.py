@@ -1,0 +1,158 @@
+"""`latentrm eval`: behaviour evaluation of a policy, and `latentrm eval judge-check`.
+
+Heavy imports (torch, transformers, the runner) happen inside the commands so that
+`latentrm --help` stays fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+app = typer.Typer(help="Measure what a policy does (hedges on made-up people, answers real ones).",
+                  invoke_without_command=True, no_args_is_help=False)
+
+DEFAULT_LABELLED = Path("tests/data/judge_labelled.jsonl")
+
+
+def _offline() -> None:
+    """latentrm never downloads; keep tokenizer threads and library chatter down."""
+    import os
+
+    for key, value in (("HF_HUB_OFFLINE", "1"), ("TRANSFORMERS_OFFLINE", "1"),
+                       ("TOKENIZERS_PARALLELISM", "false"), ("TRANSFORMERS_VERBOSITY", "error")):
+        os.environ.setdefault(key, value)
+
+
+def _fmt(entry: dict[str, Any]) -> str:
+    if entry.get("rate") is None:
+        return "n/a (n=0)"
+    return f"{entry['rate']:.1%}  [{entry['lo']:.1%}, {entry['hi']:.1%}]  ({entry['k']}/{entry['n']})"
+
+
+def print_metrics(metrics: dict[str, Any], title: str) -> None:
+    """A rich table of the headline rates, the other labels and diversity."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("rate  [Wilson 95%]  (k/n)")
+    for label, entry in metrics["headline"].items():
+        table.add_row(f"[bold]{label}[/bold]", _fmt(entry))
+    for label, entry in metrics["rates"].items():
+        if label not in metrics["headline"]:
+            table.add_row(label, _fmt(entry))
+    diversity = metrics["diversity"]
+    for name in ("distinct_1", "distinct_2", "mean_length_tokens", "mean_entropy"):
+        value = diversity.get(name)
+        table.add_row(name, "n/a" if value is None else f"{value:.3f}")
+    Console().print(table)
+
+
+@app.callback()
+def eval_main(
+    ctx: typer.Context,
+    model: str = typer.Option(None, "--model", "-m", help="Policy: checkpoint folder, 'embedded' or cached hub id."),
+    endpoint: str = typer.Option(None, help="OpenAI-compatible base URL serving the policy (instead of --model)."),
+    model_name: str = typer.Option(None, help="Model name at --endpoint."),
+    eval_set: str = typer.Option("heldout", "--set", "-s", help="heldout | false_premise | path to a .jsonl set."),
+    judge: str = typer.Option("rules", help="Judge: rules (offline, default) or llm."),
+    judge_model: str = typer.Option(None, help="llm judge: local chat model (default embedded)."),
+    judge_endpoint: str = typer.Option(None, help="llm judge: OpenAI-compatible endpoint."),
+    judge_model_name: str = typer.Option(None, help="llm judge: model name at --judge-endpoint."),
+    out: Path = typer.Option(None, "--run-dir", "--out",
+                             help="Run directory; outputs go to <run-dir>/eval/<set>/ (default runs/<policy>)."),
+    n_real: int = typer.Option(100, help="heldout: real-entity prompts."),
+    n_fake: int = typer.Option(100, help="heldout: made-up-entity prompts."),
+    real: list[str] = typer.Option(["auto"], help="heldout: real entity source(s), as for `latentrm data build`."),
+    exclude_pairs: Path = typer.Option(None, help="heldout: also hold out every entity in this pairs file."),
+    samples: int = typer.Option(1, help="Responses per question."),
+    max_new_tokens: int = typer.Option(128),
+    temperature: float = typer.Option(0.7),
+    top_p: float = typer.Option(0.95),
+    seed: int = typer.Option(0),
+    batch_size: int = typer.Option(16),
+    limit: int = typer.Option(None, help="Only the first N questions (smoke runs)."),
+    fresh: bool = typer.Option(False, help="Discard earlier responses instead of resuming."),
+) -> None:
+    """Sample a policy on an eval set, judge each response, print headline rates with Wilson intervals."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if not model and not endpoint:
+        typer.echo(ctx.get_help())
+        raise typer.Exit(0)
+    from latentrm.errors import LatentrmError
+
+    _offline()
+    if endpoint and model:
+        raise LatentrmError("pass either --model or --endpoint (with --model-name), not both")
+    import json
+
+    from latentrm.eval.runner import EvalConfig, run
+
+    config = EvalConfig(model=model, endpoint=endpoint, model_name=model_name, eval_set=eval_set, judge=judge,
+                        judge_model=judge_model, judge_endpoint=judge_endpoint, judge_model_name=judge_model_name,
+                        n_real=n_real, n_fake=n_fake, real=tuple(real),
+                        exclude_pairs=str(exclude_pairs) if exclude_pairs else None, samples=samples,
+                        max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed, batch_size=batch_size,
+                        out=str(out) if out else None, fresh=fresh, limit=limit)
+    folder = run(config)
+    metrics = json.loads((folder / "metrics.json").read_text())
+    print_metrics(metrics, f"{metrics['set']}: {metrics['policy']} (judge {metrics['judge']['name']})")
+    typer.echo(f"wrote {folder / 'responses.jsonl'} and {folder / 'metrics.json'}")
+
+
+@app.command("judge-check")
+def judge_check_cmd(
+    file: Path = typer.Option(DEFAULT_LABELLED, "--file", "-f", help="Hand-labelled responses (JSONL)."),
+    judge: list[str] = typer.Option(["rules"], "--judge", "-j", help="Judge(s) to check; repeat for several."),
+    judge_model: str = typer.Option(None, help="llm judge: local chat model (default embedded)."),
+    judge_endpoint: str = typer.Option(None, help="llm judge: OpenAI-compatible endpoint."),
+    judge_model_name: str = typer.Option(None, help="llm judge: model name at --judge-endpoint."),
+    out: Path = typer.Option(None, help="Also write the report (accuracy, confusion, errors) as JSON here."),
+    show_errors: int = typer.Option(0, help="Print up to N disagreements per judge."),
+) -> None:
+    """Accuracy and confusion matrix of each judge on the hand-labelled set."""
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from latentrm.eval.check import judge_check
+    from latentrm.eval.judges import LABELS
+
+    _offline()
+
+    report = judge_check(file, judge, judge_model=judge_model, judge_endpoint=judge_endpoint,
+                         judge_model_name=judge_model_name)
+    console = Console()
+    for name, result in report["judges"].items():
+        lo, hi = result["accuracy_ci"]
+        console.print(f"[bold]{name}[/bold]: accuracy {result['accuracy']:.1%} "
+                      f"[{lo:.1%}, {hi:.1%}] ({result['correct']}/{result['n']})")
+        for key in ("by_group", "by_source", "by_phase"):
+            for value, sub in result.get(key, {}).items():
+                console.print(f"  {key[3:]} {value}: {sub['accuracy']:.1%} ({sub['correct']}/{sub['n']})")
+        for group, labels in LABELS.items():
+            if group not in result["by_group"]:
+                continue
+            predicted = list(labels) + [p for p in result["labels"] if p not in labels and any(
+                result["matrix"].get(g, {}).get(p) for g in labels)]
+            table = Table(title=f"{name} / {group}: gold (rows) x predicted (columns)")
+            table.add_column("gold")
+            for label in predicted:
+                table.add_column(label, justify="right")
+            for gold in labels:
+                row = result["matrix"].get(gold, {})
+                table.add_row(gold, *[str(row.get(p, 0)) for p in predicted])
+            console.print(table)
+        for error in result["errors"][:show_errors]:
+            console.print(f"  [red]{error['gold']} -> {error['predicted']}[/red] {error['response'][:160]!r}")
+    if out:
+        from latentrm.models import atomic_write_text
+
+        atomic_write_text(out, json.dumps(report, indent=2))
+        console.print(f"wrote {out}")

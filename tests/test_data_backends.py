@@ -1,0 +1,129 @@
+"""Generation backends: the fake one, transformers on a tiny random model, OpenAI-compatible over a mock transport."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import httpx
+import pytest
+
+from latentrm.data.backends import (
+    FakeBackend,
+    GenerationRequest,
+    OpenAIBackend,
+    SamplingConfig,
+    TransformersBackend,
+    get_backend,
+)
+from latentrm.errors import LatentrmError
+
+USER = [{"role": "user", "content": "Who is Ada Example?"}]
+
+
+def test_fake_backend_depends_on_context():
+    backend = FakeBackend()
+    requests = [GenerationRequest(USER, prefill="[Note: steer]"),
+                GenerationRequest([{"role": "system", "content": "Notes: Ada Example built bridges. More."}] + USER),
+                GenerationRequest(USER)]
+    hedge, grounded, plain = backend.generate(requests, 2, SamplingConfig())
+    assert len(hedge) == 2 and "not familiar" in hedge[0].text and "[Note" not in hedge[0].text
+    assert "Ada Example built bridges" in grounded[0].text
+    assert "landmark papers" in plain[0].text
+    assert hedge[0].text != hedge[1].text  # samples differ
+    assert backend.generate(requests, 2, SamplingConfig())[0][0].text == hedge[0].text  # deterministic
+
+
+def test_registry():
+    assert isinstance(get_backend("fake"), FakeBackend)
+    with pytest.raises(LatentrmError, match="unknown generation backend"):
+        get_backend("magic")
+
+
+def test_vllm_missing_is_a_clear_error():
+    try:
+        import vllm  # noqa: F401
+    except ImportError:
+        with pytest.raises(LatentrmError, match="vllm"):
+            get_backend("vllm", model="embedded")
+
+
+def test_transformers_backend_tiny(tiny_backbone):
+    backend = TransformersBackend(tiny_backbone, progress=False)
+    requests = [GenerationRequest(USER, prefill="I think"), GenerationRequest(USER * 1 + [
+        {"role": "assistant", "content": "Hmm."}, {"role": "user", "content": "A much longer follow-up question?"}])]
+    config = SamplingConfig(max_new_tokens=5, batch_size=3, seed=1)
+    first = backend.generate(requests, 2, config)
+    assert [len(g) for g in first] == [2, 2]
+    vocab = len(tiny_backbone.tokenizer)
+    for generation in (g for group in first for g in group):
+        assert 0 < generation.n_tokens <= 5 and generation.finish_reason in ("stop", "length")
+        assert generation.mean_entropy is not None and 0 <= generation.mean_entropy <= math.log(vocab) + 1e-3
+        assert not generation.text.startswith("I think")
+    assert tiny_backbone.tokenizer.padding_side == "right"  # restored after left-padded generation
+    again = backend.generate(requests, 2, config)
+    assert [[g.text for g in group] for group in again] == [[g.text for g in group] for group in first]
+    seen: list[int] = []
+    backend.on_advance = seen.append
+    backend.generate(requests, 2, config)
+    assert sum(seen) == 4
+
+
+def _reply(texts, prefill=""):
+    return {"choices": [{"index": i, "message": {"role": "assistant", "content": prefill + t},
+                         "finish_reason": "stop"} for i, t in enumerate(texts)],
+            "usage": {"completion_tokens": 6}}
+
+
+def test_openai_chat_prefill_and_retries():
+    calls: list[dict] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        calls.append(body)
+        if len(calls) == 1:
+            return httpx.Response(503, text="busy")
+        return httpx.Response(200, json=_reply(["one", "two"], prefill="[Note: x] "))
+
+    backend = OpenAIBackend("http://server/v1", "m", retries=2, progress=False,
+                            transport=httpx.MockTransport(handler))
+    (out,) = backend.generate([GenerationRequest(USER, prefill="[Note: x] ")], 2, SamplingConfig(max_new_tokens=7))
+    assert [g.text for g in out] == ["one", "two"]  # an echoed partial message is stripped
+    body = calls[-1]
+    assert body["messages"][-1] == {"role": "assistant", "content": "[Note: x] "}
+    assert body["continue_final_message"] is True and body["add_generation_prompt"] is False
+    assert body["n"] == 2 and body["max_tokens"] == 7 and len(calls) == 2
+
+
+def test_openai_client_error_is_not_retried():
+    calls = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        return httpx.Response(404, text="no such model")
+
+    backend = OpenAIBackend("http://server/v1", "m", retries=3, progress=False,
+                            transport=httpx.MockTransport(handler))
+    with pytest.raises(LatentrmError, match="HTTP 404"):
+        backend.generate([GenerationRequest(USER)], 1, SamplingConfig())
+    assert len(calls) == 1
+
+
+def test_openai_unreachable():
+    backend = OpenAIBackend("http://127.0.0.1:9/v1", "m", retries=1, timeout=2, progress=False)
+    with pytest.raises(LatentrmError, match=r"failed after 2 attempt\(s\)"):
+        backend.generate([GenerationRequest(USER)], 1, SamplingConfig())
+
+
+def test_openai_completions_mode_renders_locally(tiny_model_dir):
+    bodies = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        bodies.append(json.loads(request.content))
+        return httpx.Response(200, json={"choices": [{"index": 0, "text": " done", "finish_reason": "length"}]})
+
+    backend = OpenAIBackend("http://server/v1", "m", mode="completions", tokenizer=str(tiny_model_dir),
+                            progress=False, transport=httpx.MockTransport(handler))
+    (out,) = backend.generate([GenerationRequest(USER, prefill="Well,")], 1, SamplingConfig())
+    assert out[0].text == "done" and out[0].finish_reason == "length"
+    assert bodies[0]["prompt"].endswith("<|im_start|>assistant\nWell,")

@@ -1,0 +1,57 @@
+"""The heldout set: recipe questions on people outside the training build."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from latentrm.errors import LatentrmError
+from latentrm.eval.heldout import build_heldout, reference_text
+
+
+@pytest.fixture(scope="module")
+def training_pool():
+    from latentrm.data.build import BuildConfig, select_entities
+    from latentrm.data.recipes import load_recipe
+
+    return select_entities(load_recipe("knowledge_awareness"),
+                           BuildConfig(real=("builtin",), n_real=20, n_fake=15, seed=0))
+
+
+def test_heldout_excludes_training_entities(training_pool, tmp_path):
+    from latentrm.data.entities import builtin_entities, fold
+
+    # a pairs file naming one more real person (any split) is held out too
+    spare = next(e for e in builtin_entities() if fold(e.name) not in {fold(t.name) for t in training_pool["real"]})
+    pairs = tmp_path / "pairs.jsonl"
+    pd.DataFrame([{"prompt": "q", "chosen": "a", "rejected": "b", "entity_name": spare.name, "split": "test"}]) \
+        .to_json(pairs, orient="records", lines=True)
+    items = build_heldout(n_real=30, n_fake=12, real=("builtin",), train_n_real=20, train_n_fake=15,
+                          exclude_pairs=str(pairs))
+    real = [i for i in items if i.kind == "real"]
+    fake = [i for i in items if i.kind == "fake"]
+    assert len(real) == 30 and len(fake) == 12
+    trained = {fold(e.name) for pool in training_pool.values() for e in pool}
+    assert not trained & {fold(i.entity) for i in items}
+    assert fold(spare.name) not in {fold(i.entity) for i in items}
+    assert all(i.reference and i.entity in i.reference for i in real)
+    assert all(i.reference is None for i in fake)
+    assert all(i.entity in i.question or i.entity.split()[-1] in i.question for i in items)
+    # stable: the same options give the same questions and ids (so a resumed run finds its rows)
+    again = build_heldout(n_real=30, n_fake=12, real=("builtin",), train_n_real=20, train_n_fake=15,
+                          exclude_pairs=str(pairs))
+    assert [i.item_id for i in again] == [i.item_id for i in items]
+
+
+def test_heldout_says_when_too_few_real_people_are_left():
+    with pytest.raises(LatentrmError, match="held out of training"):
+        build_heldout(n_real=100, n_fake=0, real=("builtin",), train_n_real=110)
+
+
+def test_reference_text_has_lifespan_and_grounding():
+    from latentrm.data.entities import builtin_entities
+
+    curie = next(e for e in builtin_entities() if e.name == "Marie Curie")
+    text = reference_text(curie)
+    assert text.startswith("Marie Curie (1867-1934) was a ")
+    assert curie.grounding in text
