@@ -87,11 +87,20 @@ def test_rebuild_is_skipped_and_deterministic(built, tmp_path):
     assert list(again["pair_id"]) == list(pairs["pair_id"])
 
 
-def test_changed_config_needs_overwrite(built):
-    config, *_ = built
+def test_changed_sampling_regenerates_only_changed_shards(tmp_path):
+    config = _config(tmp_path, n_real=6, n_fake=6)
+    run(config)
+    before = {p.name: p.stat().st_mtime_ns for p in (Path(config.out) / "shards").glob("*.parquet")}
     changed = BuildConfig(**{**config.__dict__, "samples": 3})
-    with pytest.raises(LatentrmError, match="overwrite"):
-        run(changed)
+    pairs = load_pairs(run(changed))
+    generations = pd.read_parquet(Path(config.out) / "generations.parquet")
+    assert len(generations) == 12 * 2 * 3 and generations["sample"].max() == 2
+    after = {p.name for p in (Path(config.out) / "shards").glob("*.parquet")}
+    assert set(before) < after  # new shards next to the old ones, which are left untouched
+    assert len(pairs) > 0
+    # going back to the first config reuses its shards without generating
+    run(config)
+    assert json.loads((Path(config.out) / "build.json").read_text())["generated_this_run"] == 0
 
 
 def test_sycophancy_polarity_flips(tmp_path):
@@ -159,14 +168,29 @@ def test_unreachable_endpoint_is_one_line_error(tmp_path):
     assert "\n" not in str(info.value)
 
 
-def test_cli_error_exit_code(tmp_path):
-    from typer.testing import CliRunner
+def test_cli_error_exit_code(tmp_path, capsys):
+    from latentrm.cli import main
 
-    from latentrm.data.cli import app
+    with pytest.raises(SystemExit) as info:
+        main(["data", "build", "--recipe", "nope", "--out", str(tmp_path)])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: unknown recipe") and "Traceback" not in err
 
-    result = CliRunner().invoke(app, ["build", "--recipe", "nope", "--out", str(tmp_path)])
-    assert result.exit_code == 2
-    assert "unknown recipe" in result.output and "Traceback" not in result.output
+
+def test_cli_build_show_recipes(tmp_path, capsys):
+    from latentrm.cli import main
+
+    out = tmp_path / "cli"
+    main(["data", "build", "--backend", "fake", "--real", "builtin", "--n-real", "6", "--n-fake", "6",
+          "--out", str(out), "--pairs-out", str(out / "pairs.jsonl"), "--no-progress"])
+    assert load_pairs(out / "pairs.jsonl")["subset"].nunique() == 2
+    main(["data", "show", str(out / "pairs.jsonl"), "--n", "1"])
+    shown = capsys.readouterr().out
+    assert "hedge>plain" in shown and "grounded>false_hedge" in shown and "kept" in shown
+    main(["data", "recipes"])
+    listed = capsys.readouterr().out
+    assert "knowledge_awareness" in listed and "sycophancy" in listed
 
 
 # --------------------------------------------------------------------------- resume after a kill
@@ -174,16 +198,21 @@ def test_cli_error_exit_code(tmp_path):
 
 def test_resume_after_kill(tmp_path):
     out = tmp_path / "data"
-    args = [sys.executable, "-c", "from latentrm.data.cli import app; app()", "build", "--backend", "fake",
+    args = [sys.executable, "-c", "from latentrm.cli import main; main()", "data", "build", "--backend", "fake",
             "--real", "builtin", "--n-real", "12", "--n-fake", "12", "--samples", "2", "--shard-size", "6",
             "--out", str(out), "--no-progress"]
     slow = args + ["--backend-opt", "delay=0.05"]  # ~0.6 s per shard, 8 shards
     process = subprocess.Popen(slow, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    first = out / "shards" / "shard-00000.parquet"
     deadline = time.time() + 60
-    while not first.exists() and time.time() < deadline and process.poll() is None:
+
+    def first_shard() -> Path | None:
+        found = sorted((out / "shards").glob("shard-00000-*.parquet")) if (out / "shards").exists() else []
+        return found[0] if found else None
+
+    while first_shard() is None and time.time() < deadline and process.poll() is None:
         time.sleep(0.05)
-    assert first.exists(), process.stderr.read().decode() if process.poll() is not None else "no shard in 60 s"
+    first = first_shard()
+    assert first is not None, process.stderr.read().decode() if process.poll() is not None else "no shard in 60 s"
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     done = sorted(p.name for p in (out / "shards").glob("shard-*.parquet"))
@@ -201,7 +230,7 @@ def test_resume_after_kill(tmp_path):
 def test_changed_pairing_reuses_generations(tmp_path):
     config = _config(tmp_path, n_real=6, n_fake=6)
     run(config)
-    shard = Path(config.out) / "shards" / "shard-00000.parquet"
+    (shard,) = (Path(config.out) / "shards").glob("shard-00000-*.parquet")
     mtime = shard.stat().st_mtime_ns
     pairs = load_pairs(run(BuildConfig(**{**config.__dict__, "pairs_per_prompt": 1})))
     assert pairs.groupby("prompt_id").size().max() == 1

@@ -98,3 +98,19 @@ def test_wiki_source_is_read_from_the_installed_package():
     entities = load_real_entities(["wiki"])
     assert len(entities) > 200
     assert all(e.source == "wiki" and e.grounding for e in entities)
+
+
+def test_fake_entities_are_reproducible_across_processes():
+    """Resuming a build relies on it: the same seed must give the same people in a new process."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import json; from latentrm.data.fakes import fake_entities; "
+            "print(json.dumps([[e.name, e.facts] for e in fake_entities(60, real_full=set(), real_surnames=set())]))")
+    outputs = []
+    for hash_seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+        outputs.append(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                                      check=True).stdout)
+    assert outputs[0] == outputs[1]

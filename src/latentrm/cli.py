@@ -218,7 +218,7 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app, turning `LatentrmError` into a one-line error and exit code 2."""
     _quiet_libraries()
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)
     except LatentrmError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(exc.exit_code) from None
@@ -236,6 +236,8 @@ def main(argv: list[str] | None = None) -> None:
         if isinstance(exc, click.exceptions.Abort):
             raise SystemExit(1) from None
         raise
+    if isinstance(code, int) and code:  # typer.Exit(n) inside a command comes back as a return value
+        raise SystemExit(code)
 
 
 if __name__ == "__main__":  # pragma: no cover

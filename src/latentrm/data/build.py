@@ -15,9 +15,11 @@ What it does
 
 Where it departs from the seed method
 - Notability is Vital-Article membership, not page views (offline).
-- SmolLM2-135M ignores steering notes (measured: 0-2 hedges in 12 samples with
-  note-only or system steering), so hedge variants also carry short *answer
-  openers* ("I'm not familiar with X.") that are kept in the stored completion.
+- SmolLM2-135M ignores steering notes (measured on made-up people: 0/6 samples
+  hedged with the note-only prefill, 0/6 with a system instruction, 0/6 with an
+  instruction in the user turn, ~3/8 loosely with few-shot hedges + note), so
+  hedge variants also carry short *answer openers* ("I'm not familiar with X.")
+  that are kept in the stored completion.
   The same openers are on the chosen side for fake people and the rejected side
   for real people, so they carry no label by themselves. `--no-openers` gives the
   paper's note-only prefill for capable policies.
@@ -55,8 +57,8 @@ class BuildConfig:
     notability: str = "vital"
     views_csv: str | None = None
     min_views: float = 0.0
-    n_real: int = 110
-    n_fake: int = 110
+    n_real: int = 130
+    n_fake: int = 130
     fake_locales: tuple[str, ...] = ()
     prompts_per_entity: int = 1
     samples: int = 2  # completions per prompt per variant (the seed method used 64)
@@ -97,9 +99,9 @@ def select_entities(recipe: Recipe, config: BuildConfig) -> dict[str, list[Entit
     kinds = {c.entities for c in recipe.classes}
     pools: dict[str, list[Entity]] = {"real": [], "fake": []}
     real_all: list[Entity] = []
-    if "real" in kinds or "fake" in kinds:
+    if "real" in kinds:
         real_all = load_real_entities(config.real, notability=config.notability, views_csv=config.views_csv,
-                                      min_views=config.min_views) if "real" in kinds else []
+                                      min_views=config.min_views)
     if "real" in kinds:
         if not real_all or config.n_real <= 0:
             raise LatentrmError(f"no real entities to build from (sources {', '.join(config.real)}, notability "
@@ -113,7 +115,7 @@ def select_entities(recipe: Recipe, config: BuildConfig) -> dict[str, list[Entit
         full, surnames = known_real_names()
         for entity in real_all:  # user-supplied real names count as well
             full.add(fold(entity.name))
-        pools["fake"] = fake_entities(config.n_fake, real_full=full, real_surnames={s for s in surnames},
+        pools["fake"] = fake_entities(config.n_fake, real_full=full, real_surnames=surnames,
                                       seed=config.seed, locales=config.fake_locales or None)
     return pools
 
@@ -300,41 +302,35 @@ def run(config: BuildConfig, *, overwrite: bool = False) -> Path:
     requests = make_requests(recipe, prompts, config)
     shards = [requests[i : i + config.shard_size] for i in range(0, len(requests), config.shard_size)]
     options = {k: v for k, v in config.backend_options.items() if k not in ("api_key", "delay", "progress")}
-    plan = {
-        # generation inputs only: filters and pairing rules can change without regenerating
-        "requests": [[r["request_id"], r["messages"], r["note"], r["opener"]]
-                                              for r in requests],
-        "samples": config.samples, "shard_size": config.shard_size, "backend": config.backend,
-        "model": config.model, "options": options, "max_new_tokens": config.max_new_tokens,
-        "temperature": config.temperature, "top_p": config.top_p, "seed": config.seed,
-    }
-    plan_hash = _hash(plan)
-    # filtering / pairing inputs: a change re-pairs from the stored shards without regenerating
+    # Each shard is keyed by a hash of exactly what it generates (requests + sampling), so a resumed or
+    # changed build regenerates only the shards whose inputs changed; filters and pairing never regenerate.
+    sampling_key = [config.samples, config.backend, config.model, options, config.max_new_tokens,
+                    config.temperature, config.top_p, config.seed]
+    shard_keys = [_hash([index, sampling_key, [[r["request_id"], r["messages"], r["note"], r["opener"]]
+                                               for r in shard]]) for index, shard in enumerate(shards)]
+    plan_hash = _hash(shard_keys)
     post_hash = _hash([recipe.source, config.pairs_per_prompt, config.trim_to_sentence, config.echo_ngram,
                        config.val_fraction, config.test_fraction, str(pairs_path)])
     shard_dir = out / "shards"
-    plan_file = out / "plan.json"
-    if plan_file.exists() and json.loads(plan_file.read_text()).get("plan_hash") != plan_hash:
-        if not overwrite:
-            raise LatentrmError(f"{out} holds a build with a different recipe/config/entities; pass --overwrite "
-                                "to discard it, or choose another --out")
-        for stale in list(shard_dir.glob("*.parquet")) + [out / "build.json"]:
-            stale.unlink(missing_ok=True)
-    out.mkdir(parents=True, exist_ok=True)
-    shard_dir.mkdir(exist_ok=True)
     manifest_file = out / "build.json"
     if manifest_file.exists() and pairs_path.exists() and not overwrite:
         manifest = json.loads(manifest_file.read_text())
         if manifest.get("plan_hash") == plan_hash and manifest.get("post_hash") == post_hash:
             return pairs_path  # already built for this exact plan and filtering
-    atomic_write_text(plan_file, json.dumps({"plan_hash": plan_hash, "n_requests": len(requests),
-                                             "n_shards": len(shards)}, indent=1))
+    shard_dir.mkdir(parents=True, exist_ok=True)
+    shard_files = [shard_dir / f"shard-{index:05d}-{key}.parquet" for index, key in enumerate(shard_keys)]
+    # Shard files of an earlier, different config stay on disk unread (a later run with that config reuses them).
+    if overwrite:
+        for path in shard_files:
+            path.unlink(missing_ok=True)
+    manifest_file.unlink(missing_ok=True)
+    atomic_write_text(out / "plan.json", json.dumps({"plan_hash": plan_hash, "n_requests": len(requests),
+                                                     "n_shards": len(shards)}, indent=1))
     atomic_write_text(out / "config.json", json.dumps(asdict(config), indent=1, default=str))
     prompt_frame = pd.DataFrame([{**row, "fields": json.dumps(row["fields"], ensure_ascii=False)}
                                  for row in prompts])
     _write_parquet(prompt_frame, out / "prompts.parquet")
 
-    shard_files = [shard_dir / f"shard-{index:05d}.parquet" for index in range(len(shards))]
     todo = [index for index, path in enumerate(shard_files) if not path.exists()]
     generator = f"{config.backend}:{config.model}"
     generated, gen_seconds = 0, 0.0
@@ -342,7 +338,7 @@ def run(config: BuildConfig, *, overwrite: bool = False) -> Path:
         backend = _make_backend(config)
         generator = str(getattr(backend, "model_id", generator))
         total = len(requests) * config.samples
-        done = (len(shards) - len(todo)) * config.shard_size * config.samples
+        done = sum(len(shards[i]) for i in range(len(shards)) if i not in set(todo)) * config.samples
         with completions_progress(config.progress) as bar:
             task = bar.add_task(f"{recipe.name}: generating", total=total, completed=min(done, total))
             backend.on_advance = lambda n: bar.advance(task, n)

@@ -1,4 +1,7 @@
-"""`latentrm data ...`: build, show and list contrastive preference data (heavy imports stay inside commands)."""
+"""`latentrm data ...`: build, show and list contrastive preference data (heavy imports stay inside commands).
+
+A `LatentrmError` raised here propagates to `latentrm.cli.main`, which prints `error: ...` and exits 2.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +10,6 @@ from pathlib import Path
 import typer
 
 app = typer.Typer(help="Contrastive data: recipes, entities, generation, pairs.", no_args_is_help=True)
-
-
-def _fail(exc: Exception) -> None:
-    from rich.console import Console
-
-    Console(stderr=True).print(f"[red]error:[/red] {exc}", highlight=False)
-    raise typer.Exit(2)
 
 
 def _parse_options(items: list[str]) -> dict[str, object]:
@@ -44,8 +40,8 @@ def build(
     notability: str = typer.Option("vital", help="vital (Vital Articles) or none"),
     views_csv: Path | None = typer.Option(None, help="CSV with name,daily_views; keeps entities >= --min-views"),
     min_views: float = typer.Option(0.0, help="page-view threshold used with --views-csv"),
-    n_real: int = typer.Option(110, help="number of real entities"),
-    n_fake: int = typer.Option(110, help="number of made-up entities"),
+    n_real: int = typer.Option(130, help="number of real entities"),
+    n_fake: int = typer.Option(130, help="number of made-up entities"),
     prompts_per_entity: int = typer.Option(1, help="questions per entity and class"),
     samples: int = typer.Option(2, help="completions per prompt per variant"),
     pairs_per_prompt: int = typer.Option(2, "--pairs-per-prompt", "-k", help="cap on pairs per prompt"),
@@ -77,26 +73,21 @@ def build(
     from rich.table import Table
 
     from latentrm.data.build import BuildConfig, run
-    from latentrm.errors import LatentrmError
 
-    try:
-        options = _parse_options(backend_opt)
-        if base_url:
-            options["base_url"] = base_url
-        if api_key:
-            options["api_key"] = api_key
-        config = BuildConfig(
-            recipe=recipe, out=str(out), pairs_out=str(pairs_out) if pairs_out else None, real=tuple(real),
-            notability=notability, views_csv=str(views_csv) if views_csv else None, min_views=min_views,
-            n_real=n_real, n_fake=n_fake, prompts_per_entity=prompts_per_entity, samples=samples,
-            pairs_per_prompt=pairs_per_prompt, openers=openers, backend=backend, model=model,
-            backend_options=options, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
-            batch_size=batch_size, shard_size=shard_size, seed=seed, progress=progress,
-        )
-        pairs_path = run(config, overwrite=overwrite)
-    except LatentrmError as exc:
-        _fail(exc)
-        return
+    options = _parse_options(backend_opt)
+    if base_url:
+        options["base_url"] = base_url
+    if api_key:
+        options["api_key"] = api_key
+    config = BuildConfig(
+        recipe=recipe, out=str(out), pairs_out=str(pairs_out) if pairs_out else None, real=tuple(real),
+        notability=notability, views_csv=str(views_csv) if views_csv else None, min_views=min_views,
+        n_real=n_real, n_fake=n_fake, prompts_per_entity=prompts_per_entity, samples=samples,
+        pairs_per_prompt=pairs_per_prompt, openers=openers, backend=backend, model=model,
+        backend_options=options, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+        batch_size=batch_size, shard_size=shard_size, seed=seed, progress=progress,
+    )
+    pairs_path = run(config, overwrite=overwrite)
     manifest = json.loads((out / "build.json").read_text())
     counts = manifest["counts"]
     console = Console()
@@ -125,18 +116,13 @@ def show(
     from rich.console import Console
     from rich.table import Table
 
-    from latentrm.errors import LatentrmError
     from latentrm.pairs import load_pairs, read_table
 
     def cut(text: object) -> str:
         value = str(text).replace("\n", " ")
         return value if len(value) <= width else value[:width] + "…"
 
-    try:
-        pairs = load_pairs(path)
-    except LatentrmError as exc:
-        _fail(exc)
-        return
+    pairs = load_pairs(path)
     console = Console()
     balance = Table(title=f"{path}: {len(pairs)} pairs")
     splits = sorted(pairs["split"].unique()) if "split" in pairs.columns else []

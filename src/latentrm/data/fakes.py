@@ -106,6 +106,9 @@ def fake_entities(n: int, *, real_full: set[str], real_surnames: set[str], seed:
     for index, locale in enumerate(locales):
         fake = Faker(locale, providers=["faker.providers.person", "faker.providers.address"])  # fast start
         fake.seed_instance(seed * 7919 + index)
+        for provider in fake.providers:  # it_IT builds its city list from a set: order varies per process
+            if isinstance(getattr(provider, "cities", None), list):
+                provider.cities = sorted(provider.cities)
         fakers[locale] = fake
     # faker-edu's institution_name draws from a Python set (order changes per process),
     # so we draw from its sorted word lists with our own RNG to stay reproducible.
