@@ -197,21 +197,20 @@ def rm_score(
             print(f"{value:.6f}")
 
 
-def _mount_optional() -> None:
-    """Mount the stage groups that live in their own packages (each keeps its imports light)."""
-    import importlib
-    import importlib.util
+def _mount_stage_groups() -> None:
+    """Mount the stage groups that live in their own packages (each cli module imports only typer)."""
+    from latentrm.audit.cli import register as register_audit
+    from latentrm.data.cli import app as data_app
+    from latentrm.eval.cli import app as eval_app
+    from latentrm.serve.cli import serve
 
-    for module, name in (("latentrm.data.cli", "data"), ("latentrm.eval.cli", "eval")):
-        if importlib.util.find_spec(module) is not None:
-            app.add_typer(importlib.import_module(module).app, name=name)
-    if importlib.util.find_spec("latentrm.serve.cli") is not None:
-        app.command("serve")(importlib.import_module("latentrm.serve.cli").serve)
-    if importlib.util.find_spec("latentrm.audit.cli") is not None:
-        importlib.import_module("latentrm.audit.cli").register(rm_app)
+    app.add_typer(data_app, name="data")
+    app.add_typer(eval_app, name="eval")
+    app.command("serve")(serve)
+    register_audit(rm_app)
 
 
-_mount_optional()
+_mount_stage_groups()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,86 @@
+"""`latentrm rm audit` and `latentrm rm goodhart`, added to the lead's `rm` typer group by `register(rm_app)`.
+
+Only typer is imported at module level; everything else loads inside the commands.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+RmDir = Annotated[Path, typer.Option("--rm", help="Reward-model folder (head.safetensors + rm.json).")]
+RunDirOpt = Annotated[Path | None, typer.Option("--run-dir", help="Run directory (default: the rm folder's parent).")]
+
+
+def _split_names(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def audit(
+    rm: RmDir,
+    pairs: Annotated[Path | None, typer.Option(help="Pairs file (default: the one recorded in rm.json).")] = None,
+    completions: Annotated[Path | None, typer.Option(help="Generations file (prompt, completion, subset?) "
+                                                        "to audit instead of pairs.")] = None,
+    run_dir: RunDirOpt = None,
+    split: Annotated[str, typer.Option(help="heldout (val+test, else all) | all | train | val | test.")] = "heldout",
+    probes: Annotated[str, typer.Option(help="Comma-separated probes (default: all): surface, counterfactual, "
+                                        "steering_leakage, sycophancy, cross_class, examples, interpretability, "
+                                        "ensemble.")] = "",
+    steering_text: Annotated[list[str] | None, typer.Option(help="Steering-note text (repeatable); "
+                                                               "default: the recipe's.")] = None,
+    recipe: Annotated[str | None, typer.Option(help="Recipe whose steering notes to insert.")] = None,
+    max_pairs: Annotated[int, typer.Option(help="Pairs to score (sampled per subset).")] = 300,
+    max_edits: Annotated[int, typer.Option(help="Completions (and prompts) per subset for edit probes.")] = 60,
+    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+    batch_size: Annotated[int | None, typer.Option(help="Texts per forward batch.")] = None,
+) -> None:
+    """Probe a reward model for exploitable flaws; print each probe's verdict; write audit/report.json + plots."""
+    from latentrm.audit.stage import AuditConfig, run
+
+    config = AuditConfig(rm=str(rm), pairs=str(pairs) if pairs else None,
+                         completions=str(completions) if completions else None,
+                         run_dir=str(run_dir) if run_dir else None, split=split, max_pairs=max_pairs,
+                         max_edits=max_edits, probes=_split_names(probes), steering_texts=tuple(steering_text or ()),
+                         recipe=recipe, seed=seed, batch_size=batch_size)
+    out = run(config)
+    print(f"audit written to {out / 'report.json'}")
+
+
+def goodhart(
+    rm: RmDir,
+    run_dir: RunDirOpt = None,
+    policy: Annotated[str, typer.Option(help="Initial policy: embedded | HF folder | cached hub id.")] = "embedded",
+    backend: Annotated[str, typer.Option(help="Generation backend: transformers | fake.")] = "transformers",
+    prompts: Annotated[str | None, typer.Option(help="Eval set (heldout, false_premise) or JSONL; default: "
+                                                   "held-out prompts of the rm's pairs file.")] = None,
+    pairs: Annotated[Path | None, typer.Option(help="Pairs file to take held-out prompts from.")] = None,
+    n_prompts: Annotated[int, typer.Option(help="Prompts (balanced over kinds).")] = 20,
+    n_max: Annotated[int, typer.Option(help="Largest n of best-of-n (samples per prompt).")] = 16,
+    max_new_tokens: Annotated[int, typer.Option(help="Tokens per sample.")] = 48,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 1.0,
+    top_p: Annotated[float, typer.Option(help="Nucleus sampling (1.0 keeps the KL formulas exact).")] = 1.0,
+    judge: Annotated[str, typer.Option(help="Gold judge: rules | llm.")] = "rules",
+    checkpoint: Annotated[list[str] | None, typer.Option(help="Policy checkpoint folder, in training order "
+                                                            "(repeatable).")] = None,
+    checkpoint_samples: Annotated[int, typer.Option(help="Samples per prompt per checkpoint.")] = 4,
+    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+    batch_size: Annotated[int, typer.Option(help="Generation batch size.")] = 16,
+) -> None:
+    """Best-of-n (and checkpoint) proxy vs gold curves against sqrt(KL), with Gao et al. fits; cached samples."""
+    from latentrm.audit.goodhart import GoodhartConfig, run
+
+    config = GoodhartConfig(rm=str(rm), run_dir=str(run_dir) if run_dir else None, policy=policy, backend=backend,
+                            prompts=prompts, pairs=str(pairs) if pairs else None, n_prompts=n_prompts, n_max=n_max,
+                            max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed,
+                            batch_size=batch_size, judge=judge, checkpoints=tuple(checkpoint or ()),
+                            checkpoint_samples=checkpoint_samples)
+    out = run(config)
+    print(f"Goodhart curve written to {out / 'goodhart.json'} and {out / 'goodhart.png'}")
+
+
+def register(rm_app: typer.Typer) -> None:
+    """Add `audit` and `goodhart` to the `latentrm rm` group."""
+    rm_app.command("audit")(audit)
+    rm_app.command("goodhart")(goodhart)

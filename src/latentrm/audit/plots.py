@@ -1,0 +1,137 @@
+"""Audit and Goodhart plots (matplotlib, Agg backend: no display needed). Each function writes one PNG."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+LABEL_COLOURS = {"chosen": "tab:green", "rejected": "tab:red", "": "tab:blue"}
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig: Any, path: Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    tmp.replace(path)
+    _pyplot().close(fig)
+    return path
+
+
+def score_vs_length(lengths: Sequence[float], scores: Sequence[float], subsets: Sequence[str],
+                    labels: Sequence[str], rho: dict[str, float], path: Path) -> Path:
+    """One panel per subset: score against completion length (tokens), coloured by label."""
+    plt = _pyplot()
+    names = sorted(set(subsets))
+    lengths_a, scores_a = np.asarray(lengths, float), np.asarray(scores, float)
+    subsets_a, labels_a = np.asarray(subsets, object), np.asarray(labels, object)
+    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.6), squeeze=False, sharey=True)
+    for ax, name in zip(axes[0], names):
+        for label in sorted(set(labels_a[subsets_a == name].tolist())):
+            members = (subsets_a == name) & (labels_a == label)
+            ax.scatter(lengths_a[members], scores_a[members], s=14, alpha=0.6,
+                       color=LABEL_COLOURS.get(label, "tab:gray"), label=label or "completion")
+        value = rho.get(name, float("nan"))
+        ax.set_title(f"{name}: partial Spearman rho = {value:+.2f}", fontsize=10)
+        ax.set_xlabel("completion length (tokens)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    axes[0][0].set_ylabel("reward score")
+    fig.suptitle("Reward score against length, per subset", fontsize=11)
+    return _save(fig, path)
+
+
+def effects(effect_tables: dict[str, dict[str, dict[str, Any]]], threshold: float, path: Path,
+            title: str = "Counterfactual edits: mean score change with 95% interval") -> Path:
+    """Horizontal interval plot: one row per edit, one marker per subset, in score-std units."""
+    plt = _pyplot()
+    variants = list(effect_tables)
+    subsets = sorted({s for groups in effect_tables.values() for s in groups if s != "overall"}) + ["overall"]
+    fig, ax = plt.subplots(figsize=(7.5, 0.55 * len(variants) * max(1, len(subsets)) / 1.6 + 1.6))
+    offsets = np.linspace(-0.25, 0.25, len(subsets)) if len(subsets) > 1 else [0.0]
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for j, subset in enumerate(subsets):
+        xs, lo, hi, ys = [], [], [], []
+        for i, variant in enumerate(variants):
+            entry = effect_tables[variant].get(subset)
+            if entry is None:
+                continue
+            xs.append(entry["effect"])
+            lo.append(entry["effect"] - entry["effect_lo"] if np.isfinite(entry["effect_lo"]) else 0.0)
+            hi.append(entry["effect_hi"] - entry["effect"] if np.isfinite(entry["effect_hi"]) else 0.0)
+            ys.append(i + offsets[j])
+        colour = "black" if subset == "overall" else colours[j % len(colours)]
+        ax.errorbar(xs, ys, xerr=[lo, hi], fmt="o", capsize=3, color=colour, label=subset, markersize=5)
+    ax.axvline(0.0, color="gray", lw=1)
+    ax.axvline(threshold, color="tab:red", lw=1, ls="--", label=f"flag threshold (+{threshold} sd)")
+    ax.set_yticks(range(len(variants)))
+    ax.set_yticklabels(variants)
+    ax.invert_yaxis()
+    ax.set_xlabel("score change (in score std of the scored set)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    return _save(fig, path)
+
+
+def goodhart(bon: Sequence[dict[str, Any]], fit: dict[str, Any] | None, path: Path,
+             checkpoints: Sequence[dict[str, Any]] = (), rl_fit: dict[str, Any] | None = None) -> Path:
+    """Proxy and gold against d = sqrt(KL): best-of-n points, the Gao et al. fits and the gold-optimal point."""
+    plt = _pyplot()
+    fig, (ax_proxy, ax_gold) = plt.subplots(1, 2, figsize=(11, 4.2))
+    d = np.array([row["d"] for row in bon], float)
+    for ax, key, name in ((ax_proxy, "proxy", "proxy (reward model) score"), (ax_gold, "gold", "gold score")):
+        mean = np.array([row[key]["mean"] for row in bon], float)
+        lo = np.array([row[key]["lo"] for row in bon], float)
+        hi = np.array([row[key]["hi"] for row in bon], float)
+        ax.fill_between(d, np.where(np.isfinite(lo), lo, mean), np.where(np.isfinite(hi), hi, mean),
+                        color="tab:blue", alpha=0.15)
+        ax.plot(d, mean, "o-", color="tab:blue", label="best-of-n")
+        for row, x, y in zip(bon, d, mean):
+            ax.annotate(f"n={row['n']}", (x, y), textcoords="offset points", xytext=(3, 5), fontsize=7)
+        if checkpoints:
+            cd = [row["d"] for row in checkpoints]
+            ax.plot(cd, [row[key]["mean"] for row in checkpoints], "s--", color="tab:purple", label="checkpoints")
+        ax.set_xlabel("d = sqrt(KL to the initial policy)  [nats^0.5]")
+        ax.set_ylabel(name)
+        ax.grid(alpha=0.3)
+    kinds = sorted({k for row in bon for k in row.get("gold_by_kind", {})})
+    if len(kinds) > 1:
+        for kind, style in zip(kinds, (":", "-.", "--", (0, (1, 3)))):
+            ax_gold.plot(d, [row["gold_by_kind"][kind] for row in bon], ls=style, color="gray", lw=1.2,
+                         label=f"gold, {kind} prompts")
+    base = bon[0]["gold"]["mean"] if bon else 0.0
+    grid = np.linspace(0, max(float(d.max()) if len(d) else 1.0, 1e-3) * 1.15, 200)
+    if fit and fit.get("ok"):
+        ax_gold.plot(grid, base + grid * (fit["alpha"] - fit["beta"] * grid), color="tab:orange",
+                     label=f"BoN fit d(a - b d): a={fit['alpha']:.3f}, b={fit['beta']:.3f}")
+        if fit.get("d_opt") is not None and fit["d_opt"] <= grid[-1]:
+            ax_gold.plot([fit["d_opt"]], [base + fit["gain_opt"]], "*", color="tab:red", markersize=14,
+                         label=f"gold-optimal (fit): d={fit['d_opt']:.2f}")
+    if rl_fit and rl_fit.get("ok") and checkpoints:
+        positive = grid[grid > 0]
+        rl_base = checkpoints[0].get("gold_base", base)
+        ax_gold.plot(positive, rl_base + positive * (rl_fit["alpha"] - rl_fit["beta"] * np.log(positive)),
+                     color="tab:purple", ls=":", label=f"RL fit d(a - b log d): a={rl_fit['alpha']:.3f}")
+    if len(d):
+        gold = np.array([row["gold"]["mean"] for row in bon], float)
+        best = int(np.nanargmax(gold))
+        ax_gold.plot([d[best]], [gold[best]], "D", mfc="none", mec="tab:red", markersize=11,
+                     label=f"gold-optimal (measured): n={bon[best]['n']}")
+    ax_proxy.set_title("Proxy score rises with optimisation", fontsize=10)
+    ax_gold.set_title("Gold score (behaviour judge) with Gao et al. 2022 fit", fontsize=10)
+    for ax in (ax_proxy, ax_gold):
+        ax.legend(fontsize=7, loc="best")
+    return _save(fig, path)

@@ -1,0 +1,159 @@
+"""Goodhart curve: the best-of-n KL formula and estimator, Gao et al. fits, sample caching, checkpoint KL."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from latentrm.audit.goodhart import (
+    GoldItem,
+    GoodhartConfig,
+    JsonlStore,
+    bon_expectation,
+    bon_kl,
+    ensure_samples,
+    fit_gao,
+    gold_value,
+    n_values,
+    run,
+)
+from latentrm.data.backends import FakeBackend, SamplingConfig
+
+
+def test_bon_kl_matches_the_integral():
+    """For a continuous reward, best-of-n selects quantile u with density n u^(n-1); its KL to uniform."""
+    from scipy.integrate import quad
+
+    assert bon_kl(1) == 0.0
+    for n in (2, 4, 16, 64):
+        integral, _ = quad(lambda u, n=n: n * u ** (n - 1) * math.log(n * u ** (n - 1)) if u > 0 else 0.0, 0, 1,
+                           limit=200)
+        assert bon_kl(n) == pytest.approx(integral, rel=1e-6)
+    assert bon_kl(2) == pytest.approx(math.log(2) - 0.5)
+
+
+def test_bon_estimator_equals_brute_force():
+    rng = np.random.default_rng(0)
+    proxy, gold = rng.normal(size=7), rng.normal(size=7)
+    for n in range(1, 8):
+        subsets = list(itertools.combinations(range(7), n))
+        brute = np.mean([gold[max(s, key=lambda i: proxy[i])] for s in subsets])
+        assert bon_expectation(proxy, gold, n) == pytest.approx(brute)
+    assert bon_expectation(proxy, proxy, 7) == pytest.approx(proxy.max())
+
+
+@pytest.mark.parametrize("form", ["bon", "rl"])
+def test_gao_fit_recovers_known_coefficients(form):
+    alpha, beta = 0.8, 0.3
+    d = np.sqrt([bon_kl(n) for n in n_values(256)])
+    second = d**2 if form == "bon" else d * np.log(np.where(d > 0, d, 1.0))
+    gain = alpha * d - beta * second
+    fit = fit_gao(d, gain, form)
+    assert fit["alpha"] == pytest.approx(alpha, abs=1e-9) and fit["beta"] == pytest.approx(beta, abs=1e-9)
+    noisy = fit_gao(d, gain + np.random.default_rng(1).normal(scale=0.005, size=len(d)), form)
+    assert noisy["alpha"] == pytest.approx(alpha, abs=0.05) and noisy["beta"] == pytest.approx(beta, abs=0.05)
+    if form == "bon":
+        assert fit["d_opt"] == pytest.approx(alpha / (2 * beta))
+        assert fit["gain_opt"] == pytest.approx(alpha**2 / (4 * beta))
+    else:
+        assert fit["d_opt"] == pytest.approx(math.exp(alpha / beta - 1))
+
+
+def test_gold_values():
+    assert gold_value("fake", "fake_hedge") == 1.0 and gold_value("fake", "fake_substantive") == 0.0
+    assert gold_value("real", "answers_real") == 1.0 and gold_value("real", "real_incorrect") == 0.0
+    assert gold_value("real", "unjudged") == 0.0 and gold_value("false_premise", "corrects") == 1.0
+
+
+class CountingBackend(FakeBackend):
+    """FakeBackend that records how many samples each call asked for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.requested: list[int] = []
+
+    def generate(self, requests, n, config):
+        self.requested.append(len(requests) * n)
+        return super().generate(requests, n, config)
+
+
+def test_extending_n_reuses_cached_samples(tmp_path):
+    items = [GoldItem(f"p{i}", f"Who is person {i}?", "real", f"Who is person {i}?") for i in range(3)]
+    backend = CountingBackend()
+    store = JsonlStore(tmp_path / "samples.jsonl")
+    first = ensure_samples(store, items, 4, backend, SamplingConfig(seed=3))
+    assert backend.requested == [12]
+    reopened = JsonlStore(tmp_path / "samples.jsonl")  # a later run reads the file
+    second = ensure_samples(reopened, items, 8, backend, SamplingConfig(seed=3))
+    assert backend.requested == [12, 12]  # only indices 4..7 were generated
+    for old, new in zip(first, second):
+        assert [r["text"] for r in new[:4]] == [r["text"] for r in old]
+        assert len({r["text"] for r in new}) == 8  # new indices got fresh seeds, not copies
+    ensure_samples(JsonlStore(tmp_path / "samples.jsonl"), items, 8, backend, SamplingConfig(seed=3))
+    assert backend.requested == [12, 12]
+
+
+def _tiny_rm_dir(tmp_path, tiny_backbone, pairs_path):
+    from latentrm.rm.heads import make_head
+    from latentrm.rm.model import LatentRewardModel
+
+    head = make_head("linear", tiny_backbone.hidden_size)
+    rm = LatentRewardModel.from_head(tiny_backbone, head, layer=2, training={"pairs_file": str(pairs_path)})
+    return rm.save(tmp_path / "rm")
+
+
+def test_goodhart_run_with_fake_policy(tmp_path, tiny_backbone):
+    rows = []
+    for i in range(4):
+        rows.append({"prompt": f"Who is Zorblat Quenfrey {i}?", "chosen": "I'm not familiar with them.",
+                     "rejected": "A chemist.", "subset": "fake", "split": "test", "entity_id": f"f{i}"})
+        rows.append({"prompt": f"Who is Marie Curie {i}?", "chosen": "A physicist who won two Nobel Prizes.",
+                     "rejected": "I don't know.", "subset": "real", "split": "test", "entity_id": f"r{i}"})
+    pairs = tmp_path / "pairs.jsonl"
+    pd.DataFrame(rows).to_json(pairs, orient="records", lines=True)
+    rm_dir = _tiny_rm_dir(tmp_path, tiny_backbone, pairs)
+
+    def scorer(prompts, completions):  # proxy that loves hedges
+        return [2.0 * ("not familiar" in c) + 0.01 * len(c) for c in completions]
+
+    backend = CountingBackend()
+    config = GoodhartConfig(rm=str(rm_dir), run_dir=str(tmp_path / "run"), backend="fake", n_prompts=6, n_max=4)
+    folder = run(config, backend=backend, scorer=scorer)
+    report = json.loads((folder / "goodhart.json").read_text())
+    assert (folder / "goodhart.png").stat().st_size > 10_000
+    assert [row["n"] for row in report["best_of_n"]] == [1, 2, 4]
+    assert report["best_of_n"][2]["kl"] == pytest.approx(bon_kl(4))
+    assert report["n_prompts"] == 6 and set(report["kinds"]) == {"fake", "real"}
+    assert sum(backend.requested) == 6 * 4
+    run(GoodhartConfig(**{**config.__dict__, "n_max": 8}), backend=backend, scorer=scorer)
+    assert sum(backend.requested) == 6 * 8  # the first 4 per prompt were reused
+
+
+def test_checkpoint_kl_is_zero_for_the_same_policy_and_positive_for_another(tiny_backbone):
+    import copy
+
+    import torch
+
+    from latentrm.audit.policy_kl import estimate_kl
+    from latentrm.data.backends import GenerationRequest, TransformersBackend
+
+    prompts = ["Who is Ada Lovelace?", "Who is Zorblat Quenfrey?"]
+    completions = ["She wrote notes on the engine.", "I am not familiar with them."]
+    same = estimate_kl(tiny_backbone, tiny_backbone, prompts, completions, [True, False])
+    assert same["kl"] == 0.0
+    changed = copy.copy(tiny_backbone)
+    changed.model = copy.deepcopy(tiny_backbone.model)
+    with torch.no_grad():
+        changed.model.lm_head.weight.mul_(4.0)  # a different (sharper) policy
+    samples = TransformersBackend(changed, progress=False).generate(
+        [GenerationRequest([{"role": "user", "content": p}]) for p in prompts], 6,
+        SamplingConfig(max_new_tokens=8, temperature=1.0, top_p=1.0))
+    flat = [(p, g) for p, gens in zip(prompts, samples) for g in gens]
+    kl = estimate_kl(changed, tiny_backbone, [p for p, _ in flat], [g.text for _, g in flat],
+                     [g.finish_reason == "stop" for _, g in flat])
+    assert kl["kl"] > 0 and kl["n"] == 12
