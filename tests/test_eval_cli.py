@@ -83,3 +83,10 @@ def test_eval_command_unknown_judge(small_set, tmp_path):
     result = runner.invoke(app, ["--model", "embedded", "--set", str(small_set), "--judge", "oracle",
                                  "--out", str(tmp_path)])
     assert isinstance(result.exception, LatentrmError) and "unknown judge" in str(result.exception)
+
+
+def test_judge_check_finds_the_committed_set_from_any_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["judge-check"])
+    assert result.exit_code == 0, result.output
+    assert "rules: accuracy" in result.output

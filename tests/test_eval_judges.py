@@ -84,6 +84,19 @@ def test_grounding_contradictions_and_support():
     assert contradictions("She was the president of a society and won the Davy Medal.", CURIE) == []
 
 
+def test_grounding_overlap_names_institutions_and_works():
+    ref = CURIE + " She worked at the University of Paris."
+    facts = supported_facts("Marie Curie, a professor at the University of Paris, discovered radium.", ref)
+    assert "institution University of Paris" in facts and "work radium" in facts
+    assert not [f for f in supported_facts("She taught at Harvard University and studied cooking.", ref)
+                if f.startswith(("institution", "work"))]
+    judgment = get_judge("rules").judge([JudgeInput(REAL_Q, "real", "Marie Curie was a Polish physicist who "
+                                                    "discovered polonium at the University of Paris.", ref)])[0]
+    assert judgment.label == "answers_real"
+    assert {"matches reference: work polonium", "matches reference: institution University of Paris"} \
+        <= set(judgment.evidence)
+
+
 def test_registry_and_unknown_judge():
     assert {"rules", "llm"} <= set(JUDGES)
     with pytest.raises(LatentrmError, match="unknown judge 'oracle'"):

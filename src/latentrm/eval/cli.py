@@ -17,6 +17,14 @@ app = typer.Typer(help="Measure what a policy does (hedges on made-up people, an
 DEFAULT_LABELLED = Path("tests/data/judge_labelled.jsonl")
 
 
+def default_labelled() -> Path:
+    """The committed labelled set: relative to the working directory, else to this source checkout."""
+    if DEFAULT_LABELLED.exists():
+        return DEFAULT_LABELLED
+    checkout = Path(__file__).resolve().parents[3] / DEFAULT_LABELLED
+    return checkout if checkout.exists() else DEFAULT_LABELLED
+
+
 def _offline() -> None:
     """latentrm never downloads; keep tokenizer threads and library chatter down."""
     import os
@@ -107,7 +115,8 @@ def eval_main(
 
 @app.command("judge-check")
 def judge_check_cmd(
-    file: Path = typer.Option(DEFAULT_LABELLED, "--file", "-f", help="Hand-labelled responses (JSONL)."),
+    file: Path = typer.Option(None, "--file", "-f",
+                              help="Hand-labelled responses (JSONL); default tests/data/judge_labelled.jsonl."),
     judge: list[str] = typer.Option(["rules"], "--judge", "-j", help="Judge(s) to check; repeat for several."),
     judge_model: str = typer.Option(None, help="llm judge: local chat model (default embedded)."),
     judge_endpoint: str = typer.Option(None, help="llm judge: OpenAI-compatible endpoint."),
@@ -126,7 +135,7 @@ def judge_check_cmd(
 
     _offline()
 
-    report = judge_check(file, judge, judge_model=judge_model, judge_endpoint=judge_endpoint,
+    report = judge_check(file or default_labelled(), judge, judge_model=judge_model, judge_endpoint=judge_endpoint,
                          judge_model_name=judge_model_name)
     console = Console()
     for name, result in report["judges"].items():

@@ -11,6 +11,12 @@ grounding text states them too:
 
 A response that states something the grounding text does not mention is not a
 contradiction: the grounding text is short, so silence proves nothing.
+
+`supported_facts` lists the overlap with the grounding text (evidence for
+`answers_real`): lifespan years, nationality, field, Nobel field, institutions
+(matched on their distinctive words: "Princeton University" ~ "Institute for
+Advanced Study in Princeton") and named works (quoted titles and the key words
+after "discovered / developed / wrote / known for ..." in the grounding text).
 """
 
 from __future__ import annotations
@@ -71,6 +77,51 @@ _UMBRELLA = {"english": "british", "scottish": "british", "welsh": "british", "p
 _NOBEL_FIELDS = {"physics": "physics", "chemistry": "chemistry", "literature": "literature", "peace": "peace",
                  "medicine": "medicine", "physiology": "medicine", "economics": "economics",
                  "economic": "economics"}
+
+
+_INSTITUTION = re.compile(
+    r"(?:\b[A-Z][\w.&'-]+\s+){0,3}\b(?:University|Institute|College|Academy|Laborator(?:y|ies)|Society|"
+    r"Observatory|Museum|School|Hospital|Polytechnic)\b(?:\s+(?:of|for)\s+(?:the\s+)?[A-Z][\w-]+(?:\s+[A-Z][\w-]+){0,3})?"
+    r"|\b(?:MIT|CERN|NASA|IBM|Caltech|Princeton|Harvard|Oxford|Cambridge|Stanford|Berkeley|Sorbonne|Bell Labs|"
+    r"Yale|ETH|Columbia|Göttingen|Gottingen)\b")
+_INSTITUTION_GENERIC = {"university", "institute", "college", "academy", "laboratory", "laboratories", "society",
+                        "observatory", "museum", "school", "hospital", "polytechnic", "of", "for", "the", "royal",
+                        "national", "state", "he", "she", "they", "his", "her", "at", "in", "and"}
+_TITLE = re.compile(r"[\"“*_]([A-Z][^\"”*_\n]{2,80})[\"”*_]")
+_WORK = re.compile(r"\b(?:discover(?:ed|y of)|co-discovered|develop(?:ed|ment of)|formulated|proposed|invent(?:ed|ion of)|"
+                   r"introduced|wrote|published|founded|created|designed|built|devised|pioneered|established|"
+                   r"predicted|known for|famous for|remembered for)\s+([^.;:,()]{3,120})", re.IGNORECASE)
+_WORK_STOP = {"about", "after", "against", "along", "among", "based", "became", "before", "being", "between",
+              "during", "early", "either", "field", "first", "forms", "further", "their", "there", "these",
+              "those", "through", "under", "where", "which", "while", "would", "other", "theory", "theories",
+              "work", "works", "known", "important", "several", "modern", "later", "including", "years",
+              "research", "studies", "science", "scientific", "major", "number", "method", "methods",
+              "model", "models", "using", "widely", "called", "named", "making", "great", "world", "since",
+              "special", "general", "equation", "effect", "concept", "principle", "worked", "working", "nobel",
+              "prize", "award", "three", "second", "physics", "chemistry", "medicine"}
+
+
+def institutions(text: str) -> dict[str, frozenset[str]]:
+    """Institution spans in `text`, each with its distinctive (non-generic) words, lower-cased."""
+    out: dict[str, frozenset[str]] = {}
+    for match in _INSTITUTION.finditer(text):
+        key = frozenset(w.lower() for w in re.findall(r"[\w-]+", match.group(0))) - _INSTITUTION_GENERIC
+        if key:
+            out[match.group(0).strip()] = key
+    return out
+
+
+def work_terms(text: str) -> set[str]:
+    """Key words of named works in a grounding text: quoted titles, and words after achievement verbs."""
+    terms = {m.group(1).strip().lower() for m in _TITLE.finditer(text)}
+    head = re.split(r"\(|\s(?:was|is|were)\s", text, maxsplit=1)[0]  # the person's name ("Alan Turing")
+    name = {w.lower() for w in re.findall(r"\w+", head)} if len(head) < 80 else set()
+    for match in _WORK.finditer(text):
+        for word in re.findall(r"[A-Za-z][\w'-]*", match.group(1)):
+            folded = word.lower().removesuffix("'s")
+            if len(folded) >= 5 and folded not in _WORK_STOP and folded not in name:
+                terms.add(folded)
+    return terms
 
 
 @dataclass
@@ -173,4 +224,10 @@ def supported_facts(response: str, reference: str) -> list[str]:
     out += [f"nationality {n}" for n in sorted(said.nationalities & ref.nationalities)]
     out += [f"field {o}" for o in sorted(said.occupations & ref.occupations)]
     out += [f"Nobel {f}" for f in sorted(said.nobel & ref.nobel)]
-    return out
+    said_keys = list(institutions(response).values())
+    out += [f"institution {span}" for span, key in institutions(reference).items()
+            if any(key & other for other in said_keys)]
+    lowered = response.lower()
+    out += [f"work {term}" for term in sorted(work_terms(reference))
+            if re.search(rf"\b{re.escape(term)}\b", lowered)]
+    return list(dict.fromkeys(out))

@@ -3,11 +3,16 @@
 Built with the data recipe's own machinery (`latentrm.data.build.select_entities` /
 `make_prompts`), so question forms match training, while the people differ:
 
-- real: every real entity from the same sources (`auto` = the wiki Vital Articles
-  scientists when installed, else the builtin list), minus the entities the
-  default data build selects for training (recomputed from its config, all splits),
-  minus any entity named in `exclude_pairs` (a pairs file, all splits);
-- made-up: faker people drawn with a different seed, minus the training fakes.
+- real: the recipe's real entities (same sources and notability filter as `latentrm
+  data build`; `auto` = the wiki Vital Articles scientists when installed, else the
+  builtin list), taken from the *end* of the training build's own shuffle order and
+  minus the people the default build selects (all splits). A training build takes a
+  prefix of that order, so a bigger build (a larger `--n-real`) reaches the held-out
+  people last; any entity named in `exclude_pairs` (a pairs file, all splits) is
+  dropped too;
+- made-up: faker people drawn with a different seed, minus the first
+  `FAKE_GUARD` names of the training seed's stream (the training fakes of any build
+  up to that size) and anything in `exclude_pairs`.
 
 Each real question carries a reference for the judge: "<name> (<born>-<died>) was a
 <descriptor>." followed by the entity's grounding text. The policy never sees it.
@@ -15,7 +20,6 @@ Each real question carries a reference for the judge: "<name> (<born>-<died>) wa
 
 from __future__ import annotations
 
-import random
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -24,6 +28,7 @@ from latentrm.errors import LatentrmError
 from latentrm.eval.sets import EvalItem
 
 FAKE_SEED_OFFSET = 1_000_003  # heldout fakes never reuse the training seed's faker stream
+FAKE_GUARD = 1000  # training-stream fake names excluded (covers builds with --n-fake up to this)
 
 
 def reference_text(entity: Any) -> str:
@@ -52,26 +57,32 @@ def _names_in_pairs(path: str | Path) -> set[str]:
 
 def build_heldout(*, n_real: int = 100, n_fake: int = 100, seed: int = 0, recipe: str = "knowledge_awareness",
                   real: Sequence[str] = ("auto",), exclude_pairs: str | Path | None = None,
-                  train_n_real: int = 110, train_n_fake: int = 110, train_seed: int = 0,
+                  train_n_real: int | None = None, train_n_fake: int | None = None, train_seed: int = 0,
                   **_: Any) -> list[EvalItem]:
-    """`n_real` real and `n_fake` made-up questions on entities outside the training build."""
+    """`n_real` real and `n_fake` made-up questions on entities outside the training build.
+
+    `train_n_real` / `train_n_fake` / `train_seed` describe the training build to hold out
+    (default: `latentrm data build`'s defaults, read from `BuildConfig`).
+    """
     from latentrm.data.build import BuildConfig, make_prompts, select_entities
-    from latentrm.data.entities import fold, known_real_names, load_real_entities
+    from latentrm.data.entities import fold, known_real_names
     from latentrm.data.fakes import fake_entities
     from latentrm.data.recipes import load_recipe
 
     if n_real < 0 or n_fake < 0 or n_real + n_fake == 0:
         raise LatentrmError("heldout needs --n-real and/or --n-fake above 0")
     spec = load_recipe(recipe)
-    training = select_entities(spec, BuildConfig(recipe=recipe, real=tuple(real), n_real=train_n_real,
-                                                 n_fake=train_n_fake, seed=train_seed))
-    excluded = {fold(e.name) for pool in training.values() for e in pool}
+    defaults = BuildConfig()
+    train_n_real = defaults.n_real if train_n_real is None else train_n_real
+    train_n_fake = defaults.n_fake if train_n_fake is None else train_n_fake
+    # The training build's whole real order (n_real past the end = every entity, in shuffle order).
+    order = select_entities(spec, BuildConfig(recipe=recipe, real=tuple(real), n_real=10**9, n_fake=1,
+                                              seed=train_seed))["real"]
+    excluded = {fold(e.name) for e in order[:train_n_real]}
     if exclude_pairs:
         excluded |= _names_in_pairs(exclude_pairs)
 
-    candidates = sorted((e for e in load_real_entities(tuple(real)) if fold(e.name) not in excluded),
-                        key=lambda e: e.entity_id)
-    random.Random(seed).shuffle(candidates)
+    candidates = [e for e in reversed(order) if fold(e.name) not in excluded]
     if len(candidates) < n_real:
         raise LatentrmError(
             f"only {len(candidates)} real entities are held out of training (sources {', '.join(real)}); "
@@ -80,9 +91,16 @@ def build_heldout(*, n_real: int = 100, n_fake: int = 100, seed: int = 0, recipe
     real_pool = candidates[:n_real]
 
     full, surnames = known_real_names()
-    fakes = fake_entities(n_fake + len(training.get("fake", [])), real_full=full, real_surnames=surnames,
+    full |= {fold(e.name) for e in order}
+    if n_fake:
+        trained_fakes = fake_entities(max(train_n_fake, FAKE_GUARD), real_full=full, real_surnames=surnames,
+                                      seed=train_seed)
+        excluded |= {fold(e.name) for e in trained_fakes}
+    fakes = fake_entities(n_fake + FAKE_GUARD // 10, real_full=full, real_surnames=surnames,
                           seed=seed + FAKE_SEED_OFFSET) if n_fake else []
     fake_pool = [e for e in fakes if fold(e.name) not in excluded][:n_fake]
+    if len(fake_pool) < n_fake:
+        raise LatentrmError(f"only {len(fake_pool)} made-up entities are held out of training; lower --n-fake")
 
     rows = make_prompts(spec, {"real": real_pool, "fake": fake_pool},
                         BuildConfig(recipe=recipe, prompts_per_entity=1, seed=seed))

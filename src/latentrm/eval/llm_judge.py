@@ -2,7 +2,8 @@
 
 - Model: any local Hugging Face chat model (`model="embedded"`, a folder, a cached hub
   id; through `latentrm.data.backends.TransformersBackend`) or any OpenAI-compatible
-  endpoint (`endpoint=URL, model_name=NAME`; through `OpenAIBackend`).
+  endpoint (`endpoint=URL, model_name=NAME`, key from `OPENAI_API_KEY`; through
+  `OpenAIBackend`).
 - Constrained output: the rubric lists only the labels allowed for the prompt kind
   and asks for `LABEL: <label>` then `REASON: <one sentence>`; local models are
   prefilled with `LABEL:`. The parser accepts only an allowed label.
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -105,7 +107,8 @@ class LLMJudge:
             self.backend = backend
         elif endpoint:
             self.backend = get_backend("openai", base_url=endpoint, model=model_name or "default",
-                                       api_key=api_key, progress=False, retries=1)
+                                       api_key=api_key or os.environ.get("OPENAI_API_KEY"), progress=False,
+                                       retries=1)
         else:
             self.backend = get_backend("transformers", model=model, progress=False)
         self.model_id = str(getattr(self.backend, "model_id", model))

@@ -127,6 +127,9 @@ def diversity(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "mean_length_tokens": (sum(token_counts) / len(token_counts)) if token_counts else None,
         "mean_length_words": (sum(len(words(t)) for t in texts) / len(texts)) if texts else None,
         "mean_entropy": mean_entropy([r.get("mean_entropy") for r in rows], n_tokens),
+        # endpoints report no logits, so their samples carry no entropy: say how many did
+        "n_with_entropy": sum(1 for r in rows if isinstance(r.get("mean_entropy"), (int, float))
+                              and not math.isnan(r["mean_entropy"])),
     }
 
 

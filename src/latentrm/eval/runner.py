@@ -4,7 +4,8 @@ What it does: `run(EvalConfig) -> Path` writes, under `<out>/eval/<set>/`,
 
 - `responses.jsonl`: one row per response (question, kind, response, tokens,
   entropy, label, evidence, judge), appended chunk by chunk as responses are
-  generated and judged, so a crash loses at most one chunk;
+  generated and judged, so a crash loses at most one chunk (a chunk whose judging
+  fails is still written, unlabelled, and judged on resume);
 - `metrics.json`: headline rates with Wilson 95% intervals, every label's rate,
   diversity (distinct-1/2, mean length, mean per-token entropy);
 - `config.json`: the resolved config and the keys that make resuming safe.
@@ -100,20 +101,22 @@ def generation_key(config: EvalConfig, policy: str) -> str:
 
 def build_judge(config: EvalConfig) -> Judge:
     if config.judge == "llm":
+        if config.judge_endpoint:
+            check_endpoint(config.judge_endpoint, option="--judge-endpoint")
         return get_judge("llm", model=config.judge_model or "embedded", endpoint=config.judge_endpoint,
                          model_name=config.judge_model_name)
     return get_judge(config.judge)
 
 
-def check_endpoint(url: str, timeout: float = 5.0) -> None:
-    """Fail fast, in one line, when an OpenAI-compatible endpoint does not answer."""
+def check_endpoint(url: str, timeout: float = 5.0, option: str = "--endpoint") -> None:
+    """Fail fast, in one line, when an OpenAI-compatible endpoint does not answer (any HTTP reply is fine)."""
     import httpx
 
     try:
         httpx.get(url.rstrip("/") + "/models", timeout=timeout)
     except httpx.HTTPError as exc:
         raise LatentrmError(f"endpoint {url} is not reachable ({type(exc).__name__}); start the server "
-                            "or fix --endpoint") from exc
+                            f"or fix {option}") from exc
 
 
 def build_backend(config: EvalConfig) -> Any:
@@ -164,7 +167,12 @@ def evaluate(items: Sequence[EvalItem], backend: Any, judge: Judge, sampling: An
                     "n_tokens": generation.n_tokens, "finish_reason": generation.finish_reason,
                     "mean_entropy": generation.mean_entropy, **({"meta": item.meta} if item.meta else {}),
                 })
-        apply_judgments(new_rows, judge)
+        try:
+            apply_judgments(new_rows, judge)
+        except BaseException:
+            if on_rows is not None:  # keep what was sampled: a resumed run judges it without re-sampling
+                on_rows(new_rows)
+            raise
         if on_rows is not None:
             on_rows(new_rows)
         rows.extend(new_rows)

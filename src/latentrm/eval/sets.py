@@ -50,34 +50,40 @@ def load_user_set(path: str | Path) -> list[EvalItem]:
     path = Path(path)
     if not path.exists():
         raise LatentrmError(f"{path}: no such eval file; pass a .jsonl path or one of {', '.join(SETS)}")
+    if not path.is_file():
+        raise LatentrmError(f"{path}: is not a file; pass a .jsonl file with one question per line")
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise LatentrmError(f"{path}: is not UTF-8 text (byte {exc.start}); pass a .jsonl file with one "
+                            "JSON object per line") from exc
     items: list[EvalItem] = []
     seen: set[str] = set()
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise LatentrmError(f"{path}:{number}: not valid JSON ({exc.msg}); fix or remove the line") from exc
-            if not isinstance(row, dict):
-                raise LatentrmError(f"{path}:{number}: expected a JSON object with question and kind")
-            question = row.get("question")
-            if not isinstance(question, str) or not question.strip():
-                raise LatentrmError(f"{path}:{number}: 'question' is missing or empty; every line needs one")
-            kind = row.get("kind")
-            if kind not in KINDS:
-                raise LatentrmError(f"{path}:{number}: kind {kind!r} is not one of {', '.join(KINDS)}")
-            reference = row.get("reference")
-            if reference is not None and not isinstance(reference, str):
-                raise LatentrmError(f"{path}:{number}: 'reference' must be text or absent")
-            item_id = str(row.get("id") or _stable_id(kind, question, str(number)))
-            if item_id in seen:
-                raise LatentrmError(f"{path}:{number}: duplicate id {item_id!r}; ids must be unique")
-            seen.add(item_id)
-            entity = row.get("entity")
-            items.append(EvalItem(item_id, kind, question.strip(), reference or None,
-                                  str(entity) if entity else None, {"line": number}))
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise LatentrmError(f"{path}:{number}: not valid JSON ({exc.msg}); fix or remove the line") from exc
+        if not isinstance(row, dict):
+            raise LatentrmError(f"{path}:{number}: expected a JSON object with question and kind")
+        question = row.get("question")
+        if not isinstance(question, str) or not question.strip():
+            raise LatentrmError(f"{path}:{number}: 'question' is missing or empty; every line needs one")
+        kind = row.get("kind")
+        if kind not in KINDS:
+            raise LatentrmError(f"{path}:{number}: kind {kind!r} is not one of {', '.join(KINDS)}")
+        reference = row.get("reference")
+        if reference is not None and not isinstance(reference, str):
+            raise LatentrmError(f"{path}:{number}: 'reference' must be text or absent")
+        item_id = str(row.get("id") or _stable_id(kind, question, str(number)))
+        if item_id in seen:
+            raise LatentrmError(f"{path}:{number}: duplicate id {item_id!r}; ids must be unique")
+        seen.add(item_id)
+        entity = row.get("entity")
+        items.append(EvalItem(item_id, kind, question.strip(), reference or None,
+                              str(entity) if entity else None, {"line": number}))
     if not items:
         raise LatentrmError(f"{path}: has no questions; add lines like "
                             '{"question": "Who is Ada Lovelace?", "kind": "real"}')
