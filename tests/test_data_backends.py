@@ -127,3 +127,29 @@ def test_openai_completions_mode_renders_locally(tiny_model_dir):
     (out,) = backend.generate([GenerationRequest(USER, prefill="Well,")], 1, SamplingConfig())
     assert out[0].text == "done" and out[0].finish_reason == "length"
     assert bodies[0]["prompt"].endswith("<|im_start|>assistant\nWell,")
+
+
+def test_openai_top_logprobs_give_an_entropy_lower_bound():
+    calls: list[dict] = []
+    steps = [[math.log(0.5), math.log(0.5)], [math.log(0.9), math.log(0.05)]]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(json.loads(request.content))
+        logprobs = {"content": [{"token": "x", "logprob": top[0],
+                                 "top_logprobs": [{"token": str(j), "logprob": v} for j, v in enumerate(top)]}
+                                for top in steps]}
+        return httpx.Response(200, json={"choices": [{"index": 0, "message": {"content": "ab"},
+                                                      "finish_reason": "stop", "logprobs": logprobs}]})
+
+    backend = OpenAIBackend("http://server/v1", "m", progress=False, top_logprobs=5,
+                            transport=httpx.MockTransport(handler))
+    ((generation,),) = backend.generate([GenerationRequest(USER)], 1, SamplingConfig())
+    assert calls[0]["logprobs"] is True and calls[0]["top_logprobs"] == 5
+    first = math.log(2)  # two halves, no tail
+    second = -(0.9 * math.log(0.9) + 0.05 * math.log(0.05) + 0.05 * math.log(0.05))  # tail 0.05 as one bucket
+    assert generation.n_tokens == 2
+    assert generation.mean_entropy == pytest.approx((first + second) / 2)
+
+    plain = OpenAIBackend("http://server/v1", "m", progress=False, transport=httpx.MockTransport(handler))
+    plain.generate([GenerationRequest(USER)], 1, SamplingConfig())
+    assert "logprobs" not in calls[-1]  # off unless asked for: some servers reject the field

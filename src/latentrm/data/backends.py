@@ -240,7 +240,7 @@ class OpenAIBackend:
     def __init__(self, base_url: str = "http://localhost:8000/v1", model: str = "default", *,
                  api_key: str | None = None, timeout: float = 60.0, retries: int = 3, concurrency: int = 8,
                  mode: Literal["chat", "completions"] = "chat", tokenizer: str | None = None,
-                 progress: bool = True, transport: Any = None) -> None:
+                 progress: bool = True, transport: Any = None, top_logprobs: int = 0) -> None:
         if mode not in ("chat", "completions"):
             raise LatentrmError(f"openai backend mode '{mode}' is not one of chat, completions")
         self.base_url = base_url.rstrip("/")
@@ -256,6 +256,9 @@ class OpenAIBackend:
         self._tokenizer_spec = tokenizer or model
         self._tokenizer: Any = None
         self._transport = transport  # an httpx transport (tests use httpx.MockTransport)
+        # > 0 asks the server for the top-k log-probabilities of each sampled token, from which
+        # `Generation.mean_entropy` is estimated (a lower bound: the tail beyond k is one bucket).
+        self.top_logprobs = max(0, int(top_logprobs))
 
     def _render(self, request: GenerationRequest) -> str:
         if self._tokenizer is None:
@@ -271,6 +274,12 @@ class OpenAIBackend:
             "model": self.model, "n": n, "temperature": config.temperature, "top_p": config.top_p,
             "max_tokens": config.max_new_tokens, "seed": config.seed * 1_000_003 + index,
         }
+        if self.top_logprobs:
+            if self.mode == "completions":
+                body["logprobs"] = self.top_logprobs
+            else:
+                body["logprobs"] = True
+                body["top_logprobs"] = self.top_logprobs
         if self.mode == "completions":
             body["prompt"] = self._render(request)
         else:
@@ -301,9 +310,10 @@ class OpenAIBackend:
                 last = f"{type(exc).__name__}: {exc}"
             if attempt < self.retries:
                 time.sleep(min(8.0, 0.5 * 2**attempt))
+        hint = " (if the server rejects logprobs, turn them off: `latentrm eval --endpoint-logprobs 0`)" if self.top_logprobs else ""
         raise LatentrmError(
             f"generation endpoint {url} failed after {self.retries + 1} attempt(s) ({last}); "
-            "check that the server is running and --base-url / --model are right"
+            f"check that the server is running and --base-url / --model are right{hint}"
         )
 
     def _parse(self, reply: dict[str, Any], prefill: str) -> list[Generation]:
@@ -319,7 +329,9 @@ class OpenAIBackend:
             if prefill and text.startswith(prefill):  # some servers echo the partial message
                 text = text[len(prefill) :]
             finish = "length" if choice.get("finish_reason") == "length" else "stop"
-            generations.append(Generation(text.strip(), per_choice, finish, None))
+            steps = _top_logprob_steps(choice.get("logprobs"))
+            entropy = float(sum(map(_entropy_lower_bound, steps)) / len(steps)) if steps else None
+            generations.append(Generation(text.strip(), len(steps) or per_choice, finish, entropy))
         return generations
 
     def generate(
@@ -344,6 +356,27 @@ class OpenAIBackend:
                 for future in [pool.submit(one, i) for i in range(len(requests))]:
                     future.result()  # re-raises the first LatentrmError
         return out
+
+
+def _top_logprob_steps(logprobs: Any) -> list[list[float]]:
+    """Per sampled token, the top-k log-probabilities, from a chat or a completions `logprobs` object."""
+    if not isinstance(logprobs, dict):
+        return []
+    if isinstance(logprobs.get("content"), list):  # chat: content[i].top_logprobs[j].logprob
+        return [[float(t["logprob"]) for t in step.get("top_logprobs") or [] if "logprob" in t]
+                for step in logprobs["content"] if isinstance(step, dict)]
+    if isinstance(logprobs.get("top_logprobs"), list):  # completions: top_logprobs[i] = {token: logprob}
+        return [[float(v) for v in step.values()] for step in logprobs["top_logprobs"] if isinstance(step, dict)]
+    return []
+
+
+def _entropy_lower_bound(top: list[float]) -> float:
+    """Entropy (nats) of a distribution known only by its top-k log-probs; the rest is one bucket."""
+    import math
+
+    probs = [math.exp(v) for v in top if v > -1e9]
+    tail = max(0.0, 1.0 - sum(probs))
+    return -sum(p * math.log(p) for p in probs + [tail] if p > 0)
 
 
 # --------------------------------------------------------------------------- vLLM (optional)

@@ -66,6 +66,8 @@ def eval_main(
     model: str = typer.Option(None, "--model", "-m", help="Policy: checkpoint folder, 'embedded' or cached hub id."),
     endpoint: str = typer.Option(None, help="OpenAI-compatible base URL serving the policy (instead of --model)."),
     model_name: str = typer.Option(None, help="Model name at --endpoint."),
+    endpoint_logprobs: int = typer.Option(20, help="Top-k log-probs asked of --endpoint for the entropy "
+                                          "estimate (a lower bound); 0 if the server rejects logprobs."),
     eval_set: str = typer.Option("heldout", "--set", "-s", help="heldout | false_premise | path to a .jsonl set."),
     judge: str = typer.Option("rules", help="Judge: rules (offline, default) or llm."),
     judge_model: str = typer.Option(None, help="llm judge: local chat model (default embedded)."),
@@ -101,7 +103,8 @@ def eval_main(
 
     from latentrm.eval.runner import EvalConfig, run
 
-    config = EvalConfig(model=model, endpoint=endpoint, model_name=model_name, eval_set=eval_set, judge=judge,
+    config = EvalConfig(model=model, endpoint=endpoint, model_name=model_name,
+                        endpoint_logprobs=endpoint_logprobs, eval_set=eval_set, judge=judge,
                         judge_model=judge_model, judge_endpoint=judge_endpoint, judge_model_name=judge_model_name,
                         n_real=n_real, n_fake=n_fake, real=tuple(real),
                         exclude_pairs=str(exclude_pairs) if exclude_pairs else None, samples=samples,

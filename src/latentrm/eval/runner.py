@@ -45,6 +45,7 @@ class EvalConfig:
     model: str | None = "embedded"  # checkpoint dir | "embedded" | cached hub id; ignored with endpoint
     endpoint: str | None = None  # OpenAI-compatible base URL, e.g. http://localhost:8000/v1
     model_name: str | None = None  # the served model's name at the endpoint
+    endpoint_logprobs: int = 20  # top-k log-probs asked of the endpoint, for the entropy estimate; 0 = off
     eval_set: str = "heldout"  # heldout | false_premise | path/to/set.jsonl
     judge: str = "rules"
     judge_model: str | None = None  # llm judge: local model spec (default embedded)
@@ -125,7 +126,7 @@ def build_backend(config: EvalConfig) -> Any:
     if config.endpoint:
         check_endpoint(config.endpoint)
         return get_backend("openai", base_url=config.endpoint, model=config.model_name or "default",
-                           api_key=os.environ.get("OPENAI_API_KEY"))
+                           api_key=os.environ.get("OPENAI_API_KEY"), top_logprobs=config.endpoint_logprobs)
     return get_backend("transformers", model=config.model or "embedded")
 
 
