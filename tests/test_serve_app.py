@@ -7,6 +7,8 @@ tests/test_serve_model.py.
 
 from __future__ import annotations
 
+import copy
+import inspect
 import json
 import threading
 import time
@@ -88,7 +90,7 @@ def test_score_and_get_reward(serve, tokenizer):
     queries = [render_for_scoring(tokenizer, "Who is Ada?", "A mathematician.").text,
                render_generation_prompt(tokenizer, "Who is Bo?") + "No idea." + tokenizer.eos_token]
     answer = httpx.post(server.url + "/get_reward", json={"query": queries, "prompts": ["p1", "p2"],
-                                                         "labels": [None, "x"]}).json()
+                                                         "labels": [None, "x"], "future_key": 1}).json()
     raw = [fake_value("A mathematician."), fake_value("No idea.")]
     np.testing.assert_allclose(answer["rewards"], raw)
     np.testing.assert_allclose(answer["scores"], 1 / (1 + np.exp(-np.array(raw))))
@@ -122,6 +124,12 @@ BAD_BODIES = [
     ("/score", b'{"items": [{"prompt": "x", "completion": "y"}], "shaper": "ensemble"}'),
     ("/score", b'{"items": [{"prompt": "x", "completion": "y"}], "shaper": "raw", "shaper_params": {"k": 1}}'),
     ("/score", b'{"items": [{"prompt": "x", "completion": "y"}], "shaper_params": {"tau": "high"}}'),
+    ("/score", b'{"items": [{"prompt": "x", "completion": "y"}], "shapr": "calibrated"}'),  # misspelt key
+    ("/score", b'{"items": [{"prompt": "x", "completions": "y"}]}'),
+    ("/score", b'{"items": [{"prompt": "x", "completion": "y", "subsets": "fake"}]}'),
+    ("/score", b'{"items": [{"prompt": "x", "completion": [{"role": "user", "content": "y"}]}]}'),  # no answer
+    ("/score", b'{"items": [{"prompt": "x", "completion": "\\ud800"}]}'),  # a lone surrogate: the tokenizer refuses
+    ("/score", b'{"items": [{"prompt": [{"role": "user", "content": "\\udfff"}], "completion": "y"}]}'),
     ("/get_reward", b"{"),
     ("/get_reward", b'{"query": []}'),
     ("/get_reward", b'{"query": "one string"}'),
@@ -130,6 +138,7 @@ BAD_BODIES = [
     ("/get_reward", b'{"query": ["<|im_start|>user\\nhi<|im_end|>\\n"]}'),
     ("/get_reward", b'{"query": ["a"], "prompts": ["a", "b"]}'),
     ("/get_reward", b'{"prompts": ["a"]}'),
+    ("/get_reward", b'{"query": ["<|im_start|>user\\nhi<|im_end|>\\n<|im_start|>assistant\\n\\ud800<|im_end|>"]}'),
 ]
 
 
@@ -144,6 +153,36 @@ def test_bad_bodies_get_4xx_with_a_message_never_500(serve):
         assert wrong_type.status_code == 422
         assert client.get("/score").status_code == 405
         assert client.post("/score", json={"items": [item()]}).status_code == 200  # still healthy
+
+
+# Gemma's rules: no system role, and roles must alternate; the template raises otherwise.
+STRICT_TEMPLATE = (
+    "{{ bos_token }}{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}"
+    "{% endif %}{% for message in messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+    "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}"
+    "{% set role = 'model' if message['role'] == 'assistant' else message['role'] %}"
+    "{{ '<start_of_turn>' + role + '\n' + message['content'] | trim + '<end_of_turn>\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"
+)
+
+
+def test_input_the_chat_template_refuses_gets_422_naming_the_item(serve, tokenizer):
+    strict = copy.deepcopy(tokenizer)
+    strict.chat_template = STRICT_TEMPLATE
+    server = serve(FakeScorer(strict))
+    system_prompt = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Who is Ada?"}]
+    with httpx.Client(base_url=server.url) as client:
+        refused = client.post("/score", json={"items": [item(), item(system_prompt)]})
+        assert refused.status_code == 422, refused.text
+        assert "item 1" in refused.json()["detail"] and "System role not supported" in refused.json()["detail"]
+        good = render_for_scoring(strict, "Who is Ada?", "A mathematician.").text
+        two_users = ("<start_of_turn>user\na<end_of_turn>\n<start_of_turn>user\nb<end_of_turn>\n"
+                     "<start_of_turn>model\nc<end_of_turn>\n")
+        refused = client.post("/get_reward", json={"query": [good, two_users]})
+        assert refused.status_code == 422, refused.text
+        assert "query 1" in refused.json()["detail"] and "must alternate" in refused.json()["detail"]
+        answer = client.post("/get_reward", json={"query": [good]})  # the server is fine afterwards
+        assert answer.json()["rewards"] == [pytest.approx(fake_value("A mathematician."))]
 
 
 def test_limits_give_413_and_422(serve):
@@ -180,6 +219,31 @@ def test_bearer_token(serve):
         assert secret not in response.text and response.headers["WWW-Authenticate"] == "Bearer"
     assert httpx.get(server.url + "/metrics").status_code == 401
     assert httpx.post(url, json=body, headers={"Authorization": f"Bearer {secret}"}).status_code == 200
+
+
+def test_too_many_requests_at_once_get_503_then_recover(serve, tokenizer):
+    scorer = FakeScorer(tokenizer, delay=1.0)
+    server = serve(scorer, max_requests=2, max_batch_items=1, max_wait_ms=0)
+    clients = [httpx.Client(base_url=server.url, timeout=30) for _ in range(2)]
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            held = [pool.submit(client.post, "/score", json={"items": [item(completion=f"held {i}")]})
+                    for i, client in enumerate(clients)]
+            deadline = time.monotonic() + 10
+            # both requests are being handled: one in the forward, the other queued behind it
+            while not (scorer.calls and httpx.get(server.url + "/health").json()["queue_items"] == 1):
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+            refused = httpx.post(server.url + "/score", json={"items": [item()]})
+            assert refused.status_code == 503 and refused.headers["Retry-After"] == "1"
+            assert "--max-requests" in refused.json()["detail"]
+            metrics = httpx.get(server.url + "/metrics")  # probes and scrapes are exempt
+            assert metrics.status_code == 200 and 'reason="too_many_requests"} 1.0' in metrics.text
+            assert [f.result().status_code for f in held] == [200, 200]
+    finally:
+        for client in clients:
+            client.close()
+    assert httpx.post(server.url + "/score", json={"items": [item()]}).status_code == 200  # recovered
 
 
 def test_concurrent_requests_are_batched(serve, tokenizer):
@@ -361,6 +425,9 @@ def test_cli_helpers(tmp_path, monkeypatch):
         serve(rm=tmp_path)
     with pytest.raises(LatentrmError, match="must not exceed"):
         ServeConfig(max_items=10, max_queue_items=5)
+    with pytest.raises(LatentrmError, match="max-requests must be >= 1"):
+        ServeConfig(max_requests=0)
+    assert inspect.signature(serve).parameters["host"].default.default == "127.0.0.1"  # loopback unless told
 
 
 def test_metrics_are_prometheus_text(serve):

@@ -158,3 +158,24 @@ def test_close_drains_admitted_work_and_refuses_new():
         return results
 
     assert _run(main()) == [[i * 10.0] for i in range(5)]
+
+
+def test_a_request_cancelled_during_its_forward_leaves_its_batch_mates_intact():
+    recorder = Recorder(delay=0.2)
+
+    async def main():
+        batcher = MicroBatcher(recorder, BatchPolicy(max_batch_items=8, max_wait_ms=20))
+        batcher.start()
+        doomed = asyncio.ensure_future(batcher.submit([5], [1]))
+        mate = asyncio.ensure_future(batcher.submit([6, 7], [1, 1]))
+        while not recorder.calls:  # the shared forward is running
+            await asyncio.sleep(0.005)
+        doomed.cancel()  # the client went away mid-forward: its result is discarded
+        shared = await mate
+        after = await batcher.submit([8], [1])  # the worker is still healthy
+        await batcher.close()
+        return doomed, shared, after
+
+    doomed, shared, after = _run(main())
+    assert recorder.calls[0] == [5, 6, 7] and doomed.cancelled()
+    assert shared == [60.0, 70.0] and after == [80.0]

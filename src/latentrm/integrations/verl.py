@@ -4,12 +4,12 @@ verl passes only the decoded response (`solution_str`), so the prompt must trave
 `extra_info` column: `extra_info={"prompt": <str or list of {role, content}>, "subset": "fake"}` (subset
 optional). When preparing the verl parquet, copy the prompt messages into `extra_info["prompt"]`.
 
-verl config (Hydra overrides; newer verl releases nest the same keys under `reward.`):
+verl config (Hydra overrides; verl >= 0.7.1 nests the same keys under `reward.`):
 
     custom_reward_function.path=$(python -c "import latentrm.integrations.verl as m; print(m.__file__)")
     custom_reward_function.name=compute_score
 
-or, with `reward_model.reward_manager=batch`, `custom_reward_function.name=compute_score_batch`.
+or, on verl <= 0.7.0 with `reward_model.reward_manager=batch`, `custom_reward_function.name=compute_score_batch`.
 Environment: `LATENTRM_URL` (default http://127.0.0.1:8000), `LATENTRM_TOKEN` / `LATENTRM_TOKEN_FILE`,
 `LATENTRM_SHAPER` (default: the server's default shaper).
 """

@@ -12,9 +12,11 @@ Endpoints
 - `GET /metrics`: Prometheus text.
 
 Under load: items go through `MicroBatcher` (one forward per micro-batch, token budget, bounded
-queue -> 503 + Retry-After). Limits: body bytes (413), items per request (413), tokens per item
-(422). Optional bearer token (constant-time compare; `/health` stays open). A client that
-disconnects cancels only its own items. On shutdown, admitted requests are drained.
+queue -> 503 + Retry-After). Limits: requests handled at once (503 + Retry-After: bodies waiting to
+be admitted hold memory too), body bytes (413), items per request (413), tokens per item (422). A
+body that is not valid input gets a 4xx, never a 500; that includes text the backbone's chat template
+or tokenizer refuses. Optional bearer token (constant-time compare; `/health` stays open). A client
+that disconnects cancels only its own items. On shutdown, admitted requests are drained.
 
 Build with `create_app(ServeConfig(rm_path=...))` (loads `LatentRewardModel` in the background) or
 `create_app(config, scorer=obj)` with any object matching `Scorer`. Run: `latentrm serve --rm DIR`.
@@ -28,8 +30,8 @@ import inspect
 import json
 import logging
 import threading
-from collections.abc import Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Protocol
 
@@ -38,14 +40,20 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, field_validator
 
 from latentrm.errors import LatentrmError
 from latentrm.models import render_for_scoring
 from latentrm.rl.shaping import Shaper, get_shaper
 from latentrm.serve.batcher import BatchPolicy, MicroBatcher, QueueFull
 from latentrm.serve.metrics import ServeMetrics
-from latentrm.serve.middleware import AuthMiddleware, BodyLimitMiddleware, MetricsMiddleware, error_response
+from latentrm.serve.middleware import (
+    AuthMiddleware,
+    BodyLimitMiddleware,
+    ConcurrencyLimitMiddleware,
+    MetricsMiddleware,
+    error_response,
+)
 from latentrm.serve.split import ChatSplitter
 
 log = logging.getLogger("latentrm.serve")
@@ -80,6 +88,7 @@ class ServeConfig:
     max_wait_ms: float = 5.0
     max_queue_items: int = 4096
     max_items: int = 1024  # per request
+    max_requests: int = 4096  # scoring requests handled at once (parsed, waiting or queued); then 503
     max_item_tokens: int | None = None  # None: rm.json max_length, else 4096
     max_body_bytes: int = 16 * 1024 * 1024
     token: str | None = field(default=None, repr=False)
@@ -89,7 +98,7 @@ class ServeConfig:
     def __post_init__(self) -> None:
         positive = {"max_batch_tokens": self.max_batch_tokens, "max_batch_items": self.max_batch_items,
                     "max_queue_items": self.max_queue_items, "max_items": self.max_items,
-                    "max_body_bytes": self.max_body_bytes}
+                    "max_requests": self.max_requests, "max_body_bytes": self.max_body_bytes}
         for name, value in positive.items():
             if value < 1:
                 raise LatentrmError(f"--{name.replace('_', '-')} must be >= 1 (got {value})")
@@ -117,12 +126,22 @@ Messages = Annotated[list[Message], Field(min_length=1)]
 
 
 class ScoreItem(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt key ("completions") is an error, not ignored
     prompt: StrictStr | Messages
     completion: StrictStr | Messages
     subset: StrictStr | None = None
 
+    @field_validator("completion")
+    @classmethod
+    def _completion_has_an_answer(cls, value: str | list[Message]) -> str | list[Message]:
+        if not isinstance(value, str) and not any(m.role == "assistant" for m in value):
+            raise ValueError("completion messages hold no assistant turn; send the answer as a string or as "
+                             "[{\"role\": \"assistant\", \"content\": ...}]")
+        return value
+
 
 class ScoreRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt "shaper" would silently use the default
     items: list[ScoreItem] = Field(min_length=1)
     shaper: StrictStr | None = None
     shaper_params: dict[str, Number] | None = None
@@ -216,14 +235,42 @@ class _State:
 
     def split_queries(self, queries: list[str]) -> list[Any]:
         assert self.splitter is not None
+        parts = []
         with self.tokenizer_lock:
-            return [self.splitter.split(query, where=f"query {i}") for i, query in enumerate(queries)]
+            for index, query in enumerate(queries):
+                with _client_input(f"query {index}"):
+                    parts.append(self.splitter.split(query, where=f"query {index}"))
+        return parts
 
-    def count_tokens(self, prompts: list[Any], completions: list[Any]) -> list[int]:
+    def count_tokens(self, prompts: list[Any], completions: list[Any], what: str = "item") -> list[int]:
+        """Tokens of each rendered scoring text; input the template or tokenizer refuses -> LatentrmError."""
         with self.tokenizer_lock:
-            texts = [render_for_scoring(self.tokenizer, p, c).text for p, c in zip(prompts, completions, strict=True)]
-            encoded = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
+            texts = []
+            for index, (prompt, completion) in enumerate(zip(prompts, completions, strict=True)):
+                with _client_input(f"{what} {index}"):
+                    texts.append(render_for_scoring(self.tokenizer, prompt, completion).text)
+            try:
+                encoded = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
+            except Exception:  # noqa: BLE001 - find the item at fault, one at a time
+                encoded = []
+                for index, text in enumerate(texts):
+                    with _client_input(f"{what} {index}"):
+                        encoded.append(self.tokenizer(text, add_special_tokens=False)["input_ids"])
         return [len(ids) for ids in encoded]
+
+
+@contextmanager
+def _client_input(where: str) -> Iterator[None]:
+    """Rendering or tokenizing client text: templates raise (e.g. Gemma on a system turn, Llama on roles
+    that do not alternate) and tokenizers refuse lone surrogates. Those are bad input (422), not a 500."""
+    try:
+        yield
+    except LatentrmError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any failure here is caused by the request's text
+        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise LatentrmError(f"{where}: the backbone's chat template or tokenizer refuses it ({reason}); "
+                            "check the roles and the text (e.g. unpaired surrogates)") from None
 
 
 def _score_batch(scorer: Scorer, max_tokens: int) -> Callable[[list[Any]], list[tuple[float, float | None]]]:
@@ -314,7 +361,7 @@ def create_app(config: ServeConfig, scorer: Scorer | None = None, *, loader: Cal
             return _error(503, f"the reward model failed to load: {state.error}")
         return _error(503, "the reward model is still loading", {"Retry-After": "5"})
 
-    async def score_pairs(request: Request, prompts: list[Any], completions: list[Any]
+    async def score_pairs(request: Request, prompts: list[Any], completions: list[Any], what: str = "item"
                           ) -> tuple[list[float], np.ndarray | None]:
         """Raw scores `[n]` and, for ensemble models, the per-head std `[n]`."""
         assert state.batcher is not None
@@ -323,13 +370,13 @@ def create_app(config: ServeConfig, scorer: Scorer | None = None, *, loader: Cal
             raise _Reject(413, f"{len(prompts)} items in one request, over the limit of {config.max_items} "
                                "(--max-items); split the request")
         try:
-            tokens = await asyncio.to_thread(state.count_tokens, prompts, completions)
+            tokens = await asyncio.to_thread(state.count_tokens, prompts, completions, what)
         except LatentrmError as exc:
             raise _Reject(422, str(exc)) from None
         for index, count in enumerate(tokens):
             if count > state.max_item_tokens:
                 metrics.rejected.labels("too_long").inc()
-                raise _Reject(422, f"item {index} is {count} tokens, over the limit of {state.max_item_tokens} "
+                raise _Reject(422, f"{what} {index} is {count} tokens, over the limit of {state.max_item_tokens} "
                                    "(--max-item-tokens); shorten the prompt or completion")
         job = asyncio.ensure_future(state.batcher.submit(list(zip(prompts, completions, strict=True)), tokens))
         gone = asyncio.ensure_future(_wait_disconnect(request))
@@ -391,6 +438,7 @@ def create_app(config: ServeConfig, scorer: Scorer | None = None, *, loader: Cal
             subsets = list(body.labels)
         try:
             if n > config.max_items:
+                metrics.rejected.labels("too_many_items").inc()
                 raise _Reject(413, f"{n} queries in one request, over the limit of {config.max_items} "
                                    "(--max-items); split the request")
             parts = await asyncio.to_thread(state.split_queries, body.query)
@@ -399,7 +447,7 @@ def create_app(config: ServeConfig, scorer: Scorer | None = None, *, loader: Cal
                 metrics.split_mismatch.inc(mismatched)
             shaper = state.shaper(None, None)
             shaper(np.zeros(n), subsets, example_std(n))
-            raw, std = await score_pairs(request, [p.prompt for p in parts], [p.response for p in parts])
+            raw, std = await score_pairs(request, [p.prompt for p in parts], [p.response for p in parts], "query")
             rewards = shaper(np.asarray(raw), subsets, std)
         except LatentrmError as exc:
             return _error(422, str(exc))
@@ -422,6 +470,7 @@ def create_app(config: ServeConfig, scorer: Scorer | None = None, *, loader: Cal
         return Response(metrics.render(), media_type=metrics.content_type)
 
     app.add_middleware(BodyLimitMiddleware, limit=config.max_body_bytes)
+    app.add_middleware(ConcurrencyLimitMiddleware, limit=config.max_requests, metrics=metrics)  # inside auth
     if config.token:
         app.add_middleware(AuthMiddleware, token=config.token)
     app.add_middleware(MetricsMiddleware, metrics=metrics)

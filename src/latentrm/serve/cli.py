@@ -75,6 +75,8 @@ def serve(
     max_wait_ms: float = typer.Option(5.0, help="How long the first queued item waits for company."),
     max_queue_items: int = typer.Option(4096, help="Items allowed to wait; beyond it: 503 + Retry-After."),
     max_items: int = typer.Option(1024, help="Most items (queries) in one request; beyond it: 413."),
+    max_requests: int = typer.Option(4096, help="Scoring requests handled at once (received, waiting to be "
+                                     "queued, or queued); beyond it: 503 + Retry-After."),
     max_item_tokens: int | None = typer.Option(None, help="Most tokens in one rendered item; beyond it: 422 "
                                                "(default: the reward model's max_length)."),
     max_body_mb: float = typer.Option(16.0, help="Largest request body in MiB; beyond it: 413."),
@@ -109,7 +111,7 @@ def serve(
     config = ServeConfig(
         rm_path=str(rm), device=device, dtype=dtype, shaper=shaper, shaper_params=parse_shaper_params(shaper_param),
         batching=batching, max_batch_tokens=max_batch_tokens, max_batch_items=max_batch_items,
-        max_wait_ms=max_wait_ms, max_queue_items=max_queue_items, max_items=max_items,
+        max_wait_ms=max_wait_ms, max_queue_items=max_queue_items, max_items=max_items, max_requests=max_requests,
         max_item_tokens=max_item_tokens, max_body_bytes=int(max_body_mb * 1024 * 1024), token=token,
         subset_from_labels=subset_from_labels, drain_timeout=graceful_timeout,
     )

@@ -1,4 +1,4 @@
-"""Pure ASGI middlewares of the reward server: request metrics, bearer auth, body-size limit.
+"""Pure ASGI middlewares of the reward server: request metrics, bearer auth, concurrency and body-size limits.
 
 Pure ASGI (not Starlette's BaseHTTPMiddleware) so that streaming bodies and client disconnects pass
 through untouched.
@@ -69,6 +69,36 @@ class AuthMiddleware:
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+class ConcurrencyLimitMiddleware:
+    """503 + Retry-After while `limit` requests are already being handled.
+
+    The batcher's queue bounds the items admitted for scoring, but a request holds its parsed body
+    (up to --max-body-mb) before it is admitted, while it is tokenized; this bounds how many do.
+    `/health` and `/metrics` are exempt, so probes and scrapes work under overload. One event loop
+    runs every request, so a plain counter is safe.
+    """
+
+    def __init__(self, app: Any, limit: int, metrics: ServeMetrics) -> None:
+        self.app, self.limit, self.metrics = app, limit, metrics
+        self.active = 0
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http" or scope["path"] in OPEN_PATHS or scope["path"] == "/metrics":
+            await self.app(scope, receive, send)
+            return
+        if self.active >= self.limit:
+            self.metrics.rejected.labels("too_many_requests").inc()
+            message = (f"{self.active} requests are already being handled, the limit (--max-requests) is "
+                       f"{self.limit}; retry later")
+            await error_response(503, message, {"Retry-After": "1"})(scope, receive, send)
+            return
+        self.active += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.active -= 1
 
 
 class BodyLimitMiddleware:
