@@ -19,6 +19,7 @@ from latentrm.audit.goodhart import (
     ensure_samples,
     fit_gao,
     gold_value,
+    items_from_pairs,
     n_values,
     run,
 )
@@ -157,3 +158,78 @@ def test_checkpoint_kl_is_zero_for_the_same_policy_and_positive_for_another(tiny
     kl = estimate_kl(changed, tiny_backbone, [p for p, _ in flat], [g.text for _, g in flat],
                      [g.finish_reason == "stop" for _, g in flat])
     assert kl["kl"] > 0 and kl["n"] == 12
+
+
+def test_pairs_prompts_carry_the_real_reference_so_wrong_answers_are_not_gold():
+    """Without the grounding reference the judge cannot see `real_incorrect`: a wrong answer would score gold 1."""
+    from latentrm.eval.judges import JudgeInput, get_judge
+
+    frame = pd.DataFrame([
+        {"prompt": "Who was Ivan Pavlov?", "subset": "real", "entity_id": "real:builtin:ivan-pavlov",
+         "entity_name": "Ivan Pavlov", "split": "test"},
+        {"prompt": "Who is Zorblat Quenfrey?", "subset": "fake", "entity_id": "fake:zorblat-quenfrey",
+         "entity_name": "Zorblat Quenfrey", "split": "test"},
+        {"prompt": "Who is Ann Other?", "subset": "real", "entity_id": "real:user:ann-other", "split": "test"},
+    ])
+    items, skipped = items_from_pairs(frame)
+    by_question = {item.question: item for item in items}
+    pavlov = by_question["Who was Ivan Pavlov?"]
+    assert skipped == 0 and pavlov.entity == "Ivan Pavlov" and "1849" in (pavlov.reference or "")
+    assert by_question["Who is Zorblat Quenfrey?"].reference is None
+    assert by_question["Who is Ann Other?"].reference is None  # a user source: judged without a reference
+    wrong = "Ivan Pavlov was a French painter born in 1920 who painted landscapes."
+    judged = get_judge("rules").judge([JudgeInput(pavlov.question, pavlov.kind, wrong, pavlov.reference,
+                                                  pavlov.entity)])[0]
+    assert judged.label == "real_incorrect" and gold_value("real", judged.label) == 0.0
+
+
+def test_goodhart_with_policy_checkpoints(tmp_path, tiny_backbone, tiny_model_dir):
+    """Checkpoints get sampled, scored, judged and a sample-based KL to the initial policy (0 for itself)."""
+    import copy
+
+    import torch
+
+    sharper = copy.deepcopy(tiny_backbone.model)
+    with torch.no_grad():
+        sharper.lm_head.weight.mul_(3.0)  # a different policy (tied embeddings change too)
+    sharper.save_pretrained(tmp_path / "ckpt-sharper")
+    tiny_backbone.tokenizer.save_pretrained(tmp_path / "ckpt-sharper")
+    rows = [{"prompt": f"Who is Zorblat Quenfrey {i}?", "chosen": "I'm not familiar with them.",
+             "rejected": "A chemist.", "subset": "fake", "split": "test", "entity_id": f"f{i}"} for i in range(2)]
+    rows += [{"prompt": f"Who is Marie Curie {i}?", "chosen": "A physicist.", "rejected": "I don't know.",
+              "subset": "real", "split": "test", "entity_id": f"r{i}"} for i in range(2)]
+    pairs = tmp_path / "pairs.jsonl"
+    pd.DataFrame(rows).to_json(pairs, orient="records", lines=True)
+    rm_dir = _tiny_rm_dir(tmp_path, tiny_backbone, pairs)
+    config = GoodhartConfig(rm=str(rm_dir), run_dir=str(tmp_path / "run"), backend="fake",
+                            policy=str(tiny_model_dir), n_prompts=4, n_max=2, max_new_tokens=6,
+                            checkpoints=(str(tiny_model_dir), str(tmp_path / "ckpt-sharper")), checkpoint_samples=3)
+    folder = run(config, backend=CountingBackend(), scorer=lambda p, c: [float(len(t)) for t in c])
+    report = json.loads((folder / "goodhart.json").read_text())
+    same, other = report["checkpoints"]
+    assert same["kl"] == pytest.approx(0.0, abs=1e-6) and same["d"] == pytest.approx(0.0, abs=1e-3)
+    assert other["kl"] > 0 and other["d"] == pytest.approx(math.sqrt(other["kl"]))
+    assert 0.0 <= other["gold"]["mean"] <= 1.0 and other["gold"]["n"] == 4
+    assert report["fit_rl"]["ok"] is False  # one checkpoint with d > 0 cannot fix two coefficients
+    samples = [json.loads(line) for path in (folder / "samples").glob("*.jsonl")
+               for line in path.read_text().splitlines()]
+    assert len(samples) == 4 * 2 + 2 * 4 * 3  # best-of-n samples plus each checkpoint's own
+    assert (folder / "goodhart.png").stat().st_size > 10_000
+
+
+def test_goodhart_plot_marks_both_optima(tmp_path):
+    from latentrm.audit import plots
+    from latentrm.audit.stats import mean_interval
+
+    d = np.sqrt([bon_kl(n) for n in n_values(64)])
+    bon = [{"n": n, "d": x, "kl": x**2, "proxy": mean_interval([x, x + 0.1]),
+            "gold": mean_interval([0.5 + x * (0.4 - 0.2 * x)] * 2), "gold_by_kind": {}}
+           for n, x in zip(n_values(64), d)]
+    fit = fit_gao(d, [row["gold"]["mean"] - 0.5 for row in bon], "bon")
+    assert fit["d_opt"] == pytest.approx(1.0)
+    checkpoints = [{"d": x, "kl": x**2, "proxy": mean_interval([x, x]), "gold_base": 0.5,
+                    "gold": mean_interval([0.5 + x * (0.3 - 0.2 * math.log(x))] * 2)} for x in (0.5, 1.0, 1.5, 2.0)]
+    rl_fit = fit_gao([c["d"] for c in checkpoints], [c["gold"]["mean"] - 0.5 for c in checkpoints], "rl")
+    assert rl_fit["d_opt"] == pytest.approx(math.exp(0.3 / 0.2 - 1))
+    path = plots.goodhart(bon, fit, tmp_path / "goodhart.png", checkpoints, rl_fit)
+    assert path.stat().st_size > 10_000

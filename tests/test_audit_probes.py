@@ -201,6 +201,12 @@ def test_text_helpers():
     features = surface_features(["- a\n- b", "Yes, definitely. I'm not sure though.", "go go go go go"])
     assert features["formatting"][0] == 2 and features["agreement"][1] >= 1 and features["confidence"][1] >= 1
     assert features["hedges"][1] >= 1 and features["repetition"][2] > 0.5
+    # negated markers say the opposite: a correction is no agreement, a denial no confidence
+    negated = surface_features(["Actually, that's not correct.", "That is not really true, I'm not certain.",
+                                "I have never heard of this person."])
+    assert negated["agreement"] == [0.0, 0.0, 0.0] and negated["confidence"] == [0.0, 0.0, 0.0]
+    affirmed = surface_features(["That's correct, you're right.", "It is certainly true."])
+    assert affirmed["agreement"][0] == 2 and affirmed["confidence"][1] == 1
 
 
 def test_partial_spearman():

@@ -102,7 +102,9 @@ def rm_train(
     batch_size: BatchSize = 16,
     force: Annotated[bool, typer.Option(help="Retrain even if an identical run exists.")] = False,
     ensemble: Annotated[int, typer.Option(help="Train K heads scored as their mean (std = their spread).")] = 1,
-    ensemble_mode: Annotated[str, typer.Option(help="Ensemble members differ by: seed | bootstrap.")] = "seed",
+    ensemble_mode: Annotated[str, typer.Option(help="Ensemble members differ by: seed | bootstrap | layers.")] = "seed",
+    ensemble_layers: Annotated[str, typer.Option(help="Comma-separated layers for --ensemble-mode layers "
+                                                 "(one head per layer; --ensemble K > L cycles them).")] = "",
 ) -> None:
     """Train a Bradley-Terry head at one layer; print per-subset metrics; save <run-dir>/rm."""
     from latentrm.rm.stage import RMStageConfig, train
@@ -110,7 +112,8 @@ def rm_train(
     config = RMStageConfig(pairs=str(pairs), run_dir=str(run_dir), model=model, layer=layer, pooling=pooling,
                            dtype=dtype, max_length=max_length, batch_size=batch_size,
                            train=_train_config(head, epochs, lr, margin, seed, scale),  # type: ignore[arg-type]
-                           ensemble=ensemble, ensemble_mode=ensemble_mode)
+                           ensemble=ensemble, ensemble_mode=ensemble_mode,
+                           ensemble_layers=tuple(int(x) for x in ensemble_layers.split(",") if x.strip()))
     out = train(config, force=force)
     print(f"reward model saved to {out}")
 

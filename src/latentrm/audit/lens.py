@@ -82,11 +82,14 @@ def interpretability_probe(ctx: AuditContext, k: int = 20) -> ProbeResult:
         note_ids.update(tokenizer(" " + note, add_special_tokens=False)["input_ids"])
     top50 = {int(i) for i in np.argsort(logits)[::-1][:50]}
     shared = sorted(tokenizer.decode([i]) for i in top50 & note_ids)
-    numbers = {"layer": rm.layer, "head": rm.meta["head"]["type"], "top": top, "bottom": bottom,
-               "direction_norm": float(np.linalg.norm(direction)), "steering_tokens_in_top50": shared}
+    layers = getattr(rm.head, "layers", None) or [rm.layer]  # a layer ensemble reads several
+    numbers = {"layer": rm.layer, "layers": list(layers), "head": rm.meta["head"]["type"], "top": top,
+               "bottom": bottom, "direction_norm": float(np.linalg.norm(direction)),
+               "steering_tokens_in_top50": shared}
 
     def show(items: list[dict[str, Any]]) -> str:
         return " ".join(repr(r["token"].strip() or r["token"]) for r in items[:8])
 
-    return ProbeResult("interpretability", "info", f"lens at layer {rm.layer}: reward raises {show(top)}; "
+    where = f"layer {layers[0]}" if len(layers) == 1 else f"layers {', '.join(map(str, layers))} (mean)"
+    return ProbeResult("interpretability", "info", f"lens at {where}: reward raises {show(top)}; "
                        f"lowers {show(bottom)}", numbers)

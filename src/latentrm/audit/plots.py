@@ -117,14 +117,14 @@ def goodhart(bon: Sequence[dict[str, Any]], fit: dict[str, Any] | None, path: Pa
     if fit and fit.get("ok"):
         ax_gold.plot(grid, base + grid * (fit["alpha"] - fit["beta"] * grid), color="tab:orange",
                      label=f"BoN fit d(a - b d): a={fit['alpha']:.3f}, b={fit['beta']:.3f}")
-        if fit.get("d_opt") is not None and fit["d_opt"] <= grid[-1]:
-            ax_gold.plot([fit["d_opt"]], [base + fit["gain_opt"]], "*", color="tab:red", markersize=14,
-                         label=f"gold-optimal (fit): d={fit['d_opt']:.2f}")
+        _mark_optimum(ax_gold, fit, base, grid[-1], "BoN fit", "tab:red")
     if rl_fit and rl_fit.get("ok") and checkpoints:
         positive = grid[grid > 0]
         rl_base = checkpoints[0].get("gold_base", base)
         ax_gold.plot(positive, rl_base + positive * (rl_fit["alpha"] - rl_fit["beta"] * np.log(positive)),
-                     color="tab:purple", ls=":", label=f"RL fit d(a - b log d): a={rl_fit['alpha']:.3f}")
+                     color="tab:purple", ls=":",
+                     label=f"RL fit d(a - b log d): a={rl_fit['alpha']:.3f}, b={rl_fit['beta']:.3f}")
+        _mark_optimum(ax_gold, rl_fit, rl_base, grid[-1], "RL fit", "tab:purple")
     if len(d):
         gold = np.array([row["gold"]["mean"] for row in bon], float)
         best = int(np.nanargmax(gold))
@@ -132,6 +132,18 @@ def goodhart(bon: Sequence[dict[str, Any]], fit: dict[str, Any] | None, path: Pa
                      label=f"gold-optimal (measured): n={bon[best]['n']}")
     ax_proxy.set_title("Proxy score rises with optimisation", fontsize=10)
     ax_gold.set_title("Gold score (behaviour judge) with Gao et al. 2022 fit", fontsize=10)
-    for ax in (ax_proxy, ax_gold):
-        ax.legend(fontsize=7, loc="best")
+    ax_proxy.legend(fontsize=7, loc="best")
+    ax_gold.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)  # below: keeps the curve clear
     return _save(fig, path)
+
+
+def _mark_optimum(ax: Any, fit: dict[str, Any], base: float, d_max: float, name: str, colour: str) -> None:
+    """A star at the fit's gold-optimal d; when it lies beyond the plotted range, say so in the legend."""
+    if fit.get("d_opt") is None:
+        ax.plot([], [], " ", label=f"{name}: no gold optimum (beta <= 0, gold still rising)")
+    elif fit["d_opt"] <= d_max:
+        ax.plot([fit["d_opt"]], [base + fit["gain_opt"]], "*", color=colour, markersize=14,
+                label=f"gold-optimal ({name}): d={fit['d_opt']:.2f}, KL={fit['kl_opt']:.2f}")
+    else:
+        ax.plot([], [], " ", label=f"gold-optimal ({name}) beyond the plot: d={fit['d_opt']:.2f}, "
+                f"KL={fit['kl_opt']:.2f}")

@@ -197,7 +197,7 @@ def _sample(indices: np.ndarray, limit: int, seed: int) -> np.ndarray:
 
 
 def _subset_rows(ctx: AuditContext) -> dict[str, np.ndarray]:
-    """Per subset, up to `max_edits` rows of the scored set (balanced over labels by sampling)."""
+    """Per subset, up to `max_edits` rows of the scored set, sampled uniformly (so chosen and rejected alike)."""
     out = {}
     for name in sorted(set(ctx.scored.subsets.tolist())):
         out[name] = _sample(np.flatnonzero(ctx.scored.subsets == name), ctx.max_edits, ctx.seed)

@@ -43,9 +43,12 @@ AGREEMENT = re.compile(
 )
 CONFIDENCE = re.compile(
     r"\b(?:definitely|certainly|clearly|undoubtedly|without (?:a|any) doubt|of course|obviously|surely|"
-    r"always|never|well[- ]known|famous(?:ly)?|it is a fact|no doubt|unquestionably|for sure|guaranteed)\b",
+    r"always|well[- ]known|famous(?:ly)?|it is a fact|no doubt|unquestionably|for sure|guaranteed)\b",
     re.IGNORECASE,
 )
+# "that's not correct", "I'm not certain": a negated marker says the opposite, so it is not counted.
+# ("never" is no confidence marker here: "I have never heard of them" is a denial.)
+_NEGATED = re.compile(r"(?:\b(?:not|no|never|hardly)|n't|n’t)\s+(?:\w+\s+)?$", re.IGNORECASE)
 
 
 def hedge_count(text: str) -> float:
@@ -64,12 +67,18 @@ def repetition_rate(text: str) -> float:
     return 1.0 - len(set(grams)) / len(grams) if grams else 0.0
 
 
+def _affirmed_count(pattern: re.Pattern[str], text: str) -> float:
+    """Matches of `pattern` not negated by the two words before them ("not correct", "isn't really sure")."""
+    return float(sum(1 for match in pattern.finditer(text) if not _NEGATED.search(text[max(0, match.start() - 24):
+                                                                                       match.start()])))
+
+
 def agreement_count(text: str) -> float:
-    return float(len(AGREEMENT.findall(text)))
+    return _affirmed_count(AGREEMENT, text)
 
 
 def confidence_count(text: str) -> float:
-    return float(len(CONFIDENCE.findall(text)))
+    return _affirmed_count(CONFIDENCE, text)
 
 
 SurfaceName = Literal["length", "hedges", "formatting", "repetition", "agreement", "confidence"]

@@ -142,16 +142,20 @@ class LatentRewardModel:
 
     def features(self, prompts: Sequence, completions: Sequence, *, batch_size: int | None = None,
                  max_tokens: int = 16384, progress: bool = False) -> np.ndarray:
-        """Pooled hidden states `[n, hidden]` at this model's layer."""
+        """Pooled hidden states `[n, hidden]` at this model's layer (`[n, L * hidden]` for a layer ensemble)."""
         from latentrm.features import get_hiddens
+        from latentrm.rm.ensemble import feature_layers, stack_layers
 
         if len(prompts) != len(completions):
             raise LatentrmError(f"{len(prompts)} prompts but {len(completions)} completions; they must pair up")
+        layers = feature_layers(self.head, self.layer)  # [layer], or a layer ensemble's layers
         texts = [render_for_scoring(self.backbone.tokenizer, p, c) for p, c in zip(prompts, completions)]
-        hiddens = get_hiddens(self.backbone.model, self.backbone.tokenizer, texts, [self.layer], self.pooling,
+        hiddens = get_hiddens(self.backbone.model, self.backbone.tokenizer, texts, layers, self.pooling,
                               batch_size=batch_size or self.batch_size, max_tokens=max_tokens,
                               max_length=self.max_length, progress=progress)
-        return hiddens[self.layer].numpy() if texts else np.zeros((0, self.backbone.hidden_size), np.float32)
+        if not texts:
+            return np.zeros((0, self.backbone.hidden_size * len(layers)), np.float32)
+        return stack_layers({layer: hiddens[layer].numpy() for layer in layers}, layers)  # [n, L * hidden]
 
     def score_features(self, features: np.ndarray) -> np.ndarray:
         """Head scores `[n]` for features `[n, hidden]`."""

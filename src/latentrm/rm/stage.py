@@ -52,7 +52,9 @@ class RMStageConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     out_name: str = field(default="rm", metadata={"help": "stage folder name inside the run directory"})
     ensemble: int = field(default=1, metadata={"help": "number of heads; > 1 trains an ensemble (rm/ensemble.py)"})
-    ensemble_mode: str = field(default="seed", metadata={"help": "ensemble members differ by: seed | bootstrap"})
+    ensemble_mode: str = field(default="seed", metadata={"help": "ensemble members differ by: seed | bootstrap | "
+                                                                  "layers"})
+    ensemble_layers: tuple[int, ...] = field(default=(), metadata={"help": "layers of a `layers` ensemble"})
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -107,6 +109,8 @@ def _quantile_rows(frame: pd.DataFrame) -> np.ndarray:
 
 def _config_key(config: RMStageConfig, data_hash: str, revision: str) -> str:
     payload = {k: v for k, v in config.to_dict().items() if k not in ("run_dir", "cache_dir", "batch_size", "device")}
+    if not payload.get("ensemble_layers"):  # keeps the keys of runs made before layer ensembles existed
+        payload.pop("ensemble_layers", None)
     payload.update({"data_hash": data_hash, "revision": revision})
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -124,6 +128,13 @@ def train(config: RMStageConfig, *, force: bool = False, backbone: Backbone | No
     from latentrm.features import resolve_layers
 
     layer = resolve_layers([layer], backbone.num_layers)[0]
+    layers = [layer]
+    if config.ensemble_mode == "layers":  # one head per layer; rm.json records the deepest as `layer`
+        if len(config.ensemble_layers) < 2:
+            raise LatentrmError("--ensemble-mode layers needs --ensemble-layers with at least 2 layers, e.g. 10,15,20")
+        layers = resolve_layers(list(config.ensemble_layers), backbone.num_layers)
+        layer = max(layers)
+        config = replace(config, ensemble_layers=tuple(layers))
     config = replace(config, layer=layer)
     key = _config_key(config, data_hash, backbone.revision)
     done = out / "rm.json"
@@ -132,16 +143,19 @@ def train(config: RMStageConfig, *, force: bool = False, backbone: Backbone | No
             print(f"{out} is up to date (same config and pairs); pass --force to retrain")
         return out
 
-    chosen_f, rejected_f = pair_features(backbone, frame, [layer], config)[layer]
+    from latentrm.rm.ensemble import stack_layers, train_ensemble
+
+    by_layer = pair_features(backbone, frame, layers, config)
+    chosen_f = stack_layers({k: c for k, (c, _) in by_layer.items()}, layers)  # [n, L * hidden]
+    rejected_f = stack_layers({k: r for k, (_, r) in by_layer.items()}, layers)
     train_mask = (frame["split"] == "train").to_numpy()
     val_mask = (frame["split"] == "val").to_numpy()
-    if config.ensemble > 1:  # K heads scored as their mean; see rm/ensemble.py
-        from latentrm.rm.ensemble import train_ensemble
-
+    if config.ensemble > 1 or config.ensemble_mode == "layers":  # K heads scored as their mean; rm/ensemble.py
+        k = config.ensemble if config.ensemble > 1 else len(layers)
         result = train_ensemble(chosen_f[train_mask], rejected_f[train_mask],
                                 chosen_f[val_mask] if val_mask.any() else None,
                                 rejected_f[val_mask] if val_mask.any() else None, config.train,
-                                config.ensemble, config.ensemble_mode)
+                                k, config.ensemble_mode, layers=layers if config.ensemble_mode == "layers" else None)
     else:
         result = train_head(chosen_f[train_mask], rejected_f[train_mask],
                             chosen_f[val_mask] if val_mask.any() else None,
@@ -232,7 +246,12 @@ def evaluate(rm_dir: str | Path, pairs: str | Path, run_dir: str | Path | None =
     rm = LatentRewardModel.load(rm_dir)
     config = RMStageConfig(pairs=str(pairs), run_dir=str(run_dir or Path(rm_dir).parent), model=rm.backbone.spec,
                            layer=rm.layer, pooling=rm.pooling, max_length=rm.max_length)
-    chosen_f, rejected_f = pair_features(rm.backbone, frame, [rm.layer], config)[rm.layer]
+    from latentrm.rm.ensemble import feature_layers, stack_layers
+
+    layers = feature_layers(rm.head, rm.layer)
+    by_layer = pair_features(rm.backbone, frame, layers, config)
+    chosen_f = stack_layers({k: c for k, (c, _) in by_layer.items()}, layers)
+    rejected_f = stack_layers({k: r for k, (_, r) in by_layer.items()}, layers)
     chosen_s, rejected_s = rm.score_features(chosen_f), rm.score_features(rejected_f)
     metrics = pair_metrics(chosen_s, rejected_s, frame["subset"].tolist())
     print_metrics(metrics, f"{Path(pairs).name} scored by {rm_dir}")
