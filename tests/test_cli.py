@@ -100,7 +100,10 @@ def test_sweep_reports_each_layer(tiny_model_dir, tmp_path, capsys):
                            "--layers", "1,2,4"], capsys)
     sweep = json.loads((tmp_path / "rm_sweep" / "sweep.json").read_text())
     assert [row["layer"] for row in sweep["layers"]] == [1, 2, 4]
-    assert sweep["best_layer"] in (1, 2, 4)
+    assert sweep["chosen_on"] == "val"
+    best = max(sweep["layers"], key=lambda row: row["val_accuracy"])
+    assert sweep["best_layer"] == best["layer"]
+    assert all("test_accuracy" in row and row["n_val"] > 0 for row in sweep["layers"])
     # one extraction pass: one cache entry per text list holding all three layers
     manifests = list((tmp_path / "cache").glob("*/manifest.json"))
     assert len(manifests) == 1 and json.loads(manifests[0].read_text())["layers"] == [1, 2, 4]

@@ -114,7 +114,9 @@ def completions_progress(enabled: bool = True) -> Any:
         def render(self, task: Any) -> Any:  # noqa: D401
             from rich.text import Text
 
-            speed = task.finished_speed or task.speed
+            # rich's own estimate needs two updates inside its window; one batch of many completions
+            # gives a single update, so fall back to the average over the elapsed time
+            speed = task.finished_speed or task.speed or (task.completed / task.elapsed if task.elapsed else None)
             return Text(f"{speed:.2f} compl/s" if speed else "-- compl/s", style="cyan")
 
     return Progress(

@@ -199,36 +199,46 @@ def sweep(config: RMStageConfig, layers: list[int], *, backbone: Backbone | None
     features = pair_features(backbone, frame, wanted, config)
     train_mask = (frame["split"] == "train").to_numpy()
     val_mask = (frame["split"] == "val").to_numpy()
-    held = val_mask | (frame["split"] == "test").to_numpy()
-    if not held.any():
-        raise LatentrmError("a sweep needs held-out rows (split val or test) to compare layers")
+    test_mask = (frame["split"] == "test").to_numpy()
+    if not val_mask.any():
+        raise LatentrmError("a sweep needs rows with split=val to choose a layer on (test rows only report)")
+    subsets = frame["subset"].to_numpy()
     rows = []
     for layer in wanted:
         chosen_f, rejected_f = features[layer]
-        result = train_head(chosen_f[train_mask], rejected_f[train_mask],
-                            chosen_f[val_mask] if val_mask.any() else None,
-                            rejected_f[val_mask] if val_mask.any() else None, config.train)
-        gaps = score_array(result.head, chosen_f[held]) - score_array(result.head, rejected_f[held])
-        subsets = frame["subset"].to_numpy()[held]
-        row = {"layer": layer, "heldout_accuracy": float((gaps > 0).mean()), "n_heldout": int(held.sum()),
-               "best_epoch": result.best_epoch,
-               "by_subset": {str(s): float((gaps[subsets == s] > 0).mean()) for s in sorted(set(subsets))}}
+        result = train_head(chosen_f[train_mask], rejected_f[train_mask], chosen_f[val_mask], rejected_f[val_mask],
+                            config.train)
+        gaps = score_array(result.head, chosen_f) - score_array(result.head, rejected_f)  # [n]
+        row: dict[str, Any] = {"layer": layer, "best_epoch": result.best_epoch}
+        for split, mask in (("val", val_mask), ("test", test_mask)):
+            if mask.any():
+                row[f"{split}_accuracy"] = float((gaps[mask] > 0).mean())
+                row[f"n_{split}"] = int(mask.sum())
+                row[f"{split}_by_subset"] = {str(s): float((gaps[mask & (subsets == s)] > 0).mean())
+                                            for s in sorted(set(subsets[mask]))}
         rows.append(row)
     out = Path(config.run_dir) / "rm_sweep"
     out.mkdir(parents=True, exist_ok=True)
-    best = max(rows, key=lambda r: r["heldout_accuracy"])
+    # the layer is chosen on val alone, so the test column stays an unbiased estimate for that choice
+    best = max(rows, key=lambda r: r["val_accuracy"])
     atomic_write_text(out / "sweep.json", json.dumps({"layers": rows, "best_layer": best["layer"],
-                                                      "config": config.to_dict()}, indent=1, default=str))
-    table = Table(title=f"layer sweep ({config.train.head}, held-out = val+test)")
+                                                      "chosen_on": "val", "config": config.to_dict()},
+                                                     indent=1, default=str))
+    table = Table(title=f"layer sweep ({config.train.head}; * = best on val)")
     table.add_column("layer", justify="right")
-    table.add_column("held-out accuracy", justify="right")
-    subset_names = sorted(rows[0]["by_subset"])
-    for name in subset_names:
-        table.add_column(name, justify="right")
+    splits = [split for split in ("val", "test") if f"{split}_accuracy" in rows[0]]
+    subset_names = sorted(set(subsets))
+    for split in splits:
+        table.add_column(f"{split} acc (n={rows[0][f'n_{split}']})", justify="right")
+        for name in subset_names:
+            table.add_column(f"{split} {name}", justify="right")
     for row in rows:
-        mark = " *" if row is best else ""
-        table.add_row(str(row["layer"]) + mark, f"{row['heldout_accuracy']:.3f}",
-                      *[f"{row['by_subset'][n]:.3f}" for n in subset_names])
+        cells = []
+        for split in splits:
+            cells.append(f"{row[f'{split}_accuracy']:.3f}")
+            by_subset = row[f"{split}_by_subset"]
+            cells += [f"{by_subset[n]:.3f}" if n in by_subset else "-" for n in subset_names]
+        table.add_row(str(row["layer"]) + (" *" if row is best else ""), *cells)
     Console().print(table)
     return out
 
