@@ -233,3 +233,18 @@ def test_goodhart_plot_marks_both_optima(tmp_path):
     assert rl_fit["d_opt"] == pytest.approx(math.exp(0.3 / 0.2 - 1))
     path = plots.goodhart(bon, fit, tmp_path / "goodhart.png", checkpoints, rl_fit)
     assert path.stat().st_size > 10_000
+
+
+def test_gold_that_falls_from_the_start_has_its_optimum_at_n1(tmp_path):
+    from latentrm.audit import plots
+    from latentrm.audit.stats import mean_interval
+
+    d = np.sqrt([bon_kl(n) for n in n_values(16)])
+    bon = [{"n": n, "d": x, "kl": x**2, "proxy": mean_interval([x, x + 0.1]),
+            "gold": mean_interval([0.5 + x * (-0.1 - 0.05 * x)] * 2), "gold_by_kind": {}}
+           for n, x in zip(n_values(16), d)]
+    fit = fit_gao(d, [row["gold"]["mean"] - 0.5 for row in bon], "bon")
+    assert fit["alpha"] < 0 < fit["beta"]
+    assert fit["d_opt"] == 0.0 and fit["kl_opt"] == 0.0 and fit["gain_opt"] == 0.0
+    path = plots.goodhart(bon, fit, tmp_path / "goodhart.png")  # used to crash on a negative optimum
+    assert path.stat().st_size > 10_000

@@ -90,12 +90,12 @@ def fit_gao(d: Sequence[float], gain: Sequence[float], form: str = "bon") -> dic
     r2 = 1.0 - float(((y - predicted) ** 2).sum()) / ss_tot if ss_tot > 0 else float("nan")
     d_opt: float | None = None
     if form == "bon" and beta > 0:
-        d_opt = float(alpha / (2 * beta))
+        d_opt = float(max(0.0, alpha / (2 * beta)))  # alpha <= 0: gold falls from the start, best at d = 0
     elif form == "rl" and beta > 0:
         d_opt = float(math.exp(alpha / beta - 1))
     gain_opt = None
-    if d_opt is not None and d_opt > 0:
-        gain_opt = float(d_opt * (alpha - beta * (d_opt if form == "bon" else math.log(d_opt))))
+    if d_opt is not None:
+        gain_opt = float(d_opt * (alpha - beta * (d_opt if form == "bon" else math.log(d_opt)))) if d_opt > 0 else 0.0
     return {"form": form, "ok": True, "alpha": float(alpha), "beta": float(beta), "r2": r2, "d_opt": d_opt,
             "kl_opt": None if d_opt is None else d_opt**2, "gain_opt": gain_opt, "points": int(keep.sum())}
 
