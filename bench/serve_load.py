@@ -174,6 +174,31 @@ def bench(rm: Path, args: argparse.Namespace, items: list[dict]) -> list[dict]:
     return [summarise(mode, rounds[mode], before[mode], after[mode]) for mode in servers]
 
 
+def ceiling(rm: Path, args: argparse.Namespace, items: list[dict]) -> tuple[float, float]:
+    """In-process items/s of `LatentRewardModel.score` with 1 item per call and `--clients` items per call.
+
+    This is what the hardware allows batching to gain, with no server in the way; the servers'
+    ratio is read against it. Measured after both servers have stopped.
+    """
+    import torch
+
+    from latentrm.rm.model import LatentRewardModel
+
+    torch.set_num_threads(args.threads)
+    model = LatentRewardModel.load(rm, device=args.device, dtype=args.dtype)
+    prompts, completions = [i["prompt"] for i in items], [i["completion"] for i in items]
+    model.score(prompts[:8], completions[:8])  # warm-up
+    n_single, n_batched = min(64, len(items)), min(4 * args.clients, len(items))
+    start = time.perf_counter()
+    for prompt, completion in zip(prompts[:n_single], completions[:n_single]):
+        model.score([prompt], [completion])
+    single = n_single / (time.perf_counter() - start)
+    start = time.perf_counter()
+    model.score(prompts[:n_batched], completions[:n_batched], batch_size=args.clients)
+    batched = n_batched / (time.perf_counter() - start)
+    return single, batched
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     source = parser.add_mutually_exclusive_group(required=True)
@@ -209,8 +234,14 @@ def main() -> None:
     console.print(table)
     ratio = results[0]["throughput"] / results[1]["throughput"] if results[1]["throughput"] else float("inf")
     console.print(f"throughput ratio (on / off): {ratio:.2f}x")
+    with tempfile.TemporaryDirectory(prefix="latentrm-bench-") as scratch:
+        rm = args.rm if args.rm else build_random_rm(Path(scratch) / "rm", args.layer)
+        single, batched = ceiling(rm, args, items)
+    console.print(f"hardware ceiling, in-process LatentRewardModel.score: 1 item/call {single:.2f} items/s | "
+                  f"{args.clients} items/call {batched:.2f} items/s | {batched / single:.2f}x")
     if args.out:
         args.out.write_text(json.dumps({"results": results, "ratio": ratio, "clients": args.clients,
+                                        "ceiling": {"single": single, "batched": batched, "ratio": batched / single},
                                         "seconds": args.seconds, "rm": str(args.rm or "random-head")}, indent=1))
 
 
