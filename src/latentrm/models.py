@@ -23,6 +23,7 @@ import importlib.util
 import json
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -135,6 +136,11 @@ def _materialise(kind: str, build: Any) -> Path:
         if manifest.exists():
             return target
         staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # one line instead of three tqdm bars, once per machine
+        print(f"latentrm: materialising the embedded {kind} once under {target.parent} "
+              "(parsing the GGUF takes about a minute; later loads take under a second)", file=sys.stderr)
         try:
             build(staging)
             atomic_write_text(
