@@ -29,6 +29,35 @@ REQUIRED = ("prompt", "chosen", "rejected")
 SPLITS = ("train", "val", "test")
 
 
+def read_jsonl_objects(path: str | Path, *, what: str, needs: str) -> list[tuple[int, dict[str, Any]]]:
+    """`(line number, object)` for each non-blank line of a JSONL file; every problem is a one-line error.
+
+    `what` names the file in errors ("eval file"), `needs` says what each line holds ("question and kind").
+    """
+    path = Path(path)
+    if not path.exists():
+        raise LatentrmError(f"{path}: no such {what}; pass a JSONL file with {needs} on each line")
+    if not path.is_file():
+        raise LatentrmError(f"{path}: is not a file; pass a JSONL file with {needs} on each line")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise LatentrmError(f"{path}: is not UTF-8 text (byte {exc.start}); pass a JSONL file with {needs} "
+                            "on each line") from exc
+    rows = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise LatentrmError(f"{path}:{number}: not valid JSON ({exc.msg}); fix or remove the line") from exc
+        if not isinstance(row, dict):
+            raise LatentrmError(f"{path}:{number}: expected a JSON object with {needs}")
+        rows.append((number, row))
+    return rows
+
+
 def read_table(path: str | Path) -> pd.DataFrame:
     """Read a Parquet or JSONL file into a DataFrame, with one-line errors."""
     path = Path(path)
@@ -39,16 +68,8 @@ def read_table(path: str | Path) -> pd.DataFrame:
         if suffix in (".parquet", ".pq"):
             return pd.read_parquet(path)
         if suffix in (".jsonl", ".json", ".ndjson"):
-            rows = []
-            with open(path, encoding="utf-8") as handle:
-                for number, line in enumerate(handle, start=1):
-                    if not line.strip():
-                        continue
-                    try:
-                        rows.append(json.loads(line))
-                    except json.JSONDecodeError as exc:
-                        raise LatentrmError(f"{path}:{number}: not valid JSON ({exc.msg}); fix or remove the line")
-            return pd.DataFrame(rows)
+            rows = read_jsonl_objects(path, what="file", needs="one record (e.g. prompt, chosen, rejected, subset)")
+            return pd.DataFrame([row for _, row in rows])
     except LatentrmError:
         raise
     except Exception as exc:  # pyarrow and OS errors come in many types

@@ -237,19 +237,10 @@ def nobel_entities() -> list[Entity]:
 
 def jsonl_entities(path: str | Path) -> list[Entity]:
     """User entities: one JSON object per line with name, description, grounding (facts optional)."""
-    path = Path(path)
-    if not path.exists():
-        raise LatentrmError(f"{path}: entity file not found; pass a JSONL file with name, description, grounding")
+    from latentrm.pairs import read_jsonl_objects
+
     entities = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise LatentrmError(f"{path}:{number}: not valid JSON ({exc.msg}); one object per line") from exc
-        if not isinstance(row, dict):
-            raise LatentrmError(f"{path}:{number}: expected a JSON object with name, description, grounding")
+    for number, row in read_jsonl_objects(path, what="entity file", needs="name, description, grounding"):
         missing = [k for k in ("name", "description", "grounding") if not str(row.get(k) or "").strip()]
         if missing:
             raise LatentrmError(f"{path}:{number}: missing or empty {', '.join(missing)}; every line needs "

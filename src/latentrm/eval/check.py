@@ -8,7 +8,6 @@ hand-written variants, each labelled by reading it.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,25 +19,10 @@ from latentrm.eval.metrics import confusion_matrix, label_group
 
 def load_labelled(path: str | Path) -> list[dict[str, Any]]:
     """Read and validate a hand-labelled judge set."""
-    path = Path(path)
-    if not path.exists():
-        raise LatentrmError(f"{path}: no such labelled set; pass --file path/to/labelled.jsonl")
-    if not path.is_file():
-        raise LatentrmError(f"{path}: is not a file; pass --file path/to/labelled.jsonl")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise LatentrmError(f"{path}: is not UTF-8 text (byte {exc.start}); pass a JSONL file") from exc
+    from latentrm.pairs import read_jsonl_objects
+
     rows = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise LatentrmError(f"{path}:{number}: not valid JSON ({exc.msg}); fix or remove the line") from exc
-        if not isinstance(row, dict):
-            raise LatentrmError(f"{path}:{number}: expected a JSON object with question, kind, response, label")
+    for number, row in read_jsonl_objects(path, what="labelled set", needs="question, kind, response, label"):
         for key in ("question", "kind", "response", "label"):
             if not isinstance(row.get(key), str) or not row[key].strip():
                 raise LatentrmError(f"{path}:{number}: '{key}' is missing or empty")

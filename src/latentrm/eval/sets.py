@@ -16,7 +16,6 @@ run finds the responses it already has.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -47,27 +46,14 @@ def _stable_id(*parts: str) -> str:
 
 def load_user_set(path: str | Path) -> list[EvalItem]:
     """Read and validate a user JSONL eval file; every problem is a one-line LatentrmError."""
+    from latentrm.pairs import read_jsonl_objects
+
     path = Path(path)
     if not path.exists():
         raise LatentrmError(f"{path}: no such eval file; pass a .jsonl path or one of {', '.join(SETS)}")
-    if not path.is_file():
-        raise LatentrmError(f"{path}: is not a file; pass a .jsonl file with one question per line")
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as exc:
-        raise LatentrmError(f"{path}: is not UTF-8 text (byte {exc.start}); pass a .jsonl file with one "
-                            "JSON object per line") from exc
     items: list[EvalItem] = []
     seen: set[str] = set()
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise LatentrmError(f"{path}:{number}: not valid JSON ({exc.msg}); fix or remove the line") from exc
-        if not isinstance(row, dict):
-            raise LatentrmError(f"{path}:{number}: expected a JSON object with question and kind")
+    for number, row in read_jsonl_objects(path, what="eval file", needs="question and kind"):
         question = row.get("question")
         if not isinstance(question, str) or not question.strip():
             raise LatentrmError(f"{path}:{number}: 'question' is missing or empty; every line needs one")
