@@ -94,6 +94,27 @@ def test_train_eval_score_end_to_end(tiny_model_dir, tmp_path, capsys):
     assert code == 2 and "layer 7 does not exist" in err
 
 
+def test_ensemble_scores_carry_their_spread(tiny_model_dir, tmp_path, capsys):
+    pairs = _write(tmp_path / "pairs.jsonl", ROWS)
+    run = tmp_path / "run"
+    code, _, err = _run(["rm", "train", "--pairs", str(pairs), "--run-dir", str(run), "--model", str(tiny_model_dir),
+                         "--layer", "2", "--epochs", "10", "--ensemble", "3"], capsys)
+    assert code == 0, err
+    inputs = tmp_path / "score.jsonl"
+    pd.DataFrame({"prompt": ["Who is X?", "Who is Y?"], "completion": ["I don't know X.", "Y was a chemist."]}).to_json(
+        inputs, orient="records", lines=True)
+    code, _, err = _run(["rm", "score", "--rm", str(run / "rm"), "--input", str(inputs), "--out",
+                         str(tmp_path / "s.jsonl")], capsys)
+    assert code == 0, err
+    scored = pd.read_json(tmp_path / "s.jsonl", lines=True)
+    assert {"score", "score_std"} <= set(scored.columns) and (scored["score_std"] > 0).all()
+    code, out, _ = _run(["rm", "score", "--rm", str(run / "rm"), "--prompt", "Who is X?", "--completion",
+                         "I don't know X."], capsys)
+    mean, std = (float(x) for x in out.split("\t"))  # printed as: mean <tab> spread
+    assert mean == pytest.approx(float(scored["score"][0]), abs=1e-4)
+    assert std == pytest.approx(float(scored["score_std"][0]), abs=1e-4)
+
+
 def test_sweep_reports_each_layer(tiny_model_dir, tmp_path, capsys):
     pairs = _write(tmp_path / "pairs.jsonl", ROWS)
     code, out, err = _run(["rm", "sweep", "--pairs", str(pairs), "--run-dir", str(tmp_path), "--model", str(tiny_model_dir),

@@ -169,7 +169,7 @@ def rm_score(
     out: Annotated[Optional[Path], typer.Option(help="Output JSONL with a 'score' column (default: print).")] = None,
     batch_size: BatchSize = 16,
 ) -> None:
-    """Score (prompt, completion) pairs with a saved reward model."""
+    """Score (prompt, completion) pairs with a saved reward model (ensembles add a score_std column)."""
 
     from latentrm.models import atomic_write_text
     from latentrm.pairs import read_table
@@ -189,15 +189,21 @@ def rm_score(
     else:
         frame = None
         prompts, completions = [prompt], [completion]
+    from latentrm.rm.ensemble import EnsembleHead
+
     model = LatentRewardModel.load(rm)
-    scores = model.score(prompts, completions, batch_size=batch_size, progress=len(prompts) > 32)
+    if isinstance(model.head, EnsembleHead):  # mean over heads, plus their spread
+        mean, std = model.score_with_std(prompts, completions, batch_size=batch_size)
+        scores, stds = mean.tolist(), std.tolist()
+    else:
+        scores, stds = model.score(prompts, completions, batch_size=batch_size, progress=len(prompts) > 32), None
     if frame is not None and out is not None:
-        frame = frame.assign(score=scores)
+        frame = frame.assign(score=scores, **({"score_std": stds} if stds is not None else {}))
         atomic_write_text(out, frame.to_json(orient="records", lines=True, force_ascii=False))
         print(f"{len(scores)} scores written to {out}")
     else:
-        for value in scores:
-            print(f"{value:.6f}")
+        for index, value in enumerate(scores):
+            print(f"{value:.6f}" + (f"\t{stds[index]:.6f}" if stds is not None else ""))
 
 
 def _mount_stage_groups() -> None:
