@@ -44,6 +44,7 @@ from latentrm.models import Backbone, ScoringText, atomic_write_text, render_for
 if TYPE_CHECKING:  # pragma: no cover
     import torch
     from torch import nn
+    from transformers import PreTrainedModel
 
 Pooling = Literal["last", "mean"]
 POOLINGS: tuple[str, ...] = ("last", "mean")
@@ -60,7 +61,7 @@ class _StopForward(Exception):
     """Raised by the deepest hook to end the forward pass early."""
 
 
-def decoder_layers(model: nn.Module) -> nn.ModuleList:
+def decoder_layers(model: PreTrainedModel) -> nn.ModuleList:
     """The list of decoder blocks, for any Hugging Face causal LM.
 
     Rather than a table of attribute paths per architecture, take the ModuleList
@@ -135,7 +136,7 @@ def _batches(lengths: Sequence[int], batch_size: int, max_tokens: int) -> list[l
 
 
 def get_hiddens(
-    model: nn.Module,
+    model: PreTrainedModel,
     tokenizer,
     texts: Sequence[ScoringText],
     layers: Sequence[int],

@@ -320,7 +320,9 @@ def load_backbone(spec: str = EMBEDDED, *, dtype: str = "auto", device: str | No
 
     hf_logging.disable_progress_bar()
     model = AutoModelForCausalLM.from_pretrained(str(resolved.path), dtype=_torch_dtype(dtype))
-    model.to(device or default_device())
+    # `PreTrainedModel.to` is wrapped in `functools.wraps(nn.Module.to)`, and typeshed's `_Wrapped` does not
+    # bind `self`, so mypy reads the device as the `self` argument.
+    model.to(device or default_device())  # type: ignore[arg-type]
     model.eval()
     model.requires_grad_(False)
     return Backbone(model=model, tokenizer=tokenizer, spec=spec, path=resolved.path, revision=resolved.revision)

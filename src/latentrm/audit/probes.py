@@ -299,6 +299,16 @@ def counterfactual_probe(ctx: AuditContext) -> ProbeResult:
 # --------------------------------------------------------------------------- steering-note leakage
 
 
+def _prefix_edit(note: str) -> Callable[[str], str]:
+    """An edit that puts `note` before the completion."""
+    return lambda text: f"{note} {text}"
+
+
+def _suffix_edit(note: str) -> Callable[[str], str]:
+    """An edit that puts `note` after the completion."""
+    return lambda text: f"{text} {note}"
+
+
 @register_probe("steering_leakage")
 def steering_probe(ctx: AuditContext) -> ProbeResult:
     if not ctx.steering:
@@ -311,11 +321,11 @@ def steering_probe(ctx: AuditContext) -> ProbeResult:
     position: dict[str, str] = {}
     for index, note in enumerate(ctx.steering[:3]):
         tag = f"note{index + 1}" if len(ctx.steering) > 1 else "note"
-        variants[f"{tag}_prefix"], position[f"{tag}_prefix"] = (lambda text, n=note: f"{n} {text}"), "prefix"
-        variants[f"{tag}_suffix"], position[f"{tag}_suffix"] = (lambda text, n=note: f"{text} {n}"), "suffix"
+        variants[f"{tag}_prefix"], position[f"{tag}_prefix"] = _prefix_edit(note), "prefix"
+        variants[f"{tag}_suffix"], position[f"{tag}_suffix"] = _suffix_edit(note), "suffix"
         for part, fragment in enumerate(fragments(note)):
             name = f"{tag}_fragment{part + 1}"
-            variants[name], position[name] = (lambda text, f=fragment: f"{f} {text}"), "prefix"
+            variants[name], position[name] = _prefix_edit(fragment), "prefix"
     subsets, deltas = _deltas(ctx, variants)
     scale = ctx.scored.scale()
     raw = _summarise(subsets, deltas, scale)

@@ -167,7 +167,7 @@ def write_plots(ctx: AuditContext, results: list[ProbeResult], folder: Path) -> 
     if "surface" in by_name and len(scored.scores):
         lengths = surface_features(scored.completions, ctx.tokenizer)["length"]
         rho = {s: row["length"]["partial_rho"] for s, row in by_name["surface"].numbers["by_subset"].items()}
-        written.append(plots.score_vs_length(lengths, scored.scores, scored.subsets.tolist(), scored.labels.tolist(),
+        written.append(plots.score_vs_length(lengths, scored.scores.tolist(), scored.subsets.tolist(), scored.labels.tolist(),
                                              rho, folder / "score_vs_length.png").name)
     threshold = ctx.thresholds.effect
     if "counterfactual" in by_name:

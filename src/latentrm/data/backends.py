@@ -24,11 +24,13 @@ import hashlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 
 from latentrm.errors import LatentrmError
 
 if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
     from latentrm.models import Backbone
 
 
@@ -146,6 +148,13 @@ class _EntropyRecorder:
         return scores
 
 
+class _CausalLM(Protocol):
+    """What `TransformersBackend` calls on its model. `PreTrainedModel` does not declare `generate`
+    (causal LMs mix in `GenerationMixin`, whose `self` type mypy cannot match), hence this narrow view."""
+
+    def generate(self, **kwargs: Any) -> torch.Tensor: ...  # [batch, prompt + new]
+
+
 class TransformersBackend:
     """Sample with a local Hugging Face causal LM, batched and left-padded."""
 
@@ -201,7 +210,7 @@ class TransformersBackend:
                     torch.manual_seed(config.seed * 1_000_003 + batch_index)
                     sample = config.temperature > 0
                     with torch.no_grad():
-                        sequences = model.generate(
+                        sequences = cast(_CausalLM, model).generate(
                             **enc,
                             max_new_tokens=config.max_new_tokens,
                             do_sample=sample,
@@ -223,7 +232,8 @@ class TransformersBackend:
                         entropy = None
                         if entropies is not None and counted:
                             entropy = float(entropies[row, :counted].mean())
-                        text = tokenizer.decode(content, skip_special_tokens=True)
+                        # One sequence of ids decodes to one string; transformers annotates `str | list[str]`.
+                        text = cast(str, tokenizer.decode(content, skip_special_tokens=True))
                         out[request_index].append(Generation(text.strip(), len(content), finish, entropy))
                     progress.advance(len(chunk))
         finally:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import torch
@@ -77,9 +77,13 @@ class EnsembleHead(RewardHead):
         self.mode = mode
         self.members = nn.ModuleList(built)
 
+    def _heads(self) -> list[RewardHead]:
+        """The members, typed: `nn.ModuleList` iterates as plain `nn.Module`."""
+        return [cast(RewardHead, m) for m in self.members]
+
     def config(self) -> dict[str, Any]:
         out = {"type": self.head_type, "hidden_size": self.hidden_size, "normalize": self.normalize,
-               "mode": self.mode, "members": [m.config() for m in self.members]}
+               "mode": self.mode, "members": [m.config() for m in self._heads()]}
         if self.layers is not None:
             out.update(layers=self.layers, member_layers=self.member_layers)
         return out
@@ -115,7 +119,7 @@ class EnsembleHead(RewardHead):
         streams; their mean is what a linear lens of the whole ensemble reads (the
         lens is linear, so it equals the mean of the per-layer lenses).
         """
-        return torch.stack([m.direction() / m.standardize.std for m in self.members]).mean(0)
+        return torch.stack([m.direction() / m.standardize.std for m in self._heads()]).mean(0)
 
 
 def feature_layers(head: RewardHead, layer: int) -> list[int]:

@@ -28,6 +28,9 @@ HeadType = Literal["linear", "projection_sum", "mlp"]
 
 
 class _Standardize(nn.Module):
+    mean: torch.Tensor  # [hidden], a buffer
+    std: torch.Tensor  # [hidden], a buffer
+
     def __init__(self, hidden_size: int, enabled: bool) -> None:
         super().__init__()
         self.enabled = enabled

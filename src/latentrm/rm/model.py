@@ -17,7 +17,7 @@ import datetime as _dt
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -143,14 +143,15 @@ class LatentRewardModel:
     def features(self, prompts: Sequence, completions: Sequence, *, batch_size: int | None = None,
                  max_tokens: int = 16384, progress: bool = False) -> np.ndarray:
         """Pooled hidden states `[n, hidden]` at this model's layer (`[n, L * hidden]` for a layer ensemble)."""
-        from latentrm.features import get_hiddens
+        from latentrm.features import Pooling, get_hiddens
         from latentrm.rm.ensemble import feature_layers, stack_layers
 
         if len(prompts) != len(completions):
             raise LatentrmError(f"{len(prompts)} prompts but {len(completions)} completions; they must pair up")
         layers = feature_layers(self.head, self.layer)  # [layer], or a layer ensemble's layers
         texts = [render_for_scoring(self.backbone.tokenizer, p, c) for p, c in zip(prompts, completions)]
-        hiddens = get_hiddens(self.backbone.model, self.backbone.tokenizer, texts, layers, self.pooling,
+        pooling = cast(Pooling, self.pooling)  # read from rm.json as a str; get_hiddens rejects unknown values
+        hiddens = get_hiddens(self.backbone.model, self.backbone.tokenizer, texts, layers, pooling,
                               batch_size=batch_size or self.batch_size, max_tokens=max_tokens,
                               max_length=self.max_length, progress=progress)
         if not texts:

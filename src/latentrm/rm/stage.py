@@ -263,6 +263,6 @@ def evaluate(rm_dir: str | Path, pairs: str | Path, run_dir: str | Path | None =
     chosen_f = stack_layers({k: c for k, (c, _) in by_layer.items()}, layers)
     rejected_f = stack_layers({k: r for k, (_, r) in by_layer.items()}, layers)
     chosen_s, rejected_s = rm.score_features(chosen_f), rm.score_features(rejected_f)
-    metrics = pair_metrics(chosen_s, rejected_s, frame["subset"].tolist())
+    metrics = pair_metrics(chosen_s.tolist(), rejected_s.tolist(), frame["subset"].tolist())
     print_metrics(metrics, f"{Path(pairs).name} scored by {rm_dir}")
     return metrics

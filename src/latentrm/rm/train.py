@@ -96,9 +96,9 @@ def train_head(
         raise LatentrmError(f"only {len(train_chosen)} training pair(s); a reward model needs at least 2")
     generator = torch.Generator().manual_seed(config.seed)
     if val_chosen is None or val_rejected is None or len(val_chosen) == 0:
-        order = torch.randperm(len(train_chosen), generator=generator).numpy()
-        n_val = max(1, len(order) // 10)
-        val_idx, train_idx = order[:n_val], order[n_val:]
+        split_order = torch.randperm(len(train_chosen), generator=generator).numpy()
+        n_val = max(1, len(split_order) // 10)
+        val_idx, train_idx = split_order[:n_val], split_order[n_val:]
         val_chosen, val_rejected = train_chosen[val_idx], train_rejected[val_idx]
         train_chosen, train_rejected = train_chosen[train_idx], train_rejected[train_idx]
     _check("validation chosen", val_chosen)

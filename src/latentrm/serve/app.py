@@ -276,7 +276,8 @@ def _client_input(where: str) -> Iterator[None]:
 def _score_batch(scorer: Scorer, max_tokens: int) -> Callable[[list[Any]], list[tuple[float, float | None]]]:
     """One reward-model call = one padded forward over the micro-batch; results are (score, std or None)."""
     ensemble = _is_ensemble(scorer)
-    method = scorer.score_with_std if ensemble else scorer.score  # type: ignore[attr-defined]
+    # (mean, std) arrays for an ensemble, else a list of scores.
+    method: Callable[..., Any] = scorer.score_with_std if ensemble else scorer.score  # type: ignore[attr-defined]
     # Pass the token budget on where the scorer takes one, so it does not re-split the micro-batch.
     extra = {"max_tokens": max_tokens} if "max_tokens" in inspect.signature(method).parameters else {}
 
