@@ -118,16 +118,25 @@ def test_ensemble_scores_carry_their_spread(tiny_model_dir, tmp_path, capsys):
 def test_sweep_reports_each_layer(tiny_model_dir, tmp_path, capsys):
     pairs = _write(tmp_path / "pairs.jsonl", ROWS)
     code, out, err = _run(["rm", "sweep", "--pairs", str(pairs), "--run-dir", str(tmp_path), "--model", str(tiny_model_dir),
-                           "--layers", "1,2,4"], capsys)
+                           "--layers", "1,2,4", "--head", "linear,mlp"], capsys)
+    assert code == 0, err
     sweep = json.loads((tmp_path / "rm_sweep" / "sweep.json").read_text())
-    assert [row["layer"] for row in sweep["layers"]] == [1, 2, 4]
+    assert [(row["layer"], row["head"]) for row in sweep["layers"]] == [
+        (1, "linear"), (1, "mlp"), (2, "linear"), (2, "mlp"), (4, "linear"), (4, "mlp")]
     assert sweep["chosen_on"] == "val"
     best = max(sweep["layers"], key=lambda row: row["val_accuracy"])
-    assert sweep["best_layer"] == best["layer"]
+    assert (sweep["best_layer"], sweep["best_head"]) == (best["layer"], best["head"])
     assert all("test_accuracy" in row and row["n_val"] > 0 for row in sweep["layers"])
     # one extraction pass: one cache entry per text list holding all three layers
     manifests = list((tmp_path / "cache").glob("*/manifest.json"))
     assert len(manifests) == 1 and json.loads(manifests[0].read_text())["layers"] == [1, 2, 4]
+
+
+def test_sweep_rejects_an_unknown_head(tmp_path, capsys):
+    pairs = _write(tmp_path / "pairs.jsonl", ROWS)
+    code, _, err = _run(["rm", "sweep", "--pairs", str(pairs), "--run-dir", str(tmp_path), "--head", "linear,mpl"],
+                        capsys)
+    assert code == 2 and "mpl" in err and "projection_sum" in err and len(err.strip().splitlines()) == 1
 
 
 def test_help_is_fast():

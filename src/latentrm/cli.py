@@ -124,20 +124,26 @@ def rm_sweep(
     layers: Annotated[str, typer.Option(help="Comma-separated candidate layers.")] = "3,6,9,12,15,18,21,24,27,30",
     run_dir: RunDir = Path("runs/quick"),
     model: Model = "embedded",
-    head: Annotated[str, typer.Option(help="linear | projection_sum | mlp")] = "projection_sum",
+    head: Annotated[str, typer.Option(help="Head type(s), comma-separated: linear, projection_sum, mlp.")
+                    ] = "projection_sum",
     pooling: Pooling = "last",
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
     dtype: Dtype = "auto",
     max_length: MaxLength = 2048,
     batch_size: BatchSize = 16,
 ) -> None:
-    """Train one head per layer from a single extraction pass and report held-out accuracy per layer."""
+    """Train one head per layer (and head type) from one extraction pass; val and test accuracy; pick on val."""
+    from latentrm.rm.heads import HEADS
     from latentrm.rm.stage import RMStageConfig, sweep
 
+    heads = [name.strip() for name in head.split(",") if name.strip()]
+    unknown = [name for name in heads if name not in HEADS]
+    if not heads or unknown:
+        raise LatentrmError(f"--head {head!r}: use one or more of {', '.join(HEADS)}, comma-separated")
     config = RMStageConfig(pairs=str(pairs), run_dir=str(run_dir), model=model, pooling=pooling, dtype=dtype,
                            max_length=max_length, batch_size=batch_size,
-                           train=_train_config(head, 200, None, 0.0, seed, 0.01))  # type: ignore[arg-type]
-    out = sweep(config, _parse_layers(layers))
+                           train=_train_config(heads[0], 200, None, 0.0, seed, 0.01))  # type: ignore[arg-type]
+    out = sweep(config, _parse_layers(layers), heads=heads)
     print(f"sweep written to {out / 'sweep.json'}")
 
 

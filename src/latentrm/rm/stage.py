@@ -186,8 +186,12 @@ def train(config: RMStageConfig, *, force: bool = False, backbone: Backbone | No
     return out
 
 
-def sweep(config: RMStageConfig, layers: list[int], *, backbone: Backbone | None = None) -> Path:
-    """One extraction pass for all `layers`, one head per layer; writes `<run-dir>/rm_sweep/sweep.json`."""
+def sweep(config: RMStageConfig, layers: list[int], *, backbone: Backbone | None = None,
+          heads: list[str] | None = None) -> Path:
+    """One extraction pass for all `layers`, one head per (layer, head type); the pair is chosen on val.
+
+    `heads` defaults to `[config.train.head]`. Writes `<run-dir>/rm_sweep/sweep.json`.
+    """
     from rich.console import Console
     from rich.table import Table
 
@@ -204,12 +208,12 @@ def sweep(config: RMStageConfig, layers: list[int], *, backbone: Backbone | None
         raise LatentrmError("a sweep needs rows with split=val to choose a layer on (test rows only report)")
     subsets = frame["subset"].to_numpy()
     rows = []
-    for layer in wanted:
+    for layer, head in ((layer, head) for layer in wanted for head in (heads or [config.train.head])):
         chosen_f, rejected_f = features[layer]
         result = train_head(chosen_f[train_mask], rejected_f[train_mask], chosen_f[val_mask], rejected_f[val_mask],
-                            config.train)
+                            replace(config.train, head=head))
         gaps = score_array(result.head, chosen_f) - score_array(result.head, rejected_f)  # [n]
-        row: dict[str, Any] = {"layer": layer, "best_epoch": result.best_epoch}
+        row: dict[str, Any] = {"layer": layer, "head": head, "best_epoch": result.best_epoch}
         for split, mask in (("val", val_mask), ("test", test_mask)):
             if mask.any():
                 row[f"{split}_accuracy"] = float((gaps[mask] > 0).mean())
@@ -219,13 +223,14 @@ def sweep(config: RMStageConfig, layers: list[int], *, backbone: Backbone | None
         rows.append(row)
     out = Path(config.run_dir) / "rm_sweep"
     out.mkdir(parents=True, exist_ok=True)
-    # the layer is chosen on val alone, so the test column stays an unbiased estimate for that choice
+    # layer and head are chosen on val alone, so the test column stays an unbiased estimate for that choice
     best = max(rows, key=lambda r: r["val_accuracy"])
     atomic_write_text(out / "sweep.json", json.dumps({"layers": rows, "best_layer": best["layer"],
-                                                      "chosen_on": "val", "config": config.to_dict()},
-                                                     indent=1, default=str))
-    table = Table(title=f"layer sweep ({config.train.head}; * = best on val)")
+                                                      "best_head": best["head"], "chosen_on": "val",
+                                                      "config": config.to_dict()}, indent=1, default=str))
+    table = Table(title="layer sweep (* = best on val)")
     table.add_column("layer", justify="right")
+    table.add_column("head", no_wrap=True)
     splits = [split for split in ("val", "test") if f"{split}_accuracy" in rows[0]]
     subset_names = sorted(set(subsets))
     for split in splits:
@@ -238,7 +243,7 @@ def sweep(config: RMStageConfig, layers: list[int], *, backbone: Backbone | None
             cells.append(f"{row[f'{split}_accuracy']:.3f}")
             by_subset = row[f"{split}_by_subset"]
             cells += [f"{by_subset[n]:.3f}" if n in by_subset else "-" for n in subset_names]
-        table.add_row(str(row["layer"]) + (" *" if row is best else ""), *cells)
+        table.add_row(str(row["layer"]) + (" *" if row is best else ""), row["head"], *cells)
     Console().print(table)
     return out
 
