@@ -139,6 +139,13 @@ def test_sweep_rejects_an_unknown_head(tmp_path, capsys):
     assert code == 2 and "mpl" in err and "projection_sum" in err and len(err.strip().splitlines()) == 1
 
 
+def test_bad_ensemble_layers_get_a_one_line_error(tmp_path, capsys):
+    pairs = _write(tmp_path / "pairs.jsonl", ROWS)
+    code, _, err = _run(["rm", "train", "--pairs", str(pairs), "--run-dir", str(tmp_path), "--ensemble-mode", "layers",
+                         "--ensemble-layers", "10,x"], capsys)
+    assert code == 2 and "--ensemble-layers '10,x'" in err and len(err.strip().splitlines()) == 1
+
+
 def test_help_is_fast():
     start = time.perf_counter()
     result = subprocess.run([sys.executable, "-m", "latentrm.cli", "--help"], capture_output=True, text=True)

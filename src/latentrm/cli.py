@@ -35,11 +35,11 @@ MaxLength = Annotated[int, typer.Option(help="Max tokens per scored text; longer
 BatchSize = Annotated[int, typer.Option(help="Texts per forward batch.")]
 
 
-def _parse_layers(text: str) -> list[int]:
+def _parse_layers(text: str, option: str = "--layers") -> list[int]:
     try:
         return [int(part) for part in text.replace(" ", "").split(",") if part]
     except ValueError:
-        raise LatentrmError(f"--layers '{text}' must be comma-separated integers, e.g. 5,10,15") from None
+        raise LatentrmError(f"{option} '{text}' must be comma-separated integers, e.g. 5,10,15") from None
 
 
 def _quiet_libraries() -> None:
@@ -113,7 +113,7 @@ def rm_train(
                            dtype=dtype, max_length=max_length, batch_size=batch_size,
                            train=_train_config(head, epochs, lr, margin, seed, scale),  # type: ignore[arg-type]
                            ensemble=ensemble, ensemble_mode=ensemble_mode,
-                           ensemble_layers=tuple(int(x) for x in ensemble_layers.split(",") if x.strip()))
+                           ensemble_layers=tuple(_parse_layers(ensemble_layers, "--ensemble-layers")))
     out = train(config, force=force)
     print(f"reward model saved to {out}")
 

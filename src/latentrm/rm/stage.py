@@ -82,6 +82,16 @@ def pair_features(backbone: Backbone | Callable[[], Backbone], frame: pd.DataFra
     return {layer: (array[:n], array[n:]) for layer, array in features.items()}
 
 
+def stacked_pair_features(backbone: Backbone | Callable[[], Backbone], frame: pd.DataFrame, layers: list[int],
+                          config: RMStageConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(chosen, rejected) features `[n, len(layers) * hidden]`: one layer as is, a layer ensemble's side by side."""
+    from latentrm.rm.ensemble import stack_layers
+
+    by_layer = pair_features(backbone, frame, layers, config)
+    return (stack_layers({k: c for k, (c, _) in by_layer.items()}, layers),
+            stack_layers({k: r for k, (_, r) in by_layer.items()}, layers))
+
+
 def _splits(frame: pd.DataFrame) -> pd.DataFrame:
     frame = assign_splits(frame)
     if not (frame["split"] == "train").any():
@@ -143,11 +153,9 @@ def train(config: RMStageConfig, *, force: bool = False, backbone: Backbone | No
             print(f"{out} is up to date (same config and pairs); pass --force to retrain")
         return out
 
-    from latentrm.rm.ensemble import stack_layers, train_ensemble
+    from latentrm.rm.ensemble import train_ensemble
 
-    by_layer = pair_features(backbone, frame, layers, config)
-    chosen_f = stack_layers({k: c for k, (c, _) in by_layer.items()}, layers)  # [n, L * hidden]
-    rejected_f = stack_layers({k: r for k, (_, r) in by_layer.items()}, layers)
+    chosen_f, rejected_f = stacked_pair_features(backbone, frame, layers, config)  # [n, L * hidden]
     train_mask = (frame["split"] == "train").to_numpy()
     val_mask = (frame["split"] == "val").to_numpy()
     if config.ensemble > 1 or config.ensemble_mode == "layers":  # K heads scored as their mean; rm/ensemble.py
@@ -261,12 +269,9 @@ def evaluate(rm_dir: str | Path, pairs: str | Path, run_dir: str | Path | None =
     rm = LatentRewardModel.load(rm_dir)
     config = RMStageConfig(pairs=str(pairs), run_dir=str(run_dir or Path(rm_dir).parent), model=rm.backbone.spec,
                            layer=rm.layer, pooling=rm.pooling, max_length=rm.max_length)
-    from latentrm.rm.ensemble import feature_layers, stack_layers
+    from latentrm.rm.ensemble import feature_layers
 
-    layers = feature_layers(rm.head, rm.layer)
-    by_layer = pair_features(rm.backbone, frame, layers, config)
-    chosen_f = stack_layers({k: c for k, (c, _) in by_layer.items()}, layers)
-    rejected_f = stack_layers({k: r for k, (_, r) in by_layer.items()}, layers)
+    chosen_f, rejected_f = stacked_pair_features(rm.backbone, frame, feature_layers(rm.head, rm.layer), config)
     chosen_s, rejected_s = rm.score_features(chosen_f), rm.score_features(rejected_f)
     metrics = pair_metrics(chosen_s.tolist(), rejected_s.tolist(), frame["subset"].tolist())
     print_metrics(metrics, f"{Path(pairs).name} scored by {rm_dir}")
