@@ -27,7 +27,11 @@ def test_truncated_forward_matches_full_model(tiny_backbone):
         with torch.no_grad():
             full = model(**ids, output_hidden_states=True).hidden_states
         for layer in (0, 1, 2):
-            assert torch.equal(hiddens[layer][row], full[layer][0, -1])
+            # Batched, padded rows and an unbatched forward run different kernels (other matmul
+            # shapes, other reduction orders), so fp32 results agree to rounding, not to the bit.
+            # 1e-5 absolute is ~100x fp32 epsilon at these activation sizes; a wrong position
+            # or layer differs by O(1).
+            torch.testing.assert_close(hiddens[layer][row], full[layer][0, -1], atol=1e-5, rtol=1e-4)
         # HF's last entry has the final norm applied; ours is the raw output of block L.
         normed = model.model.norm(hiddens[4][row : row + 1])[0]
         assert torch.allclose(normed, full[4][0, -1], atol=1e-5)
