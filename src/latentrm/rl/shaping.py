@@ -31,6 +31,23 @@ The shapers
   no reward above the given chosen-score quantile.
 - `ensemble`: `score - k * std` (default k=1): a pessimistic reward for heads trained on
   bootstrap resamples, where `score` is their mean and `std` their spread. Needs `std`.
+- `quantile_match`: the literal "target the chosen distribution" reward. Within each group
+  of G completions for one prompt (a GRPO group), sort the scores s_(1) <= ... <= s_(G)
+  and give the completion of rank k the reward `-|s_(k) - Q_c((k - 0.5) / G)|`, where Q_c
+  is the chosen-score quantile function of the prompt's class. Overshooting the chosen
+  distribution costs as much as falling short, so the group is pushed to spread like the
+  chosen set rather than towards its maximum. Needs `groups` (the shaped reward derives
+  them from identical prompts); a group of one is matched to the median.
+- `density`: `log p_c(score)`, the log-density of the score under a Gaussian KDE of the
+  chosen-score distribution of the prompt's class (the stored quantiles are the KDE's
+  points, weighted by the probability mass each represents; Scott's bandwidth, times
+  `bandwidth`). Highest at the mode of the chosen scores, falling on both sides.
+
+GRPO normalises rewards within each group (`(r - mean) / std`), so for it only a shaper's
+shape matters: adding a constant to every reward, or multiplying by a positive constant,
+changes nothing the policy sees (tests check this for each shaper). What does matter is
+the ordering and spacing *within* a group, which is where `raw`, `calibrated`,
+`quantile_match` and `density` differ.
 
 Departure from the seed method: the seed method uses the raw score; `raw` keeps that.
 
@@ -48,7 +65,7 @@ import numpy as np
 
 from latentrm.errors import LatentrmError
 
-ShaperName = Literal["raw", "calibrated", "capped", "ensemble"]
+ShaperName = Literal["raw", "calibrated", "capped", "ensemble", "quantile_match", "density"]
 
 
 class ShaperFn(Protocol):
@@ -62,11 +79,13 @@ class Shaper:
 
     name: str
     params: dict[str, Any]
-    fn: Callable[[np.ndarray, Sequence[str | None], np.ndarray | None], np.ndarray] = field(repr=False)
+    fn: Callable[..., np.ndarray] = field(repr=False)  # (scores, subsets, std[, groups]) -> rewards
     needs_std: bool = False
+    needs_groups: bool = False  # fn takes a 4th argument: group ids [n] (one per prompt group)
 
     def __call__(self, scores: np.ndarray | Sequence[float], subsets: Sequence[str | None] | None = None,
-                 std: np.ndarray | Sequence[float] | None = None) -> np.ndarray:
+                 std: np.ndarray | Sequence[float] | None = None,
+                 groups: np.ndarray | Sequence[Any] | None = None) -> np.ndarray:
         values = np.asarray(scores, dtype=np.float64).reshape(-1)  # [n]
         names: Sequence[str | None] = [None] * len(values) if subsets is None else list(subsets)
         if len(names) != len(values):
@@ -74,7 +93,12 @@ class Shaper:
         spread = None if std is None else np.asarray(std, dtype=np.float64).reshape(-1)
         if spread is not None and len(spread) != len(values):
             raise LatentrmError(f"shaper '{self.name}': {len(values)} scores but {len(spread)} std values")
-        return np.asarray(self.fn(values, names, spread), dtype=np.float64)
+        if not self.needs_groups:
+            return np.asarray(self.fn(values, names, spread), dtype=np.float64)
+        group_ids = np.arange(len(values)) if groups is None else np.asarray(list(groups), dtype=object)
+        if len(group_ids) != len(values):
+            raise LatentrmError(f"shaper '{self.name}': {len(values)} scores but {len(group_ids)} group ids")
+        return np.asarray(self.fn(values, names, spread, group_ids), dtype=np.float64)
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "params": dict(self.params)}
@@ -252,3 +276,52 @@ def ensemble_shaper(meta: Mapping[str, Any], k: float = 1.0) -> Shaper:
         return scores - k * std
 
     return Shaper("ensemble", {"k": k}, shape, needs_std=True)
+
+
+@register_shaper("quantile_match")
+def quantile_match_shaper(meta: Mapping[str, Any]) -> Shaper:
+    tables = _chosen_tables(meta, "quantile_match")
+
+    def shape(scores: np.ndarray, subsets: Sequence[str | None], std: np.ndarray | None,
+              groups: np.ndarray) -> np.ndarray:
+        out = np.empty_like(scores)
+        keys = np.asarray([f"{g!r}\0{s!r}" for g, s in zip(groups.tolist(), subsets)], dtype=object)
+        for key in dict.fromkeys(keys.tolist()):  # one group = one prompt (and so one class)
+            rows = np.flatnonzero(keys == key)
+            table = _table_for(tables, subsets[rows[0]], "quantile_match")
+            size = len(rows)
+            order = rows[np.argsort(scores[rows], kind="stable")]  # rank k = 1..G, ascending
+            targets = np.array([table.quantile((k - 0.5) / size) for k in range(1, size + 1)])  # [G]
+            out[order] = -np.abs(scores[order] - targets)
+        return out
+
+    return Shaper("quantile_match", {}, shape, needs_groups=True)
+
+
+@register_shaper("density")
+def density_shaper(meta: Mapping[str, Any], bandwidth: float = 1.0) -> Shaper:
+    from scipy.stats import gaussian_kde
+
+    bandwidth = _finite_param("bandwidth", bandwidth, 0.0, 100.0, "density", open_low=True)
+    tables = _chosen_tables(meta, "density")
+    kdes: dict[str, Any] = {}
+    for key, table in tables.items():
+        # Each stored quantile stands for the probability mass around its level (midpoint rule).
+        edges = np.concatenate([[table.levels[0]], (table.levels[1:] + table.levels[:-1]) / 2, [table.levels[-1]]])
+        weights = np.diff(edges)
+        spread = float(np.std(table.values))
+        # A point mass (every chosen score equal) has no KDE; jitter within 1e-3 of its scale.
+        points = table.values if spread > 0 else table.values + np.linspace(-1e-3, 1e-3, len(table.values)) * (
+            1.0 + abs(float(table.values[0])))
+        kde = gaussian_kde(points, weights=weights if weights.sum() > 0 else None)
+        kde.set_bandwidth(kde.factor * bandwidth)
+        kdes[key] = kde
+
+    def shape(scores: np.ndarray, subsets: Sequence[str | None], std: np.ndarray | None) -> np.ndarray:
+        def apply(subset: str | None, rows: np.ndarray) -> np.ndarray:
+            _table_for(tables, subset, "density")  # same error as the others for an unknown subset
+            return np.asarray(kdes["all" if subset is None else subset].logpdf(rows), dtype=np.float64)
+
+        return _per_subset(scores, subsets, apply)
+
+    return Shaper("density", {"bandwidth": bandwidth}, shape)

@@ -1,0 +1,99 @@
+"""`latentrm rl`: GRPO against a latent reward model (`rl train`) and the reward-design experiment (`rl compare`).
+
+Only typer is imported at module level, so `latentrm --help` stays fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from latentrm.errors import LatentrmError
+
+app = typer.Typer(help="RL against a latent reward model: TRL GRPO, reward shapers, the compare experiment.",
+                  no_args_is_help=True)
+
+Preset = Annotated[Optional[str], typer.Option(help="configs/rl/<NAME>.yaml (cpu-small, gpu) or a YAML path; "
+                                                    "options given here override it.")]
+
+
+def _shaper_params(items: list[str] | None) -> dict[str, float] | None:
+    if not items:
+        return None
+    out: dict[str, float] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        try:
+            if not sep or not name:
+                raise ValueError
+            out[name.strip()] = float(value)
+        except ValueError:
+            raise LatentrmError(f"--shaper-param {item!r}: write name=number, e.g. tau=0.5") from None
+    return out
+
+
+@app.command("train")
+def train(
+    pairs: Annotated[Optional[Path], typer.Option(help="Pairs file: prompts come from its train split.")] = None,
+    rm: Annotated[Optional[Path], typer.Option("--rm", help="Reward-model folder from `latentrm rm train`.")] = None,
+    preset: Preset = None,
+    run_dir: Annotated[Optional[Path], typer.Option(help="Run directory; writes <run-dir>/rl/.")] = None,
+    policy: Annotated[Optional[str], typer.Option(help="Start policy (default: the reward model's backbone).")] = None,
+    shaper: Annotated[Optional[str], typer.Option(help="raw | calibrated | capped | quantile_match | density | "
+                                                       "ensemble")] = None,
+    shaper_param: Annotated[Optional[list[str]], typer.Option(help="name=number, repeatable.")] = None,
+    mix: Annotated[Optional[str], typer.Option(help="balanced | natural class mix per batch.")] = None,
+    fake_share: Annotated[Optional[float], typer.Option(help="natural mix: share of made-up-person prompts.")] = None,
+    steps: Annotated[Optional[int], typer.Option(min=1, help="Optimizer steps.")] = None,
+    prompts_per_step: Annotated[Optional[int], typer.Option(min=1, help="Prompts per step (P).")] = None,
+    num_generations: Annotated[Optional[int], typer.Option(min=2, help="Completions per prompt (G).")] = None,
+    max_completion_length: Annotated[Optional[int], typer.Option(min=1, help="Completion token cap.")] = None,
+    learning_rate: Annotated[Optional[float], typer.Option(help="AdamW learning rate.")] = None,
+    beta: Annotated[Optional[float], typer.Option(min=0.0, help="KL coefficient (0: no reference model).")] = None,
+    lora: Annotated[Optional[bool], typer.Option("--lora/--no-lora", help="Train LoRA adapters.")] = None,
+    share_backbone: Annotated[Optional[bool], typer.Option("--share-backbone/--no-share-backbone",
+                                                           help="With LoRA, score with the policy's base.")] = None,
+    mask_truncated: Annotated[Optional[bool], typer.Option("--mask-truncated/--no-mask-truncated",
+                                                           help="TRL mask_truncated_completions.")] = None,
+    eval_every: Annotated[Optional[int], typer.Option(min=0, help="Evaluate every N steps (0: start and end).")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed.")] = None,
+    report_to: Annotated[Optional[str], typer.Option(help="none | tensorboard | trackio | wandb.")] = None,
+    threads: Annotated[Optional[int], typer.Option(min=1, help="torch CPU threads.")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Any RLConfig field: key=value, repeatable "
+                                                                    "(e.g. --set eval_n=8).")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue a killed run from its last checkpoint.")] = False,
+    fresh: Annotated[bool, typer.Option(help="Delete the run folder and start over.")] = False,
+    force: Annotated[bool, typer.Option(help="Retrain even if an identical finished run exists.")] = False,
+) -> None:
+    """GRPO (TRL) of a policy against a latent reward model, with a shaped, class-aware reward."""
+    from latentrm.rl.grpo_config import build_config, parse_sets
+    from latentrm.rl.grpo_trainer import run
+
+    if resume and fresh:
+        raise LatentrmError("--resume and --fresh contradict each other; pass one")
+    config = build_config(
+        preset, parse_sets(set_), pairs=str(pairs) if pairs else None, rm=str(rm) if rm else None,
+        run_dir=str(run_dir) if run_dir else None, policy=policy, shaper=shaper,
+        shaper_params=_shaper_params(shaper_param), mix=mix, fake_share=fake_share, steps=steps,
+        prompts_per_step=prompts_per_step, num_generations=num_generations,
+        max_completion_length=max_completion_length, learning_rate=learning_rate, beta=beta, lora=lora,
+        share_backbone=share_backbone, mask_truncated=mask_truncated, eval_every=eval_every, seed=seed,
+        report_to=report_to, threads=threads)
+    _writable(Path(config.run_dir))
+    out = run(config, resume=resume, fresh=fresh, force=force)
+    print(f"RL run in {out} (policy: {out / 'policy'}, metrics: {out / 'metrics.jsonl'})")
+
+
+def _writable(folder: Path) -> None:
+    """A run directory that cannot be created or written fails now, not after the models load."""
+    import os
+
+    probe = folder
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise LatentrmError(f"--run-dir {folder}: {probe} is a file, not a folder; pass a folder path")
+    if not os.access(probe, os.W_OK):
+        raise LatentrmError(f"--run-dir {folder}: {probe} is not writable; pass a folder you can write to")

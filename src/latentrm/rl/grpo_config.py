@@ -1,0 +1,235 @@
+"""`RLConfig`: everything one GRPO run against a latent reward model depends on; presets as YAML.
+
+A preset is a YAML file of `RLConfig` fields (`configs/rl/cpu-small.yaml`, `configs/rl/gpu.yaml`);
+`--preset NAME` reads `configs/rl/NAME.yaml` (a path works too) and command-line options override
+it. `to_grpo_config()` builds TRL's `GRPOConfig` from it, so TRL's own checks (group size,
+batch divisibility) run before any model loads.
+
+Batch shape: each optimizer step generates `num_generations` (G) completions for each of
+`prompts_per_step` (P) prompts, one generation per step (`steps_per_generation=1`), so a step is
+exactly one GRPO group set of P x G completions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from latentrm.errors import LatentrmError
+
+PRESET_DIR = Path(__file__).resolve().parents[3] / "configs" / "rl"
+# Fields that change how fast or where a run goes, never what it computes: left out of the run key.
+NON_KEY_FIELDS = ("run_dir", "report_to", "logging_steps", "save_steps", "save_total_limit", "reward_batch_size",
+                  "eval_batch_size", "threads")
+
+
+@dataclass(frozen=True)
+class RLConfig:
+    pairs: str = field(default="", metadata={"help": "pairs file: RL prompts come from its train split"})
+    rm: str = field(default="", metadata={"help": "reward-model folder (rm.json + head.safetensors)"})
+    policy: str | None = field(default=None, metadata={"help": "start policy; default: the reward model's backbone"})
+    run_dir: str = field(default="runs/rl", metadata={"help": "run directory; the stage writes <run_dir>/rl/"})
+    shaper: str = field(default="calibrated", metadata={"help": "reward shaper (rl/shaping.py)"})
+    shaper_params: dict[str, float] = field(default_factory=dict, metadata={"help": "shaper parameters"})
+    mix: str = field(default="balanced", metadata={"help": "balanced | natural class mix of every batch"})
+    fake_share: float | None = field(default=None, metadata={"help": "natural mix: share of fake prompts"})
+    steps: int = field(default=40, metadata={"help": "optimizer steps (each: P prompts x G completions)"})
+    prompts_per_step: int = field(default=2, metadata={"help": "P: prompts per step"})
+    num_generations: int = field(default=8, metadata={"help": "G: completions per prompt (the GRPO group)"})
+    max_completion_length: int = field(default=48, metadata={"help": "completion token cap"})
+    temperature: float = field(default=1.0, metadata={"help": "sampling temperature while training"})
+    top_p: float = field(default=1.0, metadata={"help": "nucleus sampling while training"})
+    learning_rate: float = field(default=1e-5, metadata={"help": "AdamW learning rate"})
+    beta: float = field(default=0.0, metadata={"help": "KL coefficient to the start policy (0: no reference)"})
+    scale_rewards: str = field(default="group", metadata={"help": "TRL: group | batch | none"})
+    loss_type: str = field(default="dapo", metadata={"help": "TRL GRPO loss type"})
+    mask_truncated: bool = field(default=False, metadata={"help": "TRL mask_truncated_completions"})
+    lora: bool = field(default=False, metadata={"help": "train LoRA adapters (peft); reward shares the base"})
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank"})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha"})
+    lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout"})
+    lora_targets: str = field(default="all-linear", metadata={"help": "LoRA target modules"})
+    share_backbone: bool = field(default=True, metadata={"help": "with LoRA: the reward reads the policy's base "
+                                                                  "weights (adapters off) instead of a second copy"})
+    eval_every: int = field(default=0, metadata={"help": "evaluate every N steps (0: only at start and end)"})
+    eval_n: int = field(default=16, metadata={"help": "held-out people per class in the periodic eval"})
+    eval_max_new_tokens: int = field(default=64, metadata={"help": "tokens per eval response"})
+    eval_false_premise: int = field(default=8, metadata={"help": "false-premise questions in the periodic eval"})
+    eval_batch_size: int = field(default=16, metadata={"help": "eval generation batch"})
+    seed: int = field(default=0, metadata={"help": "seed of prompts, sampling and init"})
+    dtype: str = field(default="auto", metadata={"help": "auto | float32 | bfloat16"})
+    use_vllm: bool = field(default=False, metadata={"help": "TRL vLLM generation (colocate) when installed"})
+    gradient_checkpointing: bool = field(default=False, metadata={"help": "trade compute for memory"})
+    logging_steps: int = field(default=1, metadata={"help": "log every N steps"})
+    save_steps: int = field(default=10, metadata={"help": "checkpoint every N steps (resume point)"})
+    save_total_limit: int = field(default=2, metadata={"help": "checkpoints kept"})
+    report_to: str = field(default="none", metadata={"help": "TRL report_to: none | tensorboard | trackio | wandb"})
+    reward_batch_size: int = field(default=16, metadata={"help": "texts per reward forward"})
+    threads: int | None = field(default=None, metadata={"help": "torch CPU threads"})
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def key(self, input_hashes: dict[str, str]) -> str:
+        """What the run's outputs depend on: the config minus NON_KEY_FIELDS, and its inputs' hashes."""
+        payload = {k: v for k, v in self.to_dict().items() if k not in NON_KEY_FIELDS}
+        payload["inputs"] = input_hashes
+        return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    def validate(self) -> RLConfig:
+        """One-line errors for values TRL would reject later (or that make no sense)."""
+        from latentrm.rl.prompts import MIXES
+        from latentrm.rl.shaping import available_shapers
+
+        checks: list[tuple[bool, str]] = [
+            (self.steps >= 1, f"--steps {self.steps}: give at least 1 optimizer step"),
+            (self.prompts_per_step >= 1, f"--prompts-per-step {self.prompts_per_step}: give at least 1"),
+            (self.num_generations >= 2, f"--num-generations {self.num_generations}: GRPO needs a group of at "
+                                        "least 2 completions per prompt"),
+            (self.max_completion_length >= 1, f"--max-completion-length {self.max_completion_length}: give >= 1"),
+            (math.isfinite(self.temperature) and self.temperature > 0,
+             f"--temperature {self.temperature}: GRPO samples, so give a temperature > 0"),
+            (0 < self.top_p <= 1, f"--top-p {self.top_p}: give a value in (0, 1]"),
+            (math.isfinite(self.learning_rate) and self.learning_rate > 0,
+             f"--learning-rate {self.learning_rate}: give a finite value > 0"),
+            (math.isfinite(self.beta) and self.beta >= 0, f"--beta {self.beta}: give a finite value >= 0"),
+            (self.mix in MIXES, f"--mix {self.mix!r}: use one of {', '.join(MIXES)}"),
+            (self.fake_share is None or 0 < self.fake_share < 1,
+             f"--fake-share {self.fake_share}: give a share strictly between 0 and 1"),
+            (self.fake_share is None or self.mix == "natural", "--fake-share sets the natural mix's imbalance; "
+                                                               "use it with --mix natural"),
+            (self.shaper in available_shapers(), f"--shaper {self.shaper!r}: use one of "
+                                                 f"{', '.join(available_shapers())}"),
+            (self.scale_rewards in ("group", "batch", "none"), f"--scale-rewards {self.scale_rewards!r}: use "
+                                                               "group, batch or none"),
+            (self.eval_every >= 0 and self.eval_n >= 1 and self.eval_false_premise >= 0,
+             "eval_every must be >= 0, eval_n >= 1 and eval_false_premise >= 0"),
+            (self.save_steps >= 1 and self.logging_steps >= 1, "save_steps and logging_steps must be >= 1"),
+            (self.lora_r >= 1 and self.lora_alpha >= 1, "lora_r and lora_alpha must be >= 1"),
+            (self.dtype in ("auto", "float32", "bfloat16", "float16"), f"--dtype {self.dtype!r}: use auto, "
+                                                                         "float32, bfloat16 or float16"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise LatentrmError(message)
+        return self
+
+    def to_grpo_config(self, output_dir: str | Path, *, use_cpu: bool | None = None) -> Any:
+        """TRL's GRPOConfig for this run (TRL's own checks run here)."""
+        import torch
+        from trl import GRPOConfig
+
+        cpu = (not torch.cuda.is_available()) if use_cpu is None else use_cpu
+        bf16 = self.dtype == "bfloat16" or (self.dtype == "auto" and not cpu and torch.cuda.is_bf16_supported())
+        try:
+            return GRPOConfig(
+                output_dir=str(output_dir),
+                max_steps=self.steps,
+                per_device_train_batch_size=self.prompts_per_step * self.num_generations,
+                gradient_accumulation_steps=1,
+                num_generations=self.num_generations,
+                max_completion_length=self.max_completion_length,
+                temperature=self.temperature,
+                top_p=self.top_p,
+                learning_rate=self.learning_rate,
+                beta=self.beta,
+                scale_rewards=self.scale_rewards,
+                loss_type=self.loss_type,
+                mask_truncated_completions=self.mask_truncated,
+                shuffle_dataset=False,  # the prompt order is the class mix (rl/prompts.py)
+                seed=self.seed,
+                data_seed=self.seed,
+                logging_steps=self.logging_steps,
+                save_strategy="steps",
+                save_steps=self.save_steps,
+                save_total_limit=self.save_total_limit,
+                report_to=[] if self.report_to == "none" else [self.report_to],
+                use_cpu=cpu,
+                bf16=bf16,
+                use_vllm=self.use_vllm and importlib.util.find_spec("vllm") is not None,  # "when installed"
+                vllm_mode="colocate",
+                gradient_checkpointing=self.gradient_checkpointing,
+                remove_unused_columns=False,
+                disable_tqdm=True,
+                dataloader_num_workers=0,
+                lr_scheduler_type="constant",
+                warmup_steps=0,
+            )
+        except (ValueError, TypeError) as exc:
+            raise LatentrmError(f"TRL rejected the RL config: {exc}") from None
+
+
+def load_preset(name: str) -> dict[str, Any]:
+    """A preset's fields: `configs/rl/<name>.yaml`, or a YAML file path."""
+    import yaml
+
+    path = Path(name)
+    if not path.suffix:
+        path = PRESET_DIR / f"{name}.yaml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))) or "none found"
+        raise LatentrmError(f"--preset {name}: no such preset ({path}); known presets: {known}")
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise LatentrmError(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(values, dict):
+        raise LatentrmError(f"{path}: a preset is a mapping of RLConfig fields")
+    known_fields = {f.name for f in fields(RLConfig)}
+    unknown = sorted(set(values) - known_fields)
+    if unknown:
+        raise LatentrmError(f"{path}: unknown field(s) {', '.join(unknown)}; see `latentrm rl train --help`")
+    return values
+
+
+def build_config(preset: str | None = None, sets: dict[str, Any] | None = None, **overrides: Any) -> RLConfig:
+    """Preset values, then `--set` values, then every named option that is not None."""
+    values = load_preset(preset) if preset else {}
+    values.update(sets or {})
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    if "shaper_params" in values and values["shaper_params"] is None:
+        values["shaper_params"] = {}
+    try:
+        config = RLConfig(**values)
+    except TypeError as exc:
+        raise LatentrmError(f"RL config: {exc}") from None
+    _check_types(config)
+    return config.validate()
+
+
+def _check_types(config: RLConfig) -> None:
+    """YAML and --set values of the wrong type get one line naming the field."""
+    for f in fields(RLConfig):
+        value = getattr(config, f.name)
+        kind = str(f.type)
+        ok = (value is None and "None" in kind) or (
+            ("bool" in kind and isinstance(value, bool)) or
+            ("int" in kind and isinstance(value, int) and not isinstance(value, bool)) or
+            ("float" in kind and isinstance(value, int | float) and not isinstance(value, bool)) or
+            ("str" in kind and isinstance(value, str)) or ("dict" in kind and isinstance(value, dict)))
+        if not ok:
+            raise LatentrmError(f"RL config field {f.name}={value!r}: expected {kind}")
+
+
+def parse_sets(items: list[str] | None) -> dict[str, Any]:
+    """`--set key=value` pairs as RLConfig field values (YAML scalars: 1e-5, true, null, [a, b])."""
+    import yaml
+
+    known = {f.name: f for f in fields(RLConfig)}
+    out: dict[str, Any] = {}
+    for item in items or []:
+        name, sep, text = item.partition("=")
+        name = name.strip().replace("-", "_")
+        if not sep or name not in known:
+            hint = "" if sep else " (write key=value)"
+            raise LatentrmError(f"--set {item!r}: unknown RLConfig field{hint}; fields: {', '.join(sorted(known))}")
+        try:
+            out[name] = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise LatentrmError(f"--set {item!r}: the value is not a YAML scalar or list") from None
+    return out

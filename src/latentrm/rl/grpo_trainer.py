@@ -1,0 +1,207 @@
+"""The RL stage: GRPO through TRL against a saved latent reward model.
+
+    latentrm rl train --preset cpu-small --pairs runs/data/pairs.parquet --rm runs/ka/rm --run-dir runs/rl-cal
+
+What it does
+- Prompts: the pairs file's `train` split (user turns only), ordered so that every batch has
+  the class mix asked for (`rl/prompts.py`); the eval people stay unseen.
+- Reward: `ShapedReward(rm, shaper)` (`rl/reward.py`), a plain TRL reward function; the
+  prompt's class reaches it as the `subset` dataset column.
+- Policy gradient: `trl.GRPOTrainer`. We write no PPO/GRPO loop of our own.
+- LoRA (`lora: true`): when the reward model's backbone is the policy's own base model, the
+  reward reads the policy's base weights with the adapters disabled (peft's
+  `disable_adapter()`), in eval mode, so one copy of the weights serves both. The reward
+  therefore reads a frozen backbone, and the policy can move it only through its text, not
+  by changing the activations the head reads (the failure mode of detectors that read the
+  policy's own activations, arXiv 2505.13787). Without LoRA the reward backbone is a separate
+  frozen copy.
+- Logs: TRL's metrics (reward, entropy, completion length, clipped ratio = the truncated share,
+  KL) plus ours (raw and shaped reward, artifact shares, the rules judge's live rates), and a
+  periodic held-out evaluation (start, every `eval_every` steps, end), all appended to
+  `<run_dir>/rl/metrics.jsonl` and sent to TRL's `report_to`.
+- Files: `<run_dir>/rl/` holds `config.json`, `metrics.jsonl`, `eval/step-*.json`,
+  `checkpoints/` (TRL's, the resume points), `policy/` (the final model: LoRA merged, so any
+  stage can load it as a plain model folder), and `manifest.json`, written last.
+- Skipping and resuming: a finished run with the same key (config + input hashes) is skipped;
+  a killed run continues with `resume=True` from its last checkpoint (metrics logged after that
+  checkpoint are dropped and recomputed); a run folder of another config is refused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from latentrm.errors import LatentrmError
+from latentrm.rl.grpo_config import RLConfig
+
+STAGE = "rl"
+
+
+def stage_dir(config: RLConfig) -> Path:
+    return Path(config.run_dir) / STAGE
+
+
+def _hash_file(path: Path) -> str:
+    from latentrm.models import file_sha256
+
+    return file_sha256(path)[:16]
+
+
+def input_hashes(config: RLConfig, policy_revision: str) -> dict[str, str]:
+    from latentrm.pairs import frame_hash, load_pairs
+
+    rm_dir = Path(config.rm)
+    return {"pairs": frame_hash(load_pairs(config.pairs)), "rm_meta": _hash_file(rm_dir / "rm.json"),
+            "rm_head": _hash_file(rm_dir / "head.safetensors"), "policy": policy_revision}
+
+
+def last_checkpoint(folder: Path) -> Path | None:
+    checkpoints = sorted(folder.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+    return checkpoints[-1] if checkpoints else None
+
+
+def is_done(config: RLConfig, key: str) -> bool:
+    manifest = stage_dir(config) / "manifest.json"
+    return manifest.exists() and json.loads(manifest.read_text()).get("key") == key
+
+
+@contextlib.contextmanager
+def frozen_base(model: Any) -> Iterator[None]:
+    """The policy's base weights, adapters off, eval mode: what the shared reward backbone reads."""
+    was_training = model.training
+    model.eval()
+    try:
+        with model.disable_adapter():
+            yield
+    finally:
+        if was_training:
+            model.train()
+
+
+def _append_jsonl(path: Path, row: dict[str, Any]) -> None:
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(row, default=float) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _truncate_metrics(path: Path, after_step: int) -> None:
+    """Drop rows logged after `after_step` (a resumed run recomputes them)."""
+    from latentrm.models import atomic_write_text
+
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a torn last line from the kill
+        if int(row.get("step", 0)) <= after_step:
+            kept.append(line)
+    atomic_write_text(path, "".join(line + "\n" for line in kept))
+
+
+def prepare(config: RLConfig) -> dict[str, Any]:
+    """Everything that can fail on user input, checked before any model loads."""
+    from latentrm.models import resolve_model
+    from latentrm.pairs import load_pairs
+    from latentrm.rl.prompts import ordered_prompts, train_prompts
+    from latentrm.rl.shaping import get_shaper
+    from latentrm.rm.model import LatentRewardModel
+
+    config.validate()
+    if not config.pairs:
+        raise LatentrmError("--pairs is required: RL prompts come from a pairs file's train split")
+    if not config.rm:
+        raise LatentrmError("--rm is required: the reward-model folder written by `latentrm rm train`")
+    meta = LatentRewardModel.read_meta(config.rm)
+    shaper = get_shaper(config.shaper, meta, **dict(config.shaper_params))  # missing quantiles fail here
+    if shaper.needs_std and meta.get("head", {}).get("type") != "ensemble":
+        raise LatentrmError(f"--shaper {config.shaper} needs an ensemble reward model (`latentrm rm train "
+                            f"--ensemble K`); {config.rm} has a single head")
+    frame = load_pairs(config.pairs)
+    needs_class = config.mix == "balanced" or config.shaper not in ("raw", "ensemble")
+    prompts = train_prompts(frame, where=str(config.pairs), need_subset=needs_class)
+    order = ordered_prompts(prompts, config.mix, config.steps, config.prompts_per_step, seed=config.seed,
+                            fake_share=config.fake_share)
+    policy = resolve_model(config.policy or meta["backbone"]["spec"])
+    shared = config.lora and config.share_backbone
+    if shared and policy.revision != meta["backbone"]["revision"]:
+        raise LatentrmError(
+            f"--lora shares the reward backbone with the policy, but {config.rm} was trained on "
+            f"{meta['backbone']['spec']} ({meta['backbone']['revision']}) and the policy is {policy.spec} "
+            f"({policy.revision}); train the reward model on the policy's base model, or pass "
+            "--no-share-backbone to score with a separate frozen copy")
+    return {"meta": meta, "shaper": shaper, "prompts": prompts, "order": order, "policy": policy,
+            "shared": shared, "key": config.key(input_hashes(config, policy.revision))}
+
+
+def _check_folder(config: RLConfig, key: str, resume: bool, fresh: bool) -> Path | None:
+    """Refuse a folder of another config; return the checkpoint to resume from, if any."""
+    out = stage_dir(config)
+    if fresh and out.exists():
+        shutil.rmtree(out)
+    previous = out / "config.json"
+    checkpoint = last_checkpoint(out / "checkpoints")
+    if previous.exists():
+        recorded = json.loads(previous.read_text()).get("key")
+        if recorded != key:
+            raise LatentrmError(f"{out} holds a run with another config or inputs (key {recorded}, now {key}); "
+                                "pass --fresh to replace it or another --run-dir")
+        if checkpoint is not None and not resume:
+            raise LatentrmError(f"{out} holds an unfinished run (last checkpoint {checkpoint.name}); pass --resume "
+                                "to continue it or --fresh to start over")
+    elif resume:
+        raise LatentrmError(f"--resume: {out} holds no run to resume; drop --resume")
+    return checkpoint if resume else None
+
+
+def run(config: RLConfig, *, resume: bool = False, fresh: bool = False, force: bool = False,
+        log: Any = print) -> Path:
+    """Train (or resume, or skip) one GRPO run; returns `<run_dir>/rl`."""
+    from latentrm.models import atomic_write_text
+
+    prepared = prepare(config)
+    key = prepared["key"]
+    out = stage_dir(config)
+    if not (force or fresh or resume) and is_done(config, key):
+        log(f"{out} is up to date (same config and inputs); pass --force to retrain")
+        return out
+    if force and out.exists():
+        fresh = True
+    checkpoint = _check_folder(config, key, resume, fresh)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "config.json", json.dumps({"key": key, "config": config.to_dict(),
+                                                       "shared_backbone": prepared["shared"]}, indent=1))
+    metrics_path = out / "metrics.jsonl"
+    if checkpoint is None:
+        metrics_path.unlink(missing_ok=True)
+    else:
+        state = json.loads((checkpoint / "trainer_state.json").read_text())
+        _truncate_metrics(metrics_path, int(state.get("global_step", 0)))
+
+    if config.threads:
+        import torch
+
+        torch.set_num_threads(config.threads)
+    from latentrm.rl.session import build_session
+
+    started = time.time()
+    session = build_session(config, prepared, out, log=log)
+    session.trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    session.final_eval()
+    policy_dir = session.save_policy(out / "policy")
+    summary = session.summary(time.time() - started)
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=1, default=float))
+    atomic_write_text(out / "manifest.json", json.dumps({"key": key, "stage": STAGE, "policy": str(policy_dir),
+                                                         "outputs": ["config.json", "metrics.jsonl", "summary.json",
+                                                                     "policy", "eval"]}, indent=1))
+    return out
