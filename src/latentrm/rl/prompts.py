@@ -35,7 +35,8 @@ def train_prompts(frame: pd.DataFrame, *, where: str = "pairs file", need_subset
         frame = frame[frame["split"] == "train"]
         if frame.empty:
             raise LatentrmError(f"{where} has no rows with split=train; RL prompts come from the train split only")
-    if need_subset and ("subset" not in frame.columns or frame["subset"].isna().any()):
+    unlabelled = "subset" not in frame.columns or frame["subset"].isna().any() or set(frame["subset"]) == {"all"}
+    if need_subset and unlabelled:  # load_pairs fills a missing class column with "all"
         raise LatentrmError(f"{where} has no 'subset' (prompt class) column for every row; the balanced mix and "
                             "class-aware shapers need it (use --mix natural with the raw shaper otherwise)")
     rows, seen = [], set()
