@@ -191,3 +191,24 @@ def test_presets_parse_and_build_a_grpo_config(tmp_path):
         assert args.shuffle_dataset is False and args.max_steps == config.steps
     with pytest.raises(LatentrmError, match="no such preset"):
         build_config("nope")
+
+
+def test_compare_trains_every_arm_and_baseline_and_writes_one_table(tiny_model_dir, tiny_rm, tmp_path):
+    from latentrm.rl.compare import CompareConfig, run
+
+    pairs, rm = tiny_rm
+    config = CompareConfig(pairs=str(pairs), rm=str(rm), run_dir=str(tmp_path), preset="cpu-small",
+                           rl_sets={"policy": str(tiny_model_dir), "steps": 2, "prompts_per_step": 2,
+                                    "num_generations": 2, "max_completion_length": 4, "eval_n": 1,
+                                    "eval_false_premise": 1, "eval_max_new_tokens": 2, "eval_every": 1, "threads": 1},
+                           arms=("raw_natural", "quantile_match_balanced"), baselines=("kto",), eval_n=1,
+                           eval_false_premise=1, eval_max_new_tokens=2)
+    out = run(config, log=lambda *_: None)
+    table = (out / "table.md").read_text().splitlines()
+    assert [line.split(" | ")[0].lstrip("| ") for line in table[2:6]] == [
+        "base", "raw_natural-s0", "quantile_match_balanced-s0", "kto"]
+    assert "(0/1)" in table[2] or "(1/1)" in table[2]  # every rate carries k/n
+    natural = json.loads((tmp_path / "raw_natural-s0" / "rl" / "config.json").read_text())["config"]
+    assert natural["mix"] == "natural" and natural["fake_share"] == 0.75
+    for name in ("rates.png", "training.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -218,11 +218,13 @@ def _mount_stage_groups() -> None:
     from latentrm.data.cli import app as data_app
     from latentrm.eval.cli import app as eval_app
     from latentrm.rl.cli import app as rl_app
+    from latentrm.rl.cli import baseline as baseline_command
     from latentrm.serve.cli import serve
 
     app.add_typer(data_app, name="data")
     app.add_typer(eval_app, name="eval")
     app.add_typer(rl_app, name="rl")
+    app.command("baseline")(baseline_command)
     app.command("serve")(serve)
     register_audit(rm_app)
 

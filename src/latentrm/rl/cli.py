@@ -97,3 +97,67 @@ def _writable(folder: Path) -> None:
         raise LatentrmError(f"--run-dir {folder}: {probe} is a file, not a folder; pass a folder path")
     if not os.access(probe, os.W_OK):
         raise LatentrmError(f"--run-dir {folder}: {probe} is not writable; pass a folder you can write to")
+
+
+def baseline(
+    method: Annotated[str, typer.Argument(help="dpo | ipo | kto")],
+    pairs: Annotated[Path, typer.Option(help="Pairs file (train split).")],
+    policy: Annotated[str, typer.Option(help="Start policy.")] = "embedded",
+    run_dir: Annotated[Path, typer.Option(help="Writes <run-dir>/baseline-<method>/.")] = Path("runs/baseline"),
+    steps: Annotated[int, typer.Option(min=1, help="Optimizer steps.")] = 30,
+    batch_size: Annotated[int, typer.Option(min=2, help="Pairs per step.")] = 8,
+    learning_rate: Annotated[float, typer.Option(help="AdamW learning rate.")] = 5e-6,
+    beta: Annotated[float, typer.Option(help="DPO/IPO/KTO beta.")] = 0.1,
+    lora: Annotated[bool, typer.Option("--lora/--no-lora", help="Train LoRA adapters.")] = False,
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    threads: Annotated[Optional[int], typer.Option(min=1, help="torch CPU threads.")] = None,
+    force: Annotated[bool, typer.Option(help="Retrain even if an identical run exists.")] = False,
+) -> None:
+    """Train a DPO, IPO or KTO baseline on the pairs file's train split."""
+    from latentrm.rl.baselines import METHODS, BaselineConfig, run
+
+    if method not in METHODS:
+        raise LatentrmError(f"baseline {method!r}: use one of {', '.join(METHODS)}")
+    _writable(run_dir)
+    config = BaselineConfig(method=method, pairs=str(pairs), policy=policy, run_dir=str(run_dir), steps=steps,
+                            batch_size=batch_size, learning_rate=learning_rate, beta=beta, lora=lora, seed=seed,
+                            threads=threads)
+    out = run(config, force=force)
+    print(f"{method} policy in {out / 'policy'}")
+
+
+@app.command("compare")
+def compare(
+    pairs: Annotated[Path, typer.Option(help="Pairs file (prompts from train; DPO/IPO/KTO train on it).")],
+    rm: Annotated[Path, typer.Option("--rm", help="Reward-model folder.")],
+    run_dir: Annotated[Path, typer.Option(help="Writes one folder per arm, eval/ and compare/.")] = Path(
+        "runs/compare"),
+    preset: Annotated[str, typer.Option(help="RL preset every arm starts from.")] = "cpu-small",
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="RLConfig overrides for every arm.")] = None,
+    arms: Annotated[str, typer.Option(help="Comma-separated arms.")] = ",".join(
+        ["raw_natural", "raw_balanced", "calibrated_balanced", "quantile_match_balanced"]),
+    baselines: Annotated[str, typer.Option(help="Comma-separated: dpo, ipo, kto (empty: none).")] = "dpo,ipo,kto",
+    fake_share: Annotated[float, typer.Option(help="The natural arm's share of made-up people.")] = 0.75,
+    seeds: Annotated[str, typer.Option(help="Comma-separated seeds (2+ show the spread).")] = "0",
+    eval_n: Annotated[int, typer.Option(min=1, help="Held-out people per class in the final eval.")] = 40,
+    eval_false_premise: Annotated[int, typer.Option(min=0, help="False-premise questions.")] = 40,
+    eval_max_new_tokens: Annotated[int, typer.Option(min=1, help="Tokens per eval response.")] = 64,
+) -> None:
+    """Raw vs calibrated vs quantile-matched rewards, natural vs balanced mix, and DPO/IPO/KTO: one table."""
+    from latentrm.rl.compare import CompareConfig, run
+    from latentrm.rl.grpo_config import parse_sets
+
+    try:
+        seed_list = tuple(int(s) for s in seeds.split(",") if s.strip())
+    except ValueError:
+        raise LatentrmError(f"--seeds {seeds!r}: give comma-separated integers, e.g. 0,1") from None
+    _writable(run_dir)
+    config = CompareConfig(pairs=str(pairs), rm=str(rm), run_dir=str(run_dir), preset=preset,
+                           rl_sets=parse_sets(set_),
+                           arms=tuple(a.strip() for a in arms.split(",") if a.strip()),
+                           baselines=tuple(b.strip() for b in baselines.split(",") if b.strip()),
+                           fake_share=fake_share, seeds=seed_list, eval_n=eval_n,
+                           eval_false_premise=eval_false_premise, eval_max_new_tokens=eval_max_new_tokens)
+    out = run(config.validate())
+    print((out / "table.md").read_text())
+    print(f"compare results in {out}")

@@ -1,0 +1,153 @@
+"""Direct preference optimisation on the same pairs: DPO, IPO (TRL `DPOTrainer`) and KTO (`KTOTrainer`).
+
+    latentrm baseline dpo --pairs runs/data/pairs.parquet --run-dir runs/base-dpo
+
+These answer whether the reward-model route beats optimising the policy on the pairs directly.
+Same pairs file (train split), same start policy, same LoRA option and optimizer-step budget as
+the GRPO runs they are compared with. DPO and IPO see each pair as (prompt, chosen, rejected); KTO
+sees each pair as two unpaired examples, the chosen one desirable and the rejected one not.
+Output: `<run_dir>/baseline-<method>/policy/` (a plain model folder, LoRA merged) and
+`manifest.json`, written last; a finished run with the same key is skipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from latentrm.errors import LatentrmError
+
+Method = Literal["dpo", "ipo", "kto"]
+METHODS: tuple[str, ...] = ("dpo", "ipo", "kto")
+
+
+@dataclass(frozen=True)
+class BaselineConfig:
+    method: str = "dpo"
+    pairs: str = ""
+    policy: str = "embedded"
+    run_dir: str = "runs/baseline"
+    steps: int = 30  # optimizer steps
+    batch_size: int = 8  # pairs per step (KTO: examples per step)
+    learning_rate: float = 5e-6
+    beta: float = 0.1
+    lora: bool = False
+    lora_r: int = 16
+    lora_alpha: int = 32
+    max_length: int = 256
+    seed: int = 0
+    threads: int | None = None
+
+    def validate(self) -> BaselineConfig:
+        if self.method not in METHODS:
+            raise LatentrmError(f"baseline {self.method!r}: use one of {', '.join(METHODS)}")
+        if self.steps < 1 or self.batch_size < 2:
+            raise LatentrmError("--steps must be >= 1 and --batch-size >= 2 (KTO needs two examples per batch)")
+        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0 and math.isfinite(self.beta)
+                and self.beta > 0):
+            raise LatentrmError("--learning-rate and --beta must be finite and > 0")
+        if not self.pairs:
+            raise LatentrmError("--pairs is required")
+        return self
+
+    def key(self, pairs_hash: str, policy_revision: str) -> str:
+        payload = {k: v for k, v in asdict(self).items() if k not in ("run_dir", "threads")}
+        payload.update({"pairs": pairs_hash, "policy": policy_revision})
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def preference_rows(frame: Any, method: str) -> list[dict[str, Any]]:
+    """TRL's conversational preference (DPO/IPO) or unpaired (KTO) rows from the train split."""
+    from latentrm.models import as_messages
+
+    if "split" in frame.columns:
+        frame = frame[frame["split"] == "train"]
+    if frame.empty:
+        raise LatentrmError("the pairs file has no train rows to optimise on")
+    rows: list[dict[str, Any]] = []
+    for record in frame.to_dict("records"):
+        prompt = [m for m in as_messages(record["prompt"]) if m["role"] != "assistant"]
+        chosen = [{"role": "assistant", "content": str(record["chosen"])}]
+        rejected = [{"role": "assistant", "content": str(record["rejected"])}]
+        if method == "kto":
+            rows += [{"prompt": prompt, "completion": chosen, "label": True},
+                     {"prompt": prompt, "completion": rejected, "label": False}]
+        else:
+            rows.append({"prompt": prompt, "chosen": chosen, "rejected": rejected})
+    return rows
+
+
+def run(config: BaselineConfig, *, force: bool = False, log: Any = print) -> Path:
+    """Train one baseline (or skip a finished identical one); returns `<run_dir>/baseline-<method>`."""
+    import torch
+    from datasets import Dataset
+    from transformers import AutoTokenizer
+
+    from latentrm.models import atomic_write_text, resolve_model
+    from latentrm.pairs import frame_hash, load_pairs
+
+    config.validate()
+    frame = load_pairs(config.pairs)
+    policy = resolve_model(config.policy)
+    key = config.key(frame_hash(frame), policy.revision)
+    out = Path(config.run_dir) / f"baseline-{config.method}"
+    manifest = out / "manifest.json"
+    if not force and manifest.exists() and json.loads(manifest.read_text()).get("key") == key:
+        log(f"{out} is up to date (same config and pairs); pass --force to retrain")
+        return out
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    tokenizer = AutoTokenizer.from_pretrained(str(policy.path))
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    dataset = Dataset.from_list(preference_rows(frame, config.method))
+    common: dict[str, Any] = dict(output_dir=str(out / "checkpoints"), max_steps=config.steps,
+                  per_device_train_batch_size=config.batch_size, learning_rate=config.learning_rate,
+                  beta=config.beta, max_length=config.max_length, seed=config.seed, data_seed=config.seed,
+                  logging_steps=1, save_strategy="no", report_to=[], use_cpu=not torch.cuda.is_available(),
+                  disable_tqdm=True, lr_scheduler_type="constant", warmup_steps=0)
+    peft_config = None
+    if config.lora:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, target_modules="all-linear",
+                                 task_type="CAUSAL_LM")
+    started = time.time()
+    if config.method == "kto":
+        from trl import KTOConfig, KTOTrainer
+
+        trainer: Any = KTOTrainer(model=str(policy.path), args=KTOConfig(**common), train_dataset=dataset,
+                                  processing_class=tokenizer, peft_config=peft_config)
+    else:
+        from trl import DPOConfig, DPOTrainer
+
+        args = DPOConfig(**common, loss_type=["ipo" if config.method == "ipo" else "sigmoid"])
+        trainer = DPOTrainer(model=str(policy.path), args=args, train_dataset=dataset, processing_class=tokenizer,
+                             peft_config=peft_config)
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)
+    trainer.train()
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    if hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+    model.save_pretrained(str(out / "policy"))
+    tokenizer.save_pretrained(str(out / "policy"))
+    shutil.rmtree(out / "checkpoints", ignore_errors=True)
+    history = [row for row in trainer.state.log_history if "loss" in row]
+    atomic_write_text(out / "history.json", json.dumps(history, indent=1, default=float))
+    seconds = round(time.time() - started, 1)
+    log(f"{config.method}: {config.steps} steps in {seconds} s, final loss {history[-1]['loss'] if history else 'n/a'}")
+    atomic_write_text(manifest, json.dumps({"key": key, "stage": f"baseline-{config.method}",
+                                            "config": asdict(config), "seconds": seconds,
+                                            "policy": str(out / "policy")}, indent=1))
+    return out
