@@ -212,3 +212,16 @@ def test_compare_trains_every_arm_and_baseline_and_writes_one_table(tiny_model_d
     assert natural["mix"] == "natural" and natural["fake_share"] == 0.75
     for name in ("rates.png", "training.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_accelerate_configs_parse_with_accelerates_own_loader():
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    folder = Path(__file__).resolve().parents[1] / "configs" / "accelerate"
+    kinds = {}
+    for path in sorted(folder.glob("*.yaml")):
+        config = load_config_from_file(str(path))
+        kinds[path.stem] = str(config.distributed_type)
+        assert config.mixed_precision == "bf16" and config.num_processes >= 1
+    assert kinds.keys() == {"zero2", "zero3", "fsdp"}
+    assert "DEEPSPEED" in kinds["zero2"] and "FSDP" in kinds["fsdp"]
