@@ -229,7 +229,13 @@ def parse_sets(items: list[str] | None) -> dict[str, Any]:
             hint = "" if sep else " (write key=value)"
             raise LatentrmError(f"--set {item!r}: unknown RLConfig field{hint}; fields: {', '.join(sorted(known))}")
         try:
-            out[name] = yaml.safe_load(text)
+            value = yaml.safe_load(text)
         except yaml.YAMLError:
             raise LatentrmError(f"--set {item!r}: the value is not a YAML scalar or list") from None
+        if isinstance(value, str) and "float" in str(known[name].type):
+            try:  # YAML 1.1 reads 3e-5 (no dot) as a string
+                value = float(value)
+            except ValueError:
+                pass
+        out[name] = value
     return out
