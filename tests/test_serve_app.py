@@ -97,6 +97,23 @@ def test_score_and_get_reward(serve, tokenizer):
     np.testing.assert_allclose(answer["extra_logs"]["latentrm_raw"], raw)
 
 
+def test_score_groups_identical_prompts_for_quantile_match(serve):
+    """The server shapes through rl.reward.shape_scores, so quantile_match ranks each prompt's group."""
+    from latentrm.rl.reward import shape_scores
+    from latentrm.rl.shaping import get_shaper
+
+    server = serve()
+    completions = ["A mathematician.", "A poet.", "I don't know.", "No idea at all."]
+    prompts = ["Who is Ada?", "Who is Ada?", "Who is Bo?", "Who is Bo?"]
+    body = {"items": [item(p, c, subset="fake") for p, c in zip(prompts, completions)], "shaper": "quantile_match"}
+    answer = httpx.post(server.url + "/score", json=body).json()
+    raw = np.array([fake_value(c) for c in completions])
+    expected = shape_scores(get_shaper("quantile_match", META), raw, ["fake"] * 4, None, prompts)
+    np.testing.assert_allclose(answer["rewards"], expected)
+    alone = get_shaper("quantile_match", META)(raw, ["fake"] * 4)  # each item its own group
+    assert not np.allclose(expected, alone)
+
+
 def test_get_reward_uses_the_default_shaper_and_label_subsets(serve, tokenizer):
     server = serve(shaper="calibrated", subset_from_labels=True)
     query = render_for_scoring(tokenizer, "Who is Bo?", "No idea.").text

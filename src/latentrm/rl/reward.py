@@ -54,6 +54,13 @@ def group_ids(prompts: Sequence[Any]) -> list[int]:
     return out
 
 
+def shape_scores(shaper: Shaper, raw: np.ndarray, subsets: Sequence[str | None] | None,
+                 std: np.ndarray | None = None, prompts: Sequence[Any] | None = None) -> np.ndarray:
+    """The shaping half of the composition, for callers that score on their own (the server's batcher)."""
+    groups = group_ids(prompts) if (shaper.needs_groups and prompts is not None) else None
+    return shaper(raw, subsets, std, groups)
+
+
 def has_std(rm: Any) -> bool:
     """Ensemble reward models give a per-head spread (`score_with_std`)."""
     head = getattr(rm, "meta", {}).get("head", {})
@@ -102,8 +109,7 @@ class ShapedReward:
 
     def shape(self, raw: np.ndarray, subsets: Sequence[str | None] | None, std: np.ndarray | None = None,
               prompts: Sequence[Any] | None = None) -> np.ndarray:
-        groups = group_ids(prompts) if (self.shaper.needs_groups and prompts is not None) else None
-        return self.shaper(raw, subsets, std, groups)
+        return shape_scores(self.shaper, raw, subsets, std, prompts)
 
     def __call__(self, prompts: Sequence[Any], completions: Sequence[Any], completion_ids: Any = None,
                  **columns: Any) -> list[float]:

@@ -44,6 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, Stric
 
 from latentrm.errors import LatentrmError
 from latentrm.models import render_for_scoring
+from latentrm.rl.reward import shape_scores
 from latentrm.rl.shaping import Shaper, get_shaper
 from latentrm.serve.batcher import BatchPolicy, MicroBatcher, QueueFull
 from latentrm.serve.metrics import ServeMetrics
@@ -410,9 +411,9 @@ def create_app(config: ServeConfig, scorer: Scorer | None = None, *, loader: Cal
             shaper = state.shaper(body.shaper, body.shaper_params)
             subsets = [item.subset for item in body.items]
             shaper(np.zeros(len(subsets)), subsets, example_std(len(subsets)))  # bad subset / no std: fail early
-            raw, std = await score_pairs(request, [_plain(i.prompt) for i in body.items],
-                                         [_plain(i.completion) for i in body.items])
-            rewards = shaper(np.asarray(raw), subsets, std)
+            prompts = [_plain(i.prompt) for i in body.items]
+            raw, std = await score_pairs(request, prompts, [_plain(i.completion) for i in body.items])
+            rewards = shape_scores(shaper, np.asarray(raw), subsets, std, prompts)  # the rl.reward composition
         except LatentrmError as exc:
             return _error(422, str(exc))
         except _Reject as reject:
@@ -449,7 +450,7 @@ def create_app(config: ServeConfig, scorer: Scorer | None = None, *, loader: Cal
             shaper = state.shaper(None, None)
             shaper(np.zeros(n), subsets, example_std(n))
             raw, std = await score_pairs(request, [p.prompt for p in parts], [p.response for p in parts], "query")
-            rewards = shaper(np.asarray(raw), subsets, std)
+            rewards = shape_scores(shaper, np.asarray(raw), subsets, std, [p.prompt for p in parts])
         except LatentrmError as exc:
             return _error(422, str(exc))
         except _Reject as reject:
