@@ -457,3 +457,47 @@ def test_metrics_are_prometheus_text(serve):
                  "latentrm_request_latency_seconds_bucket", "latentrm_forward_seconds_bucket", "latentrm_ready"):
         assert name in names, name
     assert json.loads(httpx.get(server.url + "/health").text)["batching"] is True
+
+
+def _raw_post(url: str, head_length: int, body: bytes, timeout: float = 10.0) -> tuple[int, str]:
+    """POST over a raw socket (loopback), announcing `head_length` bytes and sending `body`."""
+    import socket
+    from urllib.parse import urlparse
+
+    parsed = urlparse(url)
+    with socket.create_connection((parsed.hostname, parsed.port), timeout=timeout) as sock:
+        sock.sendall(b"POST /score HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     + f"Content-Length: {head_length}\r\n\r\n".encode() + body)
+        reply = b""
+        while b"\r\n\r\n" not in reply or not reply.rstrip().endswith(b"}"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            reply += chunk
+    status = int(reply.split(b" ", 2)[1])
+    return status, reply.split(b"\r\n\r\n", 1)[1].decode("utf-8", "replace")
+
+
+def test_a_body_shorter_than_its_content_length_gets_408_after_the_body_timeout(serve):
+    server = serve(body_timeout=0.5)
+    started = time.perf_counter()
+    status, text = _raw_post(server.url, 100, b'{"items": [')
+    assert status == 408 and "--body-timeout" in text
+    assert time.perf_counter() - started < 5  # bounded, not held until the client gives up
+    assert httpx.post(server.url + "/score", json={"items": [item()]}).status_code == 200  # server still fine
+
+
+@pytest.mark.parametrize("body, fragment", [
+    (b'{"items": [{"prompt": "\xff\xfe", "completion": "y"}]}', "not valid UTF-8"),
+    (b"[" * 100_000 + b"]" * 100_000, "nested 100000 levels deep"),
+    (b'{"items": [{"prompt": "x", "completion": "y", "subset": ' + b"9" * 5000 + b"}]}", "number"),
+])
+def test_unparseable_bodies_say_what_was_wrong(serve, body, fragment):
+    server = serve()
+    status, text = _raw_post(server.url, len(body), body)
+    assert status == 400 and fragment in json.loads(text)["detail"], text
+
+
+def test_body_timeout_is_validated():
+    with pytest.raises(LatentrmError, match="--body-timeout"):
+        ServeConfig(body_timeout=0)

@@ -29,6 +29,7 @@ import copy
 import inspect
 import json
 import logging
+import math
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
@@ -51,6 +52,7 @@ from latentrm.serve.metrics import ServeMetrics
 from latentrm.serve.middleware import (
     AuthMiddleware,
     BodyLimitMiddleware,
+    BodyReadMiddleware,
     ConcurrencyLimitMiddleware,
     MetricsMiddleware,
     error_response,
@@ -92,6 +94,7 @@ class ServeConfig:
     max_requests: int = 4096  # scoring requests handled at once (parsed, waiting or queued); then 503
     max_item_tokens: int | None = None  # None: rm.json max_length, else 4096
     max_body_bytes: int = 16 * 1024 * 1024
+    body_timeout: float = 30.0  # seconds to receive a whole request body; then 408
     token: str | None = field(default=None, repr=False)
     subset_from_labels: bool = False  # /get_reward: use OpenRLHF labels as subsets (--data.label_key subset)
     drain_timeout: float = 60.0
@@ -108,6 +111,8 @@ class ServeConfig:
                                 f"({self.max_queue_items}), or a full-size request could never be admitted")
         if self.max_wait_ms < 0:
             raise LatentrmError(f"--max-wait-ms must be >= 0 (got {self.max_wait_ms})")
+        if not (self.body_timeout > 0 and math.isfinite(self.body_timeout)):
+            raise LatentrmError(f"--body-timeout must be a finite number of seconds > 0 (got {self.body_timeout})")
         if self.token is not None and not self.token.strip():
             raise LatentrmError("the bearer token is empty; put a non-empty token in the variable or file")
 
@@ -471,6 +476,7 @@ def create_app(config: ServeConfig, scorer: Scorer | None = None, *, loader: Cal
     async def prometheus() -> Response:
         return Response(metrics.render(), media_type=metrics.content_type)
 
+    app.add_middleware(BodyReadMiddleware, timeout=config.body_timeout)  # inside the size limit
     app.add_middleware(BodyLimitMiddleware, limit=config.max_body_bytes)
     app.add_middleware(ConcurrencyLimitMiddleware, limit=config.max_requests, metrics=metrics)  # inside auth
     if config.token:

@@ -64,7 +64,7 @@ def serve(
     port: int = typer.Option(8000, help="TCP port."),
     device: str | None = typer.Option(None, help="cpu, cuda, cuda:1, ... (default: cuda if available)."),
     dtype: str = typer.Option("auto", help="Backbone dtype: auto, float32, bfloat16, float16."),
-    shaper: str = typer.Option("raw", help="Default reward shaper (raw, calibrated, capped, ensemble); "
+    shaper: str = typer.Option("raw", help="Default reward shaper (raw, calibrated, capped, quantile_match, density, ensemble); "
                                "/get_reward always uses it, /score unless the request names one."),
     shaper_param: list[str] | None = typer.Option(None, "--shaper-param", help="name=number, repeatable "
                                                   "(e.g. tau=0.5 for calibrated, quantile=0.9 for capped)."),
@@ -80,6 +80,7 @@ def serve(
     max_item_tokens: int | None = typer.Option(None, help="Most tokens in one rendered item; beyond it: 422 "
                                                "(default: the reward model's max_length)."),
     max_body_mb: float = typer.Option(16.0, help="Largest request body in MiB; beyond it: 413."),
+    body_timeout: float = typer.Option(30.0, help="Seconds to receive a whole request body; beyond it: 408."),
     token_env: str | None = typer.Option(None, help="Require 'Authorization: Bearer <token>', token read "
                                          "from this environment variable."),
     token_file: Path | None = typer.Option(None, help="Same, token read from this file."),
@@ -112,7 +113,7 @@ def serve(
         rm_path=str(rm), device=device, dtype=dtype, shaper=shaper, shaper_params=parse_shaper_params(shaper_param),
         batching=batching, max_batch_tokens=max_batch_tokens, max_batch_items=max_batch_items,
         max_wait_ms=max_wait_ms, max_queue_items=max_queue_items, max_items=max_items, max_requests=max_requests,
-        max_item_tokens=max_item_tokens, max_body_bytes=int(max_body_mb * 1024 * 1024), token=token,
+        max_item_tokens=max_item_tokens, max_body_bytes=int(max_body_mb * 1024 * 1024), body_timeout=body_timeout, token=token,
         subset_from_labels=subset_from_labels, drain_timeout=graceful_timeout,
     )
     failure: dict[str, BaseException] = {}

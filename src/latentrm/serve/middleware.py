@@ -128,3 +128,107 @@ class BodyLimitMiddleware:
             return event
 
         await self.app(scope, limited_receive, send)
+
+
+MAX_JSON_DEPTH = 64  # our request bodies nest 4 levels deep; 64 leaves room and stops recursion bombs
+
+
+def json_depth(body: bytes) -> int:
+    """Deepest bracket nesting of a JSON text, outside strings (one linear pass, no recursion)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in body:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return deepest
+
+
+def body_problem(body: bytes) -> str | None:
+    """Why a JSON body cannot be parsed, in words, or None. FastAPI answers all of these with the same
+    "There was an error parsing the body"; clients need to know which it was."""
+    import json
+
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return f"the body is not valid UTF-8 (bad byte at offset {exc.start}); send UTF-8 encoded JSON"
+    depth = json_depth(body)
+    if depth > MAX_JSON_DEPTH:
+        return f"the JSON body is nested {depth} levels deep, over the limit of {MAX_JSON_DEPTH}"
+    try:
+        json.loads(text)
+    except json.JSONDecodeError:
+        return None  # FastAPI's own 422 names the position; keep it
+    except ValueError as exc:  # e.g. Python's limit on digits in an integer
+        return f"the JSON body holds a number that cannot be read ({' '.join(str(exc).split())[:120]})"
+    return None
+
+
+class BodyReadMiddleware:
+    """Reads the whole body of POST requests with a time limit, checks that it can be parsed, replays it.
+
+    - A client that declares a Content-Length and then sends fewer bytes (or stalls mid-body) gets
+      408 after `timeout` seconds instead of holding a connection and a concurrency slot forever.
+    - A body that is not UTF-8, nests deeper than MAX_JSON_DEPTH, or holds a number Python will not
+      read gets 400 naming the problem.
+    Bodies are already bounded by BodyLimitMiddleware (outside this one), so buffering is safe.
+    """
+
+    def __init__(self, app: Any, timeout: float) -> None:
+        self.app, self.timeout = app, timeout
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        import asyncio
+
+        if scope["type"] != "http" or scope.get("method") != "POST":
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
+        try:
+            while True:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    raise TimeoutError
+                event = await asyncio.wait_for(receive(), timeout=remaining)
+                if event["type"] == "http.disconnect":
+                    return  # the client left; nothing to answer
+                chunks.append(event.get("body", b""))
+                if not event.get("more_body", False):
+                    break
+        except TimeoutError:
+            message = (f"the request body did not arrive within {self.timeout:g} s (--body-timeout); "
+                       "send the whole body the Content-Length announces")
+            await error_response(408, message, {"Connection": "close"})(scope, receive, send)
+            return
+        except HTTPException as exc:  # the body-size limit, raised from the outer receive
+            await error_response(exc.status_code, str(exc.detail))(scope, receive, send)
+            return
+        body = b"".join(chunks)
+        problem = body_problem(body) if body else None
+        if problem:
+            await error_response(400, problem)(scope, receive, send)
+            return
+        replayed = False
+
+        async def replay() -> dict:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()  # after the body: disconnect notices, as before
+
+        await self.app(scope, replay, send)
