@@ -148,6 +148,48 @@ class _EntropyRecorder:
         return scores
 
 
+def row_seed(seed: int, text: str, sample: int) -> int:
+    """The sampling seed of one (prompt, sample index): independent of batch size and batch order."""
+    import hashlib
+
+    return int(hashlib.sha256(f"{seed}|{sample}|{text}".encode()).hexdigest()[:15], 16)
+
+
+class _RowSampler:
+    """Logits processor that samples each row with its own seeded generator and returns one-hot logits.
+
+    `generate` draws every row from one global RNG stream, so which response an item gets depends on
+    the batch it lands in. Here each row has a generator seeded by `row_seed`, so an item's response
+    is the same at any batch size; `generate` then runs greedy over the one-hot logits we return.
+    Temperature and top-p use transformers' own warpers. What padding can still change: left padding
+    alters the floating-point sums, so logits differ in the last bits and a sample that sits exactly
+    at a probability boundary can flip (rare in fp32, more likely in bf16).
+    """
+
+    def __init__(self, seeds: list[int], temperature: float, top_p: float | None) -> None:
+        from transformers import TemperatureLogitsWarper, TopPLogitsWarper
+
+        self.seeds = seeds
+        self.generators: list[Any] = []
+        self.warpers: list[Any] = [TemperatureLogitsWarper(temperature)]
+        if top_p is not None and top_p < 1.0:
+            self.warpers.append(TopPLogitsWarper(top_p))
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        import torch
+
+        if not self.generators:
+            self.generators = [torch.Generator(device=scores.device).manual_seed(s) for s in self.seeds]
+        warped = scores.float()
+        for warper in self.warpers:
+            warped = warper(input_ids, warped)
+        probs = torch.softmax(warped, dim=-1)  # [batch, vocab]
+        picks = torch.stack([torch.multinomial(probs[row], 1, generator=generator)
+                             for row, generator in enumerate(self.generators)])  # [batch, 1]
+        out = torch.full_like(scores, float("-inf"))
+        return out.scatter_(1, picks, 0.0)
+
+
 class _CausalLM(Protocol):
     """What `TransformersBackend` calls on its model. `PreTrainedModel` does not declare `generate`
     (causal LMs mix in `GenerationMixin`, whose `self` type mypy cannot match), hence this narrow view."""
@@ -194,6 +236,7 @@ class TransformersBackend:
         tokenizer, model = self.backbone.tokenizer, self.backbone.model
         texts = [render_generation_prompt(tokenizer, r.messages, r.prefill) for r in requests]
         flat = [(i, texts[i]) for i in range(len(texts)) for _ in range(n)]  # request-major order
+        sample_index = [k for _ in range(len(texts)) for k in range(n)]  # k-th sample of its request
         out: list[list[Generation]] = [[] for _ in requests]
         stop_ids = self._stop_ids()
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop_ids[0]
@@ -201,25 +244,28 @@ class TransformersBackend:
         tokenizer.padding_side = "left"
         try:
             with _Sink(len(flat), self.show_progress, self.on_advance) as progress:
-                for batch_index, start in enumerate(range(0, len(flat), config.batch_size)):
+                for start in range(0, len(flat), config.batch_size):
                     chunk = flat[start : start + config.batch_size]
                     # Templates already hold BOS where needed; never add special tokens twice.
                     enc = tokenizer([t for _, t in chunk], return_tensors="pt", padding=True,
                                     add_special_tokens=False).to(model.device)
                     recorder = _EntropyRecorder()
-                    torch.manual_seed(config.seed * 1_000_003 + batch_index)
-                    sample = config.temperature > 0
+                    processors: list[Any] = [recorder]
+                    if config.temperature > 0:  # per-row seeds: the batch size does not pick the samples
+                        seeds = [row_seed(config.seed, text, k) for (_, text), k in
+                                 zip(chunk, sample_index[start : start + len(chunk)])]
+                        processors.append(_RowSampler(seeds, config.temperature, config.top_p))
                     with torch.no_grad():
                         sequences = cast(_CausalLM, model).generate(
                             **enc,
                             max_new_tokens=config.max_new_tokens,
-                            do_sample=sample,
-                            temperature=config.temperature if sample else None,
-                            top_p=config.top_p if sample else None,
+                            do_sample=False,  # greedy over _RowSampler's one-hot logits (or plain greedy)
+                            temperature=None,
+                            top_p=None,
                             top_k=None,
                             eos_token_id=stop_ids,
                             pad_token_id=pad_id,
-                            logits_processor=LogitsProcessorList([recorder]),
+                            logits_processor=LogitsProcessorList(processors),
                         )  # [batch, prompt + new]
                     new_tokens = sequences[:, enc["input_ids"].shape[1] :].cpu()  # [batch, new]
                     entropies = torch.stack(recorder.steps, dim=1) if recorder.steps else None  # [batch, new]
