@@ -14,6 +14,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from latentrm import validate
 from latentrm.errors import LatentrmError
 
 app = typer.Typer(
@@ -27,12 +28,17 @@ rm_app = typer.Typer(help="Train, sweep, evaluate, score and audit latent reward
 app.add_typer(rm_app, name="rm")
 
 Model = Annotated[str, typer.Option(help="Backbone: 'embedded' (SmolLM2-135M), a HF id in the local cache, or a folder.")]
-RunDir = Annotated[Path, typer.Option("--run-dir", help="Run directory; each stage writes a folder inside it.")]
+RunDir = Annotated[Path, typer.Option("--run-dir", help="Run directory; each stage writes a folder inside it.",
+                                      callback=validate.writable_dir_option)]
 Pairs = Annotated[Path, typer.Option("--pairs", help="Pairs file (.parquet or .jsonl): prompt, chosen, rejected, subset, split.")]
-Pooling = Annotated[str, typer.Option(help="Token pooling: 'last' (end-of-turn token) or 'mean' (completion mean).")]
-Dtype = Annotated[str, typer.Option(help="auto | float32 | bfloat16 | float16 (auto: bf16 on GPU, fp32 on CPU).")]
-MaxLength = Annotated[int, typer.Option(help="Max tokens per scored text; longer prompts are cut from the left.")]
-BatchSize = Annotated[int, typer.Option(help="Texts per forward batch.")]
+Pooling = Annotated[str, typer.Option(help="Token pooling: 'last' (end-of-turn token) or 'mean' (completion mean).",
+                                      callback=validate.choice_option(validate.poolings))]
+Dtype = Annotated[str, typer.Option(help="auto | float32 | bfloat16 | float16 (auto: bf16 on GPU, fp32 on CPU).",
+                                    callback=validate.choice_option(validate.dtypes))]
+MaxLength = Annotated[int, typer.Option(help="Max tokens per scored text; longer prompts are cut from the left.", min=1)]
+BatchSize = Annotated[int, typer.Option(help="Texts per forward batch.", min=1)]
+OutFile = Annotated[Optional[Path], typer.Option(help="Write the metrics JSON here.",
+                                                 callback=validate.writable_file_option)]
 
 
 def _parse_layers(text: str, option: str = "--layers") -> list[int]:
@@ -90,19 +96,23 @@ def rm_train(
     run_dir: RunDir = Path("runs/quick"),
     model: Model = "embedded",
     layer: Annotated[Optional[int], typer.Option(help="Layer to read (default: half the depth).")] = None,
-    head: Annotated[str, typer.Option(help="linear | projection_sum | mlp")] = "projection_sum",
+    head: Annotated[str, typer.Option(help="linear | projection_sum | mlp",
+                                      callback=validate.choice_option(validate.head_names))] = "projection_sum",
     pooling: Pooling = "last",
-    epochs: Annotated[int, typer.Option(help="Maximum epochs (early stopping on val).")] = 200,
-    lr: Annotated[Optional[float], typer.Option(help="AdamW learning rate (default: 1e-2 linear heads, 3e-3 mlp).")] = None,
-    margin: Annotated[float, typer.Option(help="BT margin.")] = 0.0,
-    scale: Annotated[float, typer.Option(help="projection_sum output scale.")] = 0.01,
+    epochs: Annotated[int, typer.Option(help="Maximum epochs (early stopping on val).", min=1)] = 200,
+    lr: Annotated[Optional[float], typer.Option(help="AdamW learning rate (default: 1e-2 linear heads, 3e-3 mlp).",
+                                                callback=validate.positive_float_option)] = None,
+    margin: Annotated[float, typer.Option(help="BT margin.", callback=validate.finite_float_option)] = 0.0,
+    scale: Annotated[float, typer.Option(help="projection_sum output scale (not 0).",
+                                         callback=validate.nonzero_float_option)] = 0.01,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
     dtype: Dtype = "auto",
     max_length: MaxLength = 2048,
     batch_size: BatchSize = 16,
     force: Annotated[bool, typer.Option(help="Retrain even if an identical run exists.")] = False,
-    ensemble: Annotated[int, typer.Option(help="Train K heads scored as their mean (std = their spread).")] = 1,
-    ensemble_mode: Annotated[str, typer.Option(help="Ensemble members differ by: seed | bootstrap | layers.")] = "seed",
+    ensemble: Annotated[int, typer.Option(help="Train K heads scored as their mean (std = their spread).", min=1)] = 1,
+    ensemble_mode: Annotated[str, typer.Option(help="Ensemble members differ by: seed | bootstrap | layers.",
+                                               callback=validate.choice_option(validate.ensemble_modes))] = "seed",
     ensemble_layers: Annotated[str, typer.Option(help="Comma-separated layers for --ensemble-mode layers "
                                                  "(one head per layer; --ensemble K > L cycles them).")] = "",
 ) -> None:
@@ -133,13 +143,12 @@ def rm_sweep(
     batch_size: BatchSize = 16,
 ) -> None:
     """Train one head per layer (and head type) from one extraction pass; val and test accuracy; pick on val."""
-    from latentrm.rm.heads import HEADS
     from latentrm.rm.stage import RMStageConfig, sweep
 
     heads = [name.strip() for name in head.split(",") if name.strip()]
-    unknown = [name for name in heads if name not in HEADS]
+    unknown = [name for name in heads if name not in validate.head_names()]
     if not heads or unknown:
-        raise LatentrmError(f"--head {head!r}: use one or more of {', '.join(HEADS)}, comma-separated")
+        raise LatentrmError(f"--head {head!r}: use one or more of {', '.join(validate.head_names())}, comma-separated")
     config = RMStageConfig(pairs=str(pairs), run_dir=str(run_dir), model=model, pooling=pooling, dtype=dtype,
                            max_length=max_length, batch_size=batch_size,
                            train=_train_config(heads[0], 200, None, 0.0, seed, 0.01))  # type: ignore[arg-type]
@@ -152,7 +161,7 @@ def rm_eval(
     rm: Annotated[Path, typer.Option("--rm", help="Reward-model folder (head.safetensors + rm.json).")],
     pairs: Pairs,
     split: Annotated[Optional[str], typer.Option(help="Only rows of this split (train/val/test).")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Write the metrics JSON here.")] = None,
+    out: OutFile = None,
 ) -> None:
     """Score a pairs file with a saved reward model and print per-subset metrics."""
     import json
@@ -172,7 +181,8 @@ def rm_score(
     input: Annotated[Optional[Path], typer.Option("--input", help="JSONL/Parquet with prompt and completion columns.")] = None,
     prompt: Annotated[Optional[str], typer.Option(help="A single prompt (with --completion).")] = None,
     completion: Annotated[Optional[str], typer.Option(help="A single completion (with --prompt).")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Output JSONL with a 'score' column (default: print).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Output JSONL with a 'score' column (default: print).",
+                                                callback=validate.writable_file_option)] = None,
     batch_size: BatchSize = 16,
 ) -> None:
     """Score (prompt, completion) pairs with a saved reward model (ensembles add a score_std column)."""
@@ -232,11 +242,46 @@ def _mount_stage_groups() -> None:
 _mount_stage_groups()
 
 
+def _click_exceptions() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
+    """(usage-error classes, abort classes): typer >= 0.25 vendors click as `typer._click`, older typer uses click."""
+    import importlib
+
+    errors: list[type[BaseException]] = []
+    aborts: list[type[BaseException]] = [typer.Abort]
+    for name in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        errors.append(module.ClickException)
+        if hasattr(module, "Abort"):
+            aborts.append(module.Abort)
+    return tuple(errors), tuple(aborts)
+
+
+def usage_error_line(exc: BaseException) -> str:
+    """A click/typer usage error as one line: `--epochs: Input should be ...; see `latentrm rm train --help``.
+
+    click prints the usage block plus `Error: Invalid value for '--epochs': ...` over several lines; every
+    other error of this CLI is one `error:` line, so these are too.
+    """
+    message = str(getattr(exc, "format_message", lambda: str(exc))())
+    param = getattr(exc, "param", None)
+    if type(exc).__name__ == "BadParameter" and param is not None:
+        opts = [opt for opt in (getattr(param, "opts", None) or []) if opt.startswith("--")]
+        message = f"{opts[0] if opts else param.name}: {getattr(exc, 'message', message)}"
+    ctx = getattr(exc, "ctx", None)
+    if ctx is not None and getattr(ctx, "command_path", None):
+        message = f"{message.rstrip('.')}; see `{ctx.command_path} --help`"
+    return " ".join(message.split())
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the app, turning `LatentrmError` into a one-line error and exit code 2."""
+    """Entry point: run the app, turning `LatentrmError` and usage errors into one line and exit code 2."""
     _quiet_libraries()
+    usage_errors, aborts = _click_exceptions()
     try:
-        code = app(args=argv, standalone_mode=False)
+        code = app(args=argv, prog_name="latentrm", standalone_mode=False)
     except LatentrmError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(exc.exit_code) from None
@@ -245,15 +290,11 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(130) from None
     except SystemExit:
         raise
-    except Exception as exc:  # click usage errors and the like
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            raise SystemExit(exc.exit_code) from None
-        if isinstance(exc, click.exceptions.Abort):
-            raise SystemExit(1) from None
-        raise
+    except usage_errors as exc:  # bad option values, unknown options, missing options
+        print(f"error: {usage_error_line(exc)}", file=sys.stderr)
+        raise SystemExit(int(getattr(exc, "exit_code", 2)) or 2) from None
+    except aborts:
+        raise SystemExit(1) from None
     if isinstance(code, int) and code:  # typer.Exit(n) inside a command comes back as a return value
         raise SystemExit(code)
 

@@ -275,6 +275,9 @@ class Backbone:
         return str(next(self.model.parameters()).dtype).replace("torch.", "")
 
 
+DTYPES: tuple[str, ...] = ("auto", "float32", "bfloat16", "float16", "fp32", "bf16", "fp16")
+
+
 def _torch_dtype(dtype: str) -> Any:
     import torch
 

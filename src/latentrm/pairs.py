@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,8 @@ def read_table(path: str | Path) -> pd.DataFrame:
     if not path.exists():
         raise LatentrmError(f"{path}: no such file; check the path")
     suffix = path.suffix.lower()
+    if path.is_dir() and suffix not in (".parquet", ".pq"):  # a .parquet folder is a valid partitioned dataset
+        raise LatentrmError(f"{path}: is a directory; pass a .parquet or .jsonl file")
     try:
         if suffix in (".parquet", ".pq"):
             return pd.read_parquet(path)
@@ -131,9 +134,30 @@ def load_pairs(path: str | Path) -> pd.DataFrame:
         if bad:
             row = int(frame.index[frame["split"] == bad[0]][0]) + 1
             raise LatentrmError(f"{path}: row {row} has split '{bad[0]}'; use one of train, val, test")
+    _check_signal(frame, path)
     if "pair_id" not in frame.columns:
         frame["pair_id"] = [f"p{i:06d}" for i in range(len(frame))]
     return frame
+
+
+def _check_signal(frame: pd.DataFrame, path: Path) -> None:
+    """Refuse pairs whose chosen and rejected texts are the same; warn (one line) about repeated rows.
+
+    An identical pair has no preference to learn: its BT gradient is zero and its accuracy is a coin flip
+    counted as an error. A repeated row silently weighs that example twice.
+    """
+    same = [index + 1 for index, (chosen, rejected) in enumerate(zip(frame["chosen"], frame["rejected"]))
+            if chosen.strip() == rejected.strip()]
+    if same:
+        shown = ", ".join(map(str, same[:10])) + (f" and {len(same) - 10} more" if len(same) > 10 else "")
+        raise LatentrmError(f"{path}: row(s) {shown} have the same chosen and rejected text; such a pair carries "
+                            "no preference: remove those rows")
+    keys = [json.dumps([_normalise_prompt(p), c, r], sort_keys=True, default=str)
+            for p, c, r in zip(frame["prompt"], frame["chosen"], frame["rejected"])]
+    repeats = len(keys) - len(set(keys))
+    if repeats:
+        print(f"warning: {path}: {repeats} row(s) repeat an earlier row (same prompt, chosen and rejected); "
+              "they count more than once", file=sys.stderr)
 
 
 def assign_splits(frame: pd.DataFrame, val_fraction: float = 0.15, test_fraction: float = 0.15,

@@ -10,8 +10,11 @@ from typing import Annotated
 
 import typer
 
+from latentrm import validate
+
 RmDir = Annotated[Path, typer.Option("--rm", help="Reward-model folder (head.safetensors + rm.json).")]
-RunDirOpt = Annotated[Path | None, typer.Option("--run-dir", help="Run directory (default: the rm folder's parent).")]
+RunDirOpt = Annotated[Path | None, typer.Option("--run-dir", help="Run directory (default: the rm folder's parent).",
+                                                callback=validate.writable_dir_option)]
 
 
 def _split_names(text: str) -> tuple[str, ...]:
@@ -31,14 +34,15 @@ def audit(
     steering_text: Annotated[list[str] | None, typer.Option(help="Steering-note text (repeatable); "
                                                                "default: the recipe's.")] = None,
     recipe: Annotated[str | None, typer.Option(help="Recipe whose steering notes to insert.")] = None,
-    max_pairs: Annotated[int, typer.Option(help="Pairs to score (sampled per subset).")] = 300,
-    max_edits: Annotated[int, typer.Option(help="Completions (and prompts) per subset for edit probes.")] = 60,
+    max_pairs: Annotated[int, typer.Option(help="Pairs to score (sampled per subset).", min=1)] = 300,
+    max_edits: Annotated[int, typer.Option(help="Completions (and prompts) per subset for edit probes.", min=1)] = 60,
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
-    batch_size: Annotated[int | None, typer.Option(help="Texts per forward batch.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Texts per forward batch.", min=1)] = None,
 ) -> None:
     """Probe a reward model for exploitable flaws; print each probe's verdict; write audit/report.json + plots."""
     from latentrm.audit.stage import AuditConfig, run
 
+    validate.check_writable_dir(run_dir or rm.parent, "--run-dir")  # the default sits next to --rm
     config = AuditConfig(rm=str(rm), pairs=str(pairs) if pairs else None,
                          completions=str(completions) if completions else None,
                          run_dir=str(run_dir) if run_dir else None, split=split, max_pairs=max_pairs,
@@ -56,21 +60,24 @@ def goodhart(
     prompts: Annotated[str | None, typer.Option(help="Eval set (heldout, false_premise) or JSONL; default: "
                                                    "held-out prompts of the rm's pairs file.")] = None,
     pairs: Annotated[Path | None, typer.Option(help="Pairs file to take held-out prompts from.")] = None,
-    n_prompts: Annotated[int, typer.Option(help="Prompts (balanced over kinds).")] = 20,
-    n_max: Annotated[int, typer.Option(help="Largest n of best-of-n (samples per prompt).")] = 16,
-    max_new_tokens: Annotated[int, typer.Option(help="Tokens per sample.")] = 48,
-    temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 1.0,
-    top_p: Annotated[float, typer.Option(help="Nucleus sampling (1.0 keeps the KL formulas exact).")] = 1.0,
+    n_prompts: Annotated[int, typer.Option(help="Prompts (balanced over kinds).", min=1)] = 20,
+    n_max: Annotated[int, typer.Option(help="Largest n of best-of-n (samples per prompt).", min=1)] = 16,
+    max_new_tokens: Annotated[int, typer.Option(help="Tokens per sample.", min=1)] = 48,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature (0 = greedy).",
+                                               callback=validate.temperature_option)] = 1.0,
+    top_p: Annotated[float, typer.Option(help="Nucleus sampling (1.0 keeps the KL formulas exact).",
+                                         callback=validate.top_p_option)] = 1.0,
     judge: Annotated[str, typer.Option(help="Gold judge: rules | llm.")] = "rules",
     checkpoint: Annotated[list[str] | None, typer.Option(help="Policy checkpoint folder, in training order "
                                                             "(repeatable).")] = None,
-    checkpoint_samples: Annotated[int, typer.Option(help="Samples per prompt per checkpoint.")] = 4,
+    checkpoint_samples: Annotated[int, typer.Option(help="Samples per prompt per checkpoint.", min=1)] = 4,
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
-    batch_size: Annotated[int, typer.Option(help="Generation batch size.")] = 16,
+    batch_size: Annotated[int, typer.Option(help="Generation batch size.", min=1)] = 16,
 ) -> None:
     """Best-of-n (and checkpoint) proxy vs gold curves against sqrt(KL), with Gao et al. fits; cached samples."""
     from latentrm.audit.goodhart import GoodhartConfig, run
 
+    validate.check_writable_dir(run_dir or rm.parent, "--run-dir")  # the default sits next to --rm
     config = GoodhartConfig(rm=str(rm), run_dir=str(run_dir) if run_dir else None, policy=policy, backend=backend,
                             prompts=prompts, pairs=str(pairs) if pairs else None, n_prompts=n_prompts, n_max=n_max,
                             max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed,

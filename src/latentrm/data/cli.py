@@ -9,6 +9,8 @@ from pathlib import Path
 
 import typer
 
+from latentrm import validate
+
 app = typer.Typer(help="Contrastive data: recipes, entities, generation, pairs.", no_args_is_help=True)
 
 
@@ -34,32 +36,37 @@ def _parse_options(items: list[str]) -> dict[str, object]:
 @app.command()
 def build(
     recipe: str = typer.Option("knowledge_awareness", help="recipe name (see `latentrm data recipes`) or YAML path"),
-    out: Path = typer.Option(Path("runs/data"), help="output folder (shards, generations.parquet, build.json)"),
-    pairs_out: Path | None = typer.Option(None, help="pairs file (default OUT/pairs.parquet; .jsonl works)"),
+    out: Path = typer.Option(Path("runs/data"), help="output folder (shards, generations.parquet, build.json)",
+                             callback=validate.writable_dir_option),
+    pairs_out: Path | None = typer.Option(None, help="pairs file (default OUT/pairs.parquet; .jsonl works)",
+                                          callback=validate.writable_file_option),
     real: list[str] = typer.Option(["auto"], help="real entity source(s): auto, builtin, wiki, nobel, or a .jsonl"),
     notability: str = typer.Option("vital", help="vital (Vital Articles) or none"),
     views_csv: Path | None = typer.Option(None, help="CSV with name,daily_views; keeps entities >= --min-views"),
-    min_views: float = typer.Option(0.0, help="page-view threshold used with --views-csv"),
-    n_real: int = typer.Option(130, help="number of real entities"),
-    n_fake: int = typer.Option(130, help="number of made-up entities"),
-    prompts_per_entity: int = typer.Option(1, help="questions per entity and class"),
-    samples: int = typer.Option(2, help="completions per prompt per variant"),
-    pairs_per_prompt: int = typer.Option(2, "--pairs-per-prompt", "-k", help="cap on pairs per prompt"),
+    min_views: float = typer.Option(0.0, help="page-view threshold used with --views-csv",
+                                    callback=validate.finite_float_option),
+    n_real: int = typer.Option(130, help="number of real entities", min=0),
+    n_fake: int = typer.Option(130, help="number of made-up entities", min=0),
+    prompts_per_entity: int = typer.Option(1, help="questions per entity and class", min=1),
+    samples: int = typer.Option(2, help="completions per prompt per variant", min=1),
+    pairs_per_prompt: int = typer.Option(2, "--pairs-per-prompt", "-k", help="cap on pairs per prompt", min=1),
     openers: bool = typer.Option(True, help="keep answer openers in hedge variants (needed by tiny policies)"),
     backend: str = typer.Option("transformers", help="transformers | openai | vllm | fake"),
     model: str = typer.Option("embedded", help="policy model: embedded, a local folder, or a cached hub id"),
     base_url: str | None = typer.Option(None, help="openai backend: server URL, e.g. http://localhost:8000/v1"),
     api_key: str | None = typer.Option(None, envvar="LATENTRM_API_KEY", help="openai backend: API key"),
     backend_opt: list[str] = typer.Option([], help="extra backend option key=value (repeatable)"),
-    max_new_tokens: int = typer.Option(40),
-    temperature: float = typer.Option(0.8),
-    top_p: float = typer.Option(0.95),
-    batch_size: int = typer.Option(16),
-    shard_size: int = typer.Option(16, help="requests per shard (the unit of resuming)"),
+    max_new_tokens: int = typer.Option(40, min=1),
+    temperature: float = typer.Option(0.8, help="sampling temperature (0 = greedy)",
+                                      callback=validate.temperature_option),
+    top_p: float = typer.Option(0.95, help="nucleus sampling mass, in (0, 1]", callback=validate.top_p_option),
+    batch_size: int = typer.Option(16, min=1),
+    shard_size: int = typer.Option(16, help="requests per shard (the unit of resuming)", min=1),
     seed: int = typer.Option(0),
     overwrite: bool = typer.Option(False, help="discard a different earlier build in OUT"),
     progress: bool = typer.Option(True, help="show the progress bar"),
-    threads: int = typer.Option(0, help="torch CPU threads (0 = torch default; 1 is faster on a busy machine)"),
+    threads: int = typer.Option(0, help="torch CPU threads (0 = torch default; 1 is faster on a busy machine)",
+                                min=0),
 ) -> None:
     """Generate completions for a recipe and write the preference pairs file."""
     import json
@@ -108,9 +115,9 @@ def build(
 @app.command()
 def show(
     path: Path = typer.Argument(..., help="a pairs file (its folder's generations.parquet is shown too)"),
-    n: int = typer.Option(2, help="examples per subset and per variant"),
+    n: int = typer.Option(2, help="examples per subset and per variant (0: only the balance table)", min=0),
     seed: int = typer.Option(0),
-    width: int = typer.Option(300, help="characters shown per text"),
+    width: int = typer.Option(300, help="characters shown per text", min=1),
 ) -> None:
     """Print the class balance and a few examples per subset and variant."""
     from rich.console import Console

@@ -11,6 +11,8 @@ from typing import Any
 
 import typer
 
+from latentrm import validate
+
 app = typer.Typer(help="Measure what a policy does (hedges on made-up people, answers real ones).",
                   invoke_without_command=True, no_args_is_help=False)
 
@@ -67,25 +69,27 @@ def eval_main(
     endpoint: str = typer.Option(None, help="OpenAI-compatible base URL serving the policy (instead of --model)."),
     model_name: str = typer.Option(None, help="Model name at --endpoint."),
     endpoint_logprobs: int = typer.Option(20, help="Top-k log-probs asked of --endpoint for the entropy "
-                                          "estimate (a lower bound); 0 if the server rejects logprobs."),
+                                          "estimate (a lower bound); 0 if the server rejects logprobs.", min=0),
     eval_set: str = typer.Option("heldout", "--set", "-s", help="heldout | false_premise | path to a .jsonl set."),
     judge: str = typer.Option("rules", help="Judge: rules (offline, default) or llm."),
     judge_model: str = typer.Option(None, help="llm judge: local chat model (default embedded)."),
     judge_endpoint: str = typer.Option(None, help="llm judge: OpenAI-compatible endpoint."),
     judge_model_name: str = typer.Option(None, help="llm judge: model name at --judge-endpoint."),
     out: Path = typer.Option(None, "--run-dir", "--out",
-                             help="Run directory; outputs go to <run-dir>/eval/<set>/ (default runs/<policy>)."),
-    n_real: int = typer.Option(100, help="heldout: real-entity prompts."),
-    n_fake: int = typer.Option(100, help="heldout: made-up-entity prompts."),
+                             help="Run directory; outputs go to <run-dir>/eval/<set>/ (default runs/<policy>).",
+                             callback=validate.writable_dir_option),
+    n_real: int = typer.Option(100, help="heldout: real-entity prompts.", min=0),
+    n_fake: int = typer.Option(100, help="heldout: made-up-entity prompts.", min=0),
     real: list[str] = typer.Option(["auto"], help="heldout: real entity source(s), as for `latentrm data build`."),
     exclude_pairs: Path = typer.Option(None, help="heldout: also hold out every entity in this pairs file."),
-    samples: int = typer.Option(1, help="Responses per question."),
-    max_new_tokens: int = typer.Option(128),
-    temperature: float = typer.Option(0.7),
-    top_p: float = typer.Option(0.95),
+    samples: int = typer.Option(1, help="Responses per question.", min=1),
+    max_new_tokens: int = typer.Option(128, min=1),
+    temperature: float = typer.Option(0.7, help="Sampling temperature (0 = greedy).",
+                                      callback=validate.temperature_option),
+    top_p: float = typer.Option(0.95, help="Nucleus sampling mass, in (0, 1].", callback=validate.top_p_option),
     seed: int = typer.Option(0),
-    batch_size: int = typer.Option(16),
-    limit: int = typer.Option(None, help="Only the first N questions (smoke runs)."),
+    batch_size: int = typer.Option(16, min=1),
+    limit: int = typer.Option(None, help="Only the first N questions (smoke runs).", min=1),
     fresh: bool = typer.Option(False, help="Discard earlier responses instead of resuming."),
 ) -> None:
     """Sample a policy on an eval set, judge each response, print headline rates with Wilson intervals."""
@@ -110,6 +114,10 @@ def eval_main(
                         exclude_pairs=str(exclude_pairs) if exclude_pairs else None, samples=samples,
                         max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed, batch_size=batch_size,
                         out=str(out) if out else None, fresh=fresh, limit=limit)
+    if out is None:  # the default runs/<policy>: checked here, before the policy loads
+        from latentrm.eval.runner import output_dir
+
+        validate.check_writable_dir(output_dir(config), "--run-dir")
     folder = run(config)
     metrics = json.loads((folder / "metrics.json").read_text())
     print_metrics(metrics, f"{metrics['set']}: {metrics['policy']} (judge {metrics['judge']['name']})")
@@ -124,8 +132,9 @@ def judge_check_cmd(
     judge_model: str = typer.Option(None, help="llm judge: local chat model (default embedded)."),
     judge_endpoint: str = typer.Option(None, help="llm judge: OpenAI-compatible endpoint."),
     judge_model_name: str = typer.Option(None, help="llm judge: model name at --judge-endpoint."),
-    out: Path = typer.Option(None, help="Also write the report (accuracy, confusion, errors) as JSON here."),
-    show_errors: int = typer.Option(0, help="Print up to N disagreements per judge."),
+    out: Path = typer.Option(None, help="Also write the report (accuracy, confusion, errors) as JSON here.",
+                             callback=validate.writable_file_option),
+    show_errors: int = typer.Option(0, help="Print up to N disagreements per judge.", min=0),
 ) -> None:
     """Accuracy and confusion matrix of each judge on the hand-labelled set."""
     import json

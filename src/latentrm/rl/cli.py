@@ -88,15 +88,9 @@ def train(
 
 def _writable(folder: Path) -> None:
     """A run directory that cannot be created or written fails now, not after the models load."""
-    import os
+    from latentrm.validate import check_writable_dir
 
-    probe = folder
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir():
-        raise LatentrmError(f"--run-dir {folder}: {probe} is a file, not a folder; pass a folder path")
-    if not os.access(probe, os.W_OK):
-        raise LatentrmError(f"--run-dir {folder}: {probe} is not writable; pass a folder you can write to")
+    check_writable_dir(folder, "--run-dir")
 
 
 def baseline(

@@ -97,11 +97,9 @@ class LatentRewardModel:
     def load(cls, path: str | Path, backbone: Backbone | None = None, *, device: str | None = None,
              dtype: str = "auto", check_revision: bool = True) -> LatentRewardModel:
         """Load a saved reward model, loading its recorded backbone unless one is given."""
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
         folder = Path(path)
         meta = cls.read_meta(folder)
+        head = cls._load_head(folder, meta)  # first: a broken folder fails before the backbone loads
         recorded = meta["backbone"]
         if backbone is None:
             backbone = load_backbone(recorded["spec"], dtype=dtype, device=device)
@@ -118,8 +116,23 @@ class LatentRewardModel:
         if int(meta["layer"]) > backbone.num_layers:
             raise LatentrmError(f"{folder}: layer {meta['layer']} does not exist in a {backbone.num_layers}-layer "
                                 "backbone; retrain with a valid --layer")
-        head = head_from_config(meta["head"])
-        head_path = folder / HEAD_FILE
+        return cls(backbone, head, meta)
+
+    @staticmethod
+    def _load_head(folder: Path, meta: dict[str, Any]) -> RewardHead:
+        """The head described by rm.json, with the weights of head.safetensors; every mismatch names both files."""
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        meta_path, head_path = folder / META_FILE, folder / HEAD_FILE
+        config = meta["head"]
+        head_type = config.get("type") if isinstance(config, dict) else None
+        mismatch = (f"{meta_path} (head type {head_type!r}) does not match {head_path}; re-run `latentrm rm train` "
+                    "or restore the rm.json written with that head")
+        try:
+            head = head_from_config(config)
+        except (LatentrmError, KeyError, TypeError, ValueError) as exc:
+            raise LatentrmError(f"{mismatch} ({exc})") from None
         try:
             state = load_file(str(head_path))
         except (OSError, SafetensorError) as exc:
@@ -128,15 +141,19 @@ class LatentRewardModel:
         for name, tensor in expected.items():
             if name not in state:
                 raise LatentrmError(f"{head_path} has no tensor '{name}'; it does not match head type "
-                                    f"'{meta['head']['type']}' in rm.json; re-run `latentrm rm train`")
+                                    f"'{head_type}' in {meta_path}; re-run `latentrm rm train`")
             if tuple(state[name].shape) != tuple(tensor.shape):
                 raise LatentrmError(
                     f"{head_path}: tensor '{name}' has shape {tuple(state[name].shape)}, expected "
-                    f"{tuple(tensor.shape)} for a {meta['head']['type']} head of hidden size "
-                    f"{meta['head']['hidden_size']}; the file does not belong to this rm.json"
+                    f"{tuple(tensor.shape)} for a {head_type} head of hidden size "
+                    f"{config.get('hidden_size')}; the file does not belong to {meta_path}"
                 )
+        extra = sorted(set(state) - set(expected))
+        if extra:
+            raise LatentrmError(f"{head_path} holds tensor(s) {', '.join(extra[:3])} that a {head_type} head does "
+                                f"not have; it does not match {meta_path}; re-run `latentrm rm train`")
         head.load_state_dict(state)
-        return cls(backbone, head, meta)
+        return head
 
     # ------------------------------------------------------------------ scoring
 

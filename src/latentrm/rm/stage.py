@@ -117,6 +117,26 @@ def _quantile_rows(frame: pd.DataFrame) -> np.ndarray:
     return np.ones(len(frame), dtype=bool)
 
 
+TIE_TOLERANCE = 1e-6
+
+
+def _check_not_tied(chosen: np.ndarray, rejected: np.ndarray, config: RMStageConfig, layer: int) -> None:
+    """Refuse a head that scores its own training pairs (nearly) alike: it would be saved and served as if fine.
+
+    The usual cause is features that do not vary between texts, e.g. layer 0 (the token embeddings) read at
+    the last token, which is the same end-of-turn token for every text.
+    """
+    gaps = np.abs(chosen - rejected)  # [n_train]
+    scores = np.concatenate([chosen, rejected])
+    if gaps.size and (gaps.max() < TIE_TOLERANCE or scores.std() < TIE_TOLERANCE):
+        hint = (" (layer 0 is the embedding output: at the last token it is the same for every text)"
+                if layer == 0 and config.pooling == "last" else "")
+        raise LatentrmError(
+            f"the trained head gives tied scores on all {gaps.size} training pairs (largest chosen-rejected gap "
+            f"{gaps.max():.2g}, score std {scores.std():.2g}): layer {layer} with pooling '{config.pooling}' "
+            f"carries no signal{hint}; pick another --layer or --pooling mean; nothing was saved")
+
+
 def _config_key(config: RMStageConfig, data_hash: str, revision: str) -> str:
     payload = {k: v for k, v in config.to_dict().items() if k not in ("run_dir", "cache_dir", "batch_size", "device")}
     if not payload.get("ensemble_layers"):  # keeps the keys of runs made before layer ensembles existed
@@ -169,6 +189,7 @@ def train(config: RMStageConfig, *, force: bool = False, backbone: Backbone | No
                             chosen_f[val_mask] if val_mask.any() else None,
                             rejected_f[val_mask] if val_mask.any() else None, config.train)
     chosen_s, rejected_s = score_array(result.head, chosen_f), score_array(result.head, rejected_f)
+    _check_not_tied(chosen_s[train_mask], rejected_s[train_mask], config, layer)  # before anything is saved
     metrics = _metrics_by_split(frame, chosen_s, rejected_s)
     rows = _quantile_rows(frame)
     subsets = frame["subset"].to_numpy()

@@ -13,6 +13,7 @@ from typing import Any
 
 import typer
 
+from latentrm import validate
 from latentrm.errors import LatentrmError
 
 
@@ -61,11 +62,13 @@ def _is_loopback(host: str) -> bool:
 def serve(
     rm: Path = typer.Option(..., "--rm", help="Reward model folder (rm.json + head), from `latentrm rm train`."),
     host: str = typer.Option("127.0.0.1", help="Bind address. Use 0.0.0.0 only behind a firewall, with a token."),
-    port: int = typer.Option(8000, help="TCP port."),
+    port: int = typer.Option(8000, help="TCP port (1-65535).", min=1, max=65535),
     device: str | None = typer.Option(None, help="cpu, cuda, cuda:1, ... (default: cuda if available)."),
-    dtype: str = typer.Option("auto", help="Backbone dtype: auto, float32, bfloat16, float16."),
+    dtype: str = typer.Option("auto", help="Backbone dtype: auto, float32, bfloat16, float16.",
+                              callback=validate.choice_option(validate.dtypes)),
     shaper: str = typer.Option("raw", help="Default reward shaper (raw, calibrated, capped, quantile_match, density, ensemble); "
-                               "/get_reward always uses it, /score unless the request names one."),
+                               "/get_reward always uses it, /score unless the request names one.",
+                               callback=validate.choice_option(validate.shaper_names)),
     shaper_param: list[str] | None = typer.Option(None, "--shaper-param", help="name=number, repeatable "
                                                   "(e.g. tau=0.5 for calibrated, quantile=0.9 for capped)."),
     batching: bool = typer.Option(True, "--batching/--no-batching", help="Dynamic micro-batching (off: one "
