@@ -154,3 +154,32 @@ def test_help_is_fast():
         [sys.executable, "-c", "import sys, latentrm.cli; print([m for m in sys.modules if m.startswith('torch')][:1])"],
         capture_output=True, text=True).stdout.replace("[]", "")
     assert time.perf_counter() - start < 20  # generous on a loaded CI box; the real figure is ~0.5 s
+
+
+def test_score_with_a_shaper_writes_the_shaped_reward_as_rl_computes_it(tiny_model_dir, tmp_path, capsys):
+    from latentrm.rl.reward import ShapedReward
+    from latentrm.rl.shaping import get_shaper
+    from latentrm.rm.model import LatentRewardModel
+
+    pairs = _write(tmp_path / "pairs.jsonl", ROWS)
+    run = tmp_path / "run"
+    code, _, err = _run(["rm", "train", "--pairs", str(pairs), "--run-dir", str(run), "--model", str(tiny_model_dir),
+                         "--layer", "2", "--epochs", "10"], capsys)
+    assert code == 0, err
+    inputs = tmp_path / "score.jsonl"
+    rows = pd.DataFrame({"prompt": ["Who is X?", "Who is X?", "Who is Y?"],
+                         "completion": ["I don't know X.", "X was a chemist.", "Y was a chemist."],
+                         "subset": ["fake", "fake", "real"]})
+    rows.to_json(inputs, orient="records", lines=True)
+    code, _, err = _run(["rm", "score", "--rm", str(run / "rm"), "--input", str(inputs), "--out",
+                         str(tmp_path / "s.jsonl"), "--shaper", "calibrated"], capsys)
+    assert code == 0, err
+    scored = pd.read_json(tmp_path / "s.jsonl", lines=True)
+    model = LatentRewardModel.load(run / "rm")
+    expected = ShapedReward(model, get_shaper("calibrated", model.meta))(
+        list(rows["prompt"]), list(rows["completion"]), subset=list(rows["subset"]))
+    assert scored["reward"].tolist() == pytest.approx(expected, abs=1e-6)
+    rows.drop(columns=["subset"]).to_json(inputs, orient="records", lines=True)
+    code, _, err = _run(["rm", "score", "--rm", str(run / "rm"), "--input", str(inputs), "--shaper", "calibrated"],
+                        capsys)
+    assert code == 2 and "'subset' column" in err

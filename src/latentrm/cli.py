@@ -184,6 +184,12 @@ def rm_score(
     out: Annotated[Optional[Path], typer.Option(help="Output JSONL with a 'score' column (default: print).",
                                                 callback=validate.writable_file_option)] = None,
     batch_size: BatchSize = 16,
+    shaper: Annotated[Optional[str], typer.Option(help="Also write the shaped reward (rl.reward.ShapedReward, as RL "
+                                                       "and the server compute it): calibrated, quantile_match, ...",
+                                                  callback=validate.choice_option(validate.shaper_names))] = None,
+    shaper_param: Annotated[Optional[list[str]], typer.Option(help="name=number, repeatable.")] = None,
+    subset_column: Annotated[str, typer.Option(help="Column holding each row's prompt class, for --shaper.")
+                             ] = "subset",
 ) -> None:
     """Score (prompt, completion) pairs with a saved reward model (ensembles add a score_std column)."""
 
@@ -207,14 +213,35 @@ def rm_score(
         prompts, completions = [prompt], [completion]
     from latentrm.rm.ensemble import EnsembleHead
 
+    shaped = None
+    if shaper is not None:  # checked against rm.json before the backbone loads
+        from latentrm.rl.reward import ShapedReward
+        from latentrm.rl.shaping import get_shaper
+        from latentrm.serve.cli import parse_shaper_params
+
+        the_shaper = get_shaper(shaper, LatentRewardModel.read_meta(rm), **parse_shaper_params(shaper_param))
+        if frame is not None and subset_column not in frame.columns and shaper not in ("raw", "ensemble"):
+            raise LatentrmError(f"{input}: --shaper {shaper} needs each row's prompt class in a '{subset_column}' "
+                                "column (or --subset-column NAME)")
     model = LatentRewardModel.load(rm)
-    if isinstance(model.head, EnsembleHead):  # mean over heads, plus their spread
+    if shaper is not None:
+        subsets = list(frame[subset_column]) if frame is not None and subset_column in frame.columns else None
+        reward = ShapedReward(model, the_shaper, subset_column="subset", batch_size=batch_size)
+        raw, std = reward.raw_scores(prompts, completions)
+        shaped = reward.shape(raw, subsets, std, prompts).tolist()
+        scores, stds = raw.tolist(), (std.tolist() if std is not None else None)
+    elif isinstance(model.head, EnsembleHead):  # mean over heads, plus their spread
         mean, std = model.score_with_std(prompts, completions, batch_size=batch_size)
         scores, stds = mean.tolist(), std.tolist()
     else:
         scores, stds = model.score(prompts, completions, batch_size=batch_size, progress=len(prompts) > 32), None
+    if shaped is not None and (frame is None or out is None):
+        for index, value in enumerate(scores):
+            print(f"{value:.6f}\t{shaped[index]:.6f}")
+        return
     if frame is not None and out is not None:
-        frame = frame.assign(score=scores, **({"score_std": stds} if stds is not None else {}))
+        frame = frame.assign(score=scores, **({"score_std": stds} if stds is not None else {}),
+                             **({"reward": shaped} if shaped is not None else {}))
         atomic_write_text(out, frame.to_json(orient="records", lines=True, force_ascii=False))
         print(f"{len(scores)} scores written to {out}")
     else:

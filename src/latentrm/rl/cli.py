@@ -20,18 +20,9 @@ Preset = Annotated[Optional[str], typer.Option(help="configs/rl/<NAME>.yaml (cpu
 
 
 def _shaper_params(items: list[str] | None) -> dict[str, float] | None:
-    if not items:
-        return None
-    out: dict[str, float] = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        try:
-            if not sep or not name:
-                raise ValueError
-            out[name.strip()] = float(value)
-        except ValueError:
-            raise LatentrmError(f"--shaper-param {item!r}: write name=number, e.g. tau=0.5") from None
-    return out
+    from latentrm.serve.cli import parse_shaper_params
+
+    return parse_shaper_params(items) if items else None
 
 
 @app.command("train")
