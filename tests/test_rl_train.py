@@ -212,6 +212,10 @@ def test_compare_trains_every_arm_and_baseline_and_writes_one_table(tiny_model_d
     assert natural["mix"] == "natural" and natural["fake_share"] == 0.75
     for name in ("rates.png", "training.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    from latentrm.rl.compare import render
+
+    rendered = (render(tmp_path) / "table.md").read_text()  # from files only
+    assert "| raw_natural-s0 |" in rendered and "s/step" in rendered and " -> " in rendered
 
 
 def test_accelerate_configs_parse_with_accelerates_own_loader():

@@ -148,3 +148,12 @@ def compare(
     out = run(config.validate())
     print((out / "table.md").read_text())
     print(f"compare results in {out}")
+
+
+@app.command("table")
+def table(run_dir: Annotated[Path, typer.Argument(help="A `rl compare` run directory.")]) -> None:
+    """Re-render a compare run's table.md (with the training-dynamics table) and plots from its files."""
+    from latentrm.rl.compare import render
+
+    out = render(run_dir)
+    print((out / "table.md").read_text())

@@ -136,11 +136,7 @@ def run(config: CompareConfig, *, log: Any = print) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "results.json", json.dumps({"config": asdict(config), "rows": rows}, indent=1,
                                                        default=str))
-    atomic_write_text(out / "table.md", compare_table(rows, config))
-    from latentrm.rl.plots import curves
-
-    curves({name: Path(p["metrics"]) for name, p in policies.items() if p["kind"] == "rl"}, out)
-    return out
+    return render(config.run_dir)  # table.md, the dynamics table and the plots, from the files just written
 
 
 def _cell(entry: dict[str, Any] | None) -> str:
@@ -167,3 +163,57 @@ def compare_table(rows: list[dict[str, Any]], config: CompareConfig) -> str:
             f"false premise: {config.eval_false_premise} questions; rules judge; Wilson 95% intervals. "
             f"`raw_natural` trains on a {config.fake_share:.0%} made-up-person mix.\n")
     return "\n".join(lines) + "\n" + note
+
+
+def dynamics_table(rows: list[dict[str, Any]]) -> str:
+    """Per RL arm, start -> end of training: shaped reward, raw score, entropy, length, truncated share,
+    artifact shares and the live judge's fake_substantive, with the step time (from metrics.jsonl)."""
+    from latentrm.rl.plots import read_metrics
+
+    header = ["arm", "s/step", "reward", "raw score", "entropy", "truncated", "padding", "sign-off", "repetition",
+              "hedge (fake)", "fake_substantive (train)"]
+    keys = ["reward", "latent/raw_mean", "entropy", "truncated_share", "artifacts/padding", "artifacts/sign_off",
+            "artifacts/repetition", "artifacts/hedge_fake", "train_judge/fake_substantive"]
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(["---"] * len(header)) + " |"]
+    for row in rows:
+        if row.get("kind") != "rl":
+            continue
+        metrics_path = Path(row["metrics"])
+        train = [r for r in read_metrics(metrics_path) if r.get("kind") == "train"]
+        if not train:
+            continue
+        summary_path = metrics_path.parent / "summary.json"
+        per_step = json.loads(summary_path.read_text()).get("seconds_per_step") if summary_path.exists() else None
+        head, tail = train[: max(1, len(train) // 4)], train[-max(1, len(train) // 4):]  # first and last quarter
+
+        def mean(part: list[dict[str, Any]], key: str) -> float | None:
+            values = [r[key] for r in part if isinstance(r.get(key), int | float)]
+            return sum(values) / len(values) if values else None
+
+        cells = [row["name"], f"{per_step:.1f}" if per_step else "n/a"]
+        for key in keys:
+            a, b = mean(head, key), mean(tail, key)
+            cells.append("n/a" if a is None or b is None else f"{a:.2f} -> {b:.2f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return ("\n".join(lines) + "\n\nEach cell: mean over the first quarter of the logged steps -> mean over the "
+            "last quarter.\n")
+
+
+def render(run_dir: str | Path) -> Path:
+    """Re-render compare/table.md, the dynamics table and the plots from the files a compare run wrote."""
+    from latentrm.models import atomic_write_text
+    from latentrm.rl.plots import curves
+
+    out = Path(run_dir) / "compare"
+    results_path = out / "results.json"
+    if not results_path.exists():
+        raise LatentrmError(f"{results_path} is missing; run `latentrm rl compare` first")
+    results = json.loads(results_path.read_text())
+    fields = {k: v for k, v in results["config"].items() if k in CompareConfig.__dataclass_fields__}
+    for key in ("arms", "baselines", "seeds"):
+        fields[key] = tuple(fields.get(key, ()))
+    config = CompareConfig(**fields)
+    rows = results["rows"]
+    atomic_write_text(out / "table.md", compare_table(rows, config) + "\n" + dynamics_table(rows))
+    curves({r["name"]: Path(r["metrics"]) for r in rows if r.get("kind") == "rl"}, out)
+    return out
