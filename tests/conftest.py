@@ -56,3 +56,20 @@ def tiny_backbone(tiny_model_dir):
     from latentrm.models import load_backbone
 
     return load_backbone(str(tiny_model_dir), dtype="float32", device="cpu")
+
+
+@pytest.fixture
+def run_cli(capsys):
+    """run_cli(argv) -> (exit code, stdout, stderr) of `latentrm argv`, in process."""
+    from latentrm.cli import main
+
+    def run(argv):
+        code = 0
+        try:
+            main(argv)
+        except SystemExit as exit_info:
+            code = exit_info.code
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run

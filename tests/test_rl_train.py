@@ -20,16 +20,6 @@ ROWS = [{"prompt": f"Who is person {i}?",
          "entity_id": f"e{i}"} for i in range(48)]
 
 
-def _run(argv, capsys):
-    code = 0
-    try:
-        main(argv)
-    except SystemExit as exit_info:
-        code = exit_info.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
 @pytest.fixture(scope="module")
 def tiny_rm(tiny_model_dir, tmp_path_factory):
     folder = tmp_path_factory.mktemp("rl-rm")
@@ -68,7 +58,7 @@ def _rows(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def test_two_grpo_steps_move_the_policy_and_write_metrics(tiny_model_dir, tiny_rm, tmp_path, capsys):
+def test_two_grpo_steps_move_the_policy_and_write_metrics(tiny_model_dir, tiny_rm, tmp_path):
     from latentrm.rl.grpo_trainer import run
 
     config = _config(tiny_model_dir, tiny_rm, tmp_path / "run")
@@ -155,26 +145,27 @@ def test_lora_reward_reads_the_frozen_base_never_the_adapters(tiny_model_dir, ti
     (["--num-generations", "1"], "num-generations"),
     (["--resume"], "holds no run to resume"),
 ])
-def test_bad_rl_input_gets_one_line(tiny_model_dir, tiny_rm, tmp_path, capsys, argv_extra, message):
+def test_bad_rl_input_gets_one_line(tiny_model_dir, tiny_rm, tmp_path, run_cli, argv_extra, message):
     pairs, rm = tiny_rm
-    code, _, err = _run(["rl", "train", "--pairs", str(pairs), "--rm", str(rm), "--policy", str(tiny_model_dir),
-                         "--run-dir", str(tmp_path / "run"), *argv_extra], capsys)
+    code, _, err = run_cli(["rl", "train", "--pairs", str(pairs), "--rm", str(rm), "--policy", str(tiny_model_dir),
+                         "--run-dir", str(tmp_path / "run"), *argv_extra])
     assert code == 2 and message in err and "Traceback" not in err, err
     assert len(err.strip().splitlines()) == 1, err
 
 
-def test_rl_refuses_prompts_without_a_class_and_a_shaper_without_quantiles(tiny_model_dir, tiny_rm, tmp_path, capsys):
+def test_rl_refuses_prompts_without_a_class_and_a_shaper_without_quantiles(tiny_model_dir, tiny_rm, tmp_path,
+                                                                          run_cli):
     pairs, rm = tiny_rm
     no_class = tmp_path / "no_class.jsonl"
     no_class.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "subset"}) + "\n" for r in ROWS))
-    code, _, err = _run(["rl", "train", "--pairs", str(no_class), "--rm", str(rm), "--run-dir", str(tmp_path)], capsys)
+    code, _, err = run_cli(["rl", "train", "--pairs", str(no_class), "--rm", str(rm), "--run-dir", str(tmp_path)])
     assert code == 2 and "subset" in err
     meta = json.loads((rm / "rm.json").read_text())
     bare = tmp_path / "bare_rm"
     bare.mkdir()
     (bare / "head.safetensors").write_bytes((rm / "head.safetensors").read_bytes())
     (bare / "rm.json").write_text(json.dumps({k: v for k, v in meta.items() if k != "chosen_quantiles"}))
-    code, _, err = _run(["rl", "train", "--pairs", str(pairs), "--rm", str(bare), "--run-dir", str(tmp_path)], capsys)
+    code, _, err = run_cli(["rl", "train", "--pairs", str(pairs), "--rm", str(bare), "--run-dir", str(tmp_path)])
     assert code == 2 and "chosen_quantiles" in err
 
 
