@@ -191,7 +191,10 @@ def test_goodhart_with_policy_checkpoints(tmp_path, tiny_backbone, tiny_model_di
 
     sharper = copy.deepcopy(tiny_backbone.model)
     with torch.no_grad():
-        sharper.lm_head.weight.mul_(3.0)  # a different policy (tied embeddings change too)
+        # A clearly different policy: logits 5x sharper through the final norm (the embeddings stay). A
+        # milder change (lm_head x3, tied) gives a KL within the Monte Carlo noise of 12 samples, so its
+        # sign would be luck of the sampling seed.
+        sharper.model.norm.weight.mul_(5.0)
     sharper.save_pretrained(tmp_path / "ckpt-sharper")
     tiny_backbone.tokenizer.save_pretrained(tmp_path / "ckpt-sharper")
     rows = [{"prompt": f"Who is Zorblat Quenfrey {i}?", "chosen": "I'm not familiar with them.",
