@@ -29,12 +29,9 @@ What it does
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -70,26 +67,6 @@ def last_checkpoint(folder: Path) -> Path | None:
 def is_done(config: RLConfig, key: str) -> bool:
     manifest = stage_dir(config) / "manifest.json"
     return manifest.exists() and json.loads(manifest.read_text()).get("key") == key
-
-
-@contextlib.contextmanager
-def frozen_base(model: Any) -> Iterator[None]:
-    """The policy's base weights, adapters off, eval mode: what the shared reward backbone reads."""
-    was_training = model.training
-    model.eval()
-    try:
-        with model.disable_adapter():
-            yield
-    finally:
-        if was_training:
-            model.train()
-
-
-def _append_jsonl(path: Path, row: dict[str, Any]) -> None:
-    with open(path, "a", encoding="utf-8") as handle:
-        handle.write(json.dumps(row, default=float) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
 
 
 def _truncate_metrics(path: Path, after_step: int) -> None:

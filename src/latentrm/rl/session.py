@@ -6,13 +6,37 @@ its own; this module is the part that touches models.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
 from latentrm.errors import LatentrmError
 from latentrm.rl.grpo_config import RLConfig
+
+
+@contextlib.contextmanager
+def frozen_base(model: Any) -> Iterator[None]:
+    """The policy's base weights, adapters off, eval mode: what the shared reward backbone reads."""
+    was_training = model.training
+    model.eval()
+    try:
+        with model.disable_adapter():
+            yield
+    finally:
+        if was_training:
+            model.train()
+
+
+def _append_jsonl(path: Path, row: dict[str, Any]) -> None:
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(row, default=float) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
 
 # TRL's log keys we keep under short names in metrics.jsonl (everything TRL logs is kept too).
 TRL_KEYS = {"reward": "reward", "reward_std": "reward_std", "entropy": "entropy",
@@ -102,8 +126,6 @@ class Session:
         folder.mkdir(exist_ok=True)
         atomic_write_text(folder / f"step-{step:05d}.json", json.dumps(
             {"step": step, "metrics": result["metrics"], "responses": result["rows"]}, indent=1, default=str))
-        from latentrm.rl.grpo_trainer import _append_jsonl
-
         _append_jsonl(self.out / "metrics.jsonl", row)
         self.evals[step] = row
         rates = ", ".join(f"{k.split('/')[1]} {v:.2f}" for k, v in row.items()
@@ -162,8 +184,6 @@ def _callback_class() -> Any:
                    **kwargs: Any) -> None:
             if self.session is None or not logs or "train_runtime" in logs:
                 return
-            from latentrm.rl.grpo_trainer import _append_jsonl
-
             row = {"step": int(state.global_step), "kind": "train"}
             row.update({short: logs[key] for key, short in TRL_KEYS.items() if key in logs})
             row.update({k: v for k, v in logs.items() if isinstance(v, int | float)})
@@ -234,12 +254,6 @@ def build_session(config: RLConfig, prepared: dict[str, Any], out: Path, *, log:
     session = Session(config, trainer, reward, tokenizer, out, log)
     callback.session = session
     return session
-
-
-def frozen_base(model: Any) -> Any:
-    from latentrm.rl.grpo_trainer import frozen_base as context
-
-    return context(model)
 
 
 def _check_tokenizers(config: RLConfig, backbone: Any, meta: dict[str, Any]) -> None:
