@@ -1,4 +1,4 @@
-"""Benchmark: per-row seeded sampling (data/backends.py) against plain `generate(do_sample=True)`.
+"""Benchmark: per-row seeded sampling (generation/local.py) against plain `generate(do_sample=True)`.
 
     .venv/bin/python bench/generation_seeding.py
 
@@ -13,7 +13,8 @@ import time
 import torch
 from transformers import LogitsProcessorList
 
-from latentrm.data.backends import GenerationRequest, SamplingConfig, TransformersBackend, _EntropyRecorder
+from latentrm.generation import GenerationRequest, SamplingConfig, TransformersBackend
+from latentrm.generation.local import _EntropyRecorder
 from latentrm.models import render_generation_prompt
 
 ROUNDS, BATCH, TOKENS = 3, 8, 48

@@ -23,7 +23,7 @@ from latentrm.audit.goodhart import (
     n_values,
     run,
 )
-from latentrm.data.backends import FakeBackend, SamplingConfig
+from latentrm.generation import FakeBackend, SamplingConfig
 
 
 def test_bon_kl_matches_the_integral():
@@ -141,7 +141,7 @@ def test_checkpoint_kl_is_zero_for_the_same_policy_and_positive_for_another(tiny
     import torch
 
     from latentrm.audit.policy_kl import estimate_kl
-    from latentrm.data.backends import GenerationRequest, TransformersBackend
+    from latentrm.generation import GenerationRequest, TransformersBackend
 
     prompts = ["Who is Ada Lovelace?", "Who is Zorblat Quenfrey?"]
     completions = ["She wrote notes on the engine.", "I am not familiar with them."]
@@ -162,7 +162,7 @@ def test_checkpoint_kl_is_zero_for_the_same_policy_and_positive_for_another(tiny
 
 def test_pairs_prompts_carry_the_real_reference_so_wrong_answers_are_not_gold():
     """Without the grounding reference the judge cannot see `real_incorrect`: a wrong answer would score gold 1."""
-    from latentrm.eval.judges import JudgeInput, get_judge
+    from latentrm.judges import JudgeInput, get_judge
 
     frame = pd.DataFrame([
         {"prompt": "Who was Ivan Pavlov?", "subset": "real", "entity_id": "real:builtin:ivan-pavlov",

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from latentrm.errors import LatentrmError
 from latentrm.eval.check import judge_check, load_labelled
 from latentrm.eval.cli import app
-from latentrm.eval.judges import LABELS
+from latentrm.judges import LABELS
 
 LABELLED = Path(__file__).parent / "data" / "judge_labelled.jsonl"
 runner = CliRunner()

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from latentrm.data.backends import FakeBackend
 from latentrm.errors import LatentrmError
 from latentrm.eval.runner import EvalConfig, run
 from latentrm.eval.sets import false_premise_set, load_set, load_user_set
+from latentrm.generation import FakeBackend
 
 ROWS = [
     {"question": "Who is Tobias Renwick?", "kind": "fake"},
@@ -99,7 +99,7 @@ def test_judge_change_rejudges_without_sampling(user_set, tmp_path, monkeypatch)
             return {"name": "always"}
 
         def judge(self, items):
-            from latentrm.eval.judges import Judgment
+            from latentrm.judges import Judgment
 
             return [Judgment("fake_hedge" if i.kind in ("fake", "unanswerable") else "answers_real", ["x"], "always")
                     for i in items]
@@ -174,7 +174,7 @@ def test_false_premise_set_is_stable_and_labelled_in_its_own_family():
 
 
 def test_end_to_end_tiny_backbone_records_entropy(tiny_backbone, user_set, tmp_path):
-    from latentrm.data.backends import TransformersBackend
+    from latentrm.generation import TransformersBackend
 
     backend = TransformersBackend(tiny_backbone, progress=False)
     folder = run(EvalConfig(model="tiny", eval_set=str(user_set), out=str(tmp_path / "tiny"), max_new_tokens=6,
@@ -189,7 +189,7 @@ def test_end_to_end_tiny_backbone_records_entropy(tiny_backbone, user_set, tmp_p
 
 def test_judge_crash_keeps_sampled_responses(user_set, tmp_path):
     """A judge that fails mid-run (endpoint gone) loses nothing that was sampled; resume judges it."""
-    from latentrm.eval.judges import get_judge
+    from latentrm.judges import get_judge
 
     class FlakyJudge:
         name = "rules"

@@ -166,7 +166,7 @@ def rm_eval(
     """Score a pairs file with a saved reward model and print per-subset metrics."""
     import json
 
-    from latentrm.models import atomic_write_text
+    from latentrm.io import atomic_write_text
     from latentrm.rm.stage import evaluate
 
     metrics = evaluate(rm, pairs, split=split)
@@ -193,8 +193,7 @@ def rm_score(
 ) -> None:
     """Score (prompt, completion) pairs with a saved reward model (ensembles add a score_std column)."""
 
-    from latentrm.models import atomic_write_text
-    from latentrm.pairs import read_table
+    from latentrm.io import atomic_write_text, read_table
     from latentrm.rm.model import LatentRewardModel
 
     if (input is None) == (prompt is None or completion is None):

@@ -39,7 +39,8 @@ from typing import TYPE_CHECKING, Literal, Protocol
 import numpy as np
 
 from latentrm.errors import LatentrmError
-from latentrm.models import Backbone, ScoringText, atomic_write_text, render_for_scoring
+from latentrm.io import atomic_write_text
+from latentrm.models import Backbone, ScoringText, render_for_scoring
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -189,7 +190,11 @@ def get_hiddens(
             handles.append(blocks[layer - 1].register_forward_hook(make_hook(layer)))
 
     batches = _batches([len(e.ids) for e in encoded], batch_size, max_tokens)
-    progress_bar = _progress(progress, len(texts), "features")
+    from latentrm.io import progress_bar as make_progress_bar
+
+    bar = make_progress_bar(progress, unit="texts", transient=True)
+    task = bar.add_task("features", total=len(texts))
+    bar.start()
     try:
         with torch.inference_mode():
             for batch in batches:
@@ -222,13 +227,11 @@ def get_hiddens(
                         )
                     pooled = _pool(hidden, mask, completion, pooling)  # [batch, hidden]
                     results[layer].append((batch, pooled))
-                if progress_bar is not None:
-                    progress_bar[0].advance(progress_bar[1], len(batch))
+                bar.advance(task, len(batch))
     finally:
         for handle in handles:
             handle.remove()
-        if progress_bar is not None:
-            progress_bar[0].stop()
+        bar.stop()
 
     for layer in wanted:
         hidden_size = results[layer][0][1].shape[-1]
@@ -249,25 +252,6 @@ def _pool(hidden: torch.Tensor, mask: torch.Tensor, completion: torch.Tensor, po
         return hidden[torch.arange(hidden.shape[0]), last]
     weights = (completion & mask.bool()).float().unsqueeze(-1)  # [batch, seq, 1]
     return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
-
-
-def _progress(enabled: bool, total: int, label: str):
-    if not enabled:
-        return None
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    bar = Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   TimeRemainingColumn(), transient=True)
-    task = bar.add_task(label, total=total)
-    bar.start()
-    return bar, task
 
 
 # --------------------------------------------------------------------------- cache

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
 from latentrm.errors import LatentrmError
+from latentrm.io import atomic_write_text, cache_root, cached_file_hash
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -44,57 +45,6 @@ EMBEDDED_NAME = "SmolLM2-135M-Instruct"
 Message = Mapping[str, str]
 Prompt = Union[str, Sequence[Message]]
 Completion = Union[str, Sequence[Message]]
-
-
-# --------------------------------------------------------------------------- cache
-
-
-def cache_root() -> Path:
-    """The user cache folder: `$LATENTRM_CACHE`, else `$XDG_CACHE_HOME/latentrm`."""
-    env = os.environ.get("LATENTRM_CACHE")
-    if env:
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "latentrm"
-
-
-def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _cached_file_hash(path: Path) -> str:
-    """sha256 of a large file, remembered next to the cache keyed by (path, size, mtime)."""
-    stat = path.stat()
-    memo = cache_root() / "file_hashes.json"
-    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
-    table: dict[str, str] = {}
-    if memo.exists():
-        try:
-            table = json.loads(memo.read_text())
-        except (OSError, json.JSONDecodeError):
-            table = {}
-    if key not in table:
-        table[key] = file_sha256(path)
-        memo.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(memo, json.dumps(table, indent=1))
-    return table[key]
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write a text file so that readers see either the old or the new file, never half."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; give ordinary permissions
-    os.replace(tmp, path)
 
 
 # --------------------------------------------------------------------------- embedded model
@@ -119,7 +69,7 @@ def embedded_gguf_path() -> Path:
 
 
 def embedded_revision() -> str:
-    return "gguf-sha256:" + _cached_file_hash(embedded_gguf_path())
+    return "gguf-sha256:" + cached_file_hash(embedded_gguf_path())
 
 
 def _materialise(kind: str, build: Any) -> Path:

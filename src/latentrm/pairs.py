@@ -25,59 +25,10 @@ from typing import Any
 import pandas as pd
 
 from latentrm.errors import LatentrmError
+from latentrm.io import read_table
 
 REQUIRED = ("prompt", "chosen", "rejected")
 SPLITS = ("train", "val", "test")
-
-
-def read_jsonl_objects(path: str | Path, *, what: str, needs: str) -> list[tuple[int, dict[str, Any]]]:
-    """`(line number, object)` for each non-blank line of a JSONL file; every problem is a one-line error.
-
-    `what` names the file in errors ("eval file"), `needs` says what each line holds ("question and kind").
-    """
-    path = Path(path)
-    if not path.exists():
-        raise LatentrmError(f"{path}: no such {what}; pass a JSONL file with {needs} on each line")
-    if not path.is_file():
-        raise LatentrmError(f"{path}: is not a file; pass a JSONL file with {needs} on each line")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise LatentrmError(f"{path}: is not UTF-8 text (byte {exc.start}); pass a JSONL file with {needs} "
-                            "on each line") from exc
-    rows = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise LatentrmError(f"{path}:{number}: not valid JSON ({exc.msg}); fix or remove the line") from exc
-        if not isinstance(row, dict):
-            raise LatentrmError(f"{path}:{number}: expected a JSON object with {needs}")
-        rows.append((number, row))
-    return rows
-
-
-def read_table(path: str | Path) -> pd.DataFrame:
-    """Read a Parquet or JSONL file into a DataFrame, with one-line errors."""
-    path = Path(path)
-    if not path.exists():
-        raise LatentrmError(f"{path}: no such file; check the path")
-    suffix = path.suffix.lower()
-    if path.is_dir() and suffix not in (".parquet", ".pq"):  # a .parquet folder is a valid partitioned dataset
-        raise LatentrmError(f"{path}: is a directory; pass a .parquet or .jsonl file")
-    try:
-        if suffix in (".parquet", ".pq"):
-            return pd.read_parquet(path)
-        if suffix in (".jsonl", ".json", ".ndjson"):
-            rows = read_jsonl_objects(path, what="file", needs="one record (e.g. prompt, chosen, rejected, subset)")
-            return pd.DataFrame([row for _, row in rows])
-    except LatentrmError:
-        raise
-    except Exception as exc:  # pyarrow and OS errors come in many types
-        raise LatentrmError(f"{path}: cannot be read ({type(exc).__name__}: {exc}); is it a valid {suffix} file?")
-    raise LatentrmError(f"{path}: unknown format '{suffix}'; use .parquet or .jsonl")
 
 
 def _is_blank(value: Any) -> bool:
@@ -183,7 +134,7 @@ def assign_splits(frame: pd.DataFrame, val_fraction: float = 0.15, test_fraction
 
 def save_pairs(frame: pd.DataFrame, path: str | Path) -> Path:
     """Write a pairs file atomically (Parquet or JSONL by suffix)."""
-    from latentrm.models import atomic_write_text
+    from latentrm.io import atomic_write_text
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

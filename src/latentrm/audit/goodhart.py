@@ -45,6 +45,7 @@ import numpy as np
 
 from latentrm.audit.stats import json_safe, mean_interval
 from latentrm.errors import LatentrmError
+from latentrm.io import config_hash
 
 # --------------------------------------------------------------------------- math
 
@@ -146,7 +147,7 @@ def items_from_set(name_or_path: str, limit: int | None = None, seed: int = 0, *
 def items_from_pairs(frame: Any, limit: int | None = None, seed: int = 0) -> tuple[list[GoldItem], int]:
     """Unique held-out prompts (val + test, else all) whose subset maps to a judge kind; and the skip count."""
     from latentrm.audit.text import subset_class
-    from latentrm.eval.judges import KINDS
+    from latentrm.judges import KINDS
     from latentrm.models import prompt_text
 
     if "split" in frame.columns and frame["split"].isin(["val", "test"]).any():
@@ -251,7 +252,7 @@ def ensure_samples(store: JsonlStore, items: Sequence[GoldItem], n: int, backend
     """`n` samples per item, generating only the missing indices; returns `[items][n]` rows."""
     from dataclasses import replace
 
-    from latentrm.data.backends import GenerationRequest
+    from latentrm.generation import GenerationRequest
     from latentrm.models import as_messages
 
     have = {item.prompt_id: sum(1 for i in range(n) if store.get(item.prompt_id, i)) for item in items}
@@ -277,7 +278,7 @@ def ensure_samples(store: JsonlStore, items: Sequence[GoldItem], n: int, backend
 def annotate(samples: list[list[dict[str, Any]]], items: Sequence[GoldItem], scores: JsonlStore, labels: JsonlStore,
              scorer: Any, judge: Any) -> tuple[np.ndarray, np.ndarray, list[list[str]]]:
     """Proxy `[items, n]`, gold `[items, n]` and judge labels, scoring / judging only uncached samples."""
-    from latentrm.eval.judges import JudgeInput
+    from latentrm.judges import JudgeInput
 
     flat = [(item, row) for item, rows in zip(items, samples) for row in rows]
     todo = [(item, row) for item, row in flat if scores.get(item.prompt_id, row["index"]) is None]
@@ -338,11 +339,11 @@ class GoodhartConfig:
 
 
 def _key(*parts: Any) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return config_hash(parts)
 
 
 def rm_key(rm_dir: str | Path) -> str:
-    from latentrm.models import file_sha256
+    from latentrm.io import file_sha256
 
     folder = Path(rm_dir)
     meta = json.loads((folder / "rm.json").read_text())
@@ -369,9 +370,9 @@ def load_items(config: GoodhartConfig, meta: dict[str, Any]) -> tuple[list[GoldI
 def run(config: GoodhartConfig, *, backend: Any = None, scorer: Any = None, judge: Any = None) -> Path:
     """Best-of-n (and checkpoint) curves, fits and plot under `<run-dir>/goodhart/`."""
     from latentrm.audit import plots
-    from latentrm.data.backends import SamplingConfig, get_backend
-    from latentrm.eval.judges import get_judge
-    from latentrm.models import atomic_write_text
+    from latentrm.generation import SamplingConfig, get_backend
+    from latentrm.io import atomic_write_text
+    from latentrm.judges import get_judge
     from latentrm.rm.model import LatentRewardModel
 
     if config.n_max < 1:
@@ -417,7 +418,7 @@ def _checkpoint_rows(config: GoodhartConfig, items: list[GoldItem], sampling: An
     if not config.checkpoints:
         return []
     from latentrm.audit.policy_kl import estimate_kl
-    from latentrm.data.backends import TransformersBackend
+    from latentrm.generation import TransformersBackend
     from latentrm.models import load_backbone
 
     reference = load_backbone(config.policy)

@@ -38,7 +38,7 @@ from latentrm.audit.probes import (
 )
 from latentrm.audit.stats import json_safe
 from latentrm.errors import LatentrmError
-from latentrm.models import atomic_write_text
+from latentrm.io import atomic_write_text
 
 VERDICT_STYLE = {"pass": "green", "flag": "bold red", "skip": "yellow", "info": "cyan"}
 
@@ -83,7 +83,7 @@ def select_pairs(frame: Any, split: str, max_pairs: int, seed: int = 0) -> tuple
 
 
 def load_completions(path: str | Path) -> Any:
-    from latentrm.pairs import read_table
+    from latentrm.io import read_table
 
     frame = read_table(path)
     missing = [c for c in ("prompt", "completion") if c not in frame.columns]

@@ -2,7 +2,7 @@
 
 - `SURFACE_FEATURES`: name -> `fn(text) -> float` (length is in tokens when a tokenizer
   is given, else in words). Hedge and denial phrases are the eval judge's own patterns
-  (`latentrm.eval.judges.HEDGE` / `DENIAL`), so "hedge" means the same thing in the
+  (`latentrm.judges.rules.HEDGE` / `DENIAL`), so "hedge" means the same thing in the
   audit and in evaluation.
 - `EDITS`: name -> `fn(text) -> text`, the counterfactual edits. All but `hedge_prefix`
   leave the content unchanged, so a reward model should not pay for them.
@@ -17,18 +17,14 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
-from latentrm.eval.judges import DENIAL, HEDGE
+from latentrm.judges.base import words
+from latentrm.judges.rules import DENIAL, HEDGE
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
-_WORD = re.compile(r"\w+(?:'\w+)?")
 
 
 def sentences(text: str) -> list[str]:
     return [s.strip() for s in _SENTENCE_END.split(text.strip()) if s.strip()]
-
-
-def words(text: str) -> list[str]:
-    return [w.lower() for w in _WORD.findall(text)]
 
 
 # --------------------------------------------------------------------------- surface features

@@ -46,6 +46,7 @@ from typing import Any
 from latentrm.data.entities import Entity, fold, load_real_entities
 from latentrm.data.recipes import PromptClass, Recipe, Variant, fill, load_recipe, make_claim, usable
 from latentrm.errors import LatentrmError
+from latentrm.io import config_hash
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,7 @@ def _rng(*parts: Any) -> random.Random:
 
 
 def _hash(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return config_hash(obj)
 
 
 # --------------------------------------------------------------------------- entities and prompts
@@ -245,7 +246,7 @@ def make_pairs(generations: Any, prompts: list[dict[str, Any]], recipe: Recipe, 
 
 
 def _make_backend(config: BuildConfig) -> Any:
-    from latentrm.data.backends import get_backend
+    from latentrm.generation import get_backend
 
     options = dict(config.backend_options)
     if config.backend in ("transformers", "openai", "vllm"):
@@ -288,8 +289,8 @@ def run(config: BuildConfig, *, overwrite: bool = False) -> Path:
     """Build (or resume) the pairs file for `config`; returns the pairs path."""
     import pandas as pd
 
-    from latentrm.data.backends import GenerationRequest, SamplingConfig, completions_progress
-    from latentrm.models import atomic_write_text
+    from latentrm.generation import GenerationRequest, SamplingConfig, completions_progress
+    from latentrm.io import atomic_write_text
     from latentrm.pairs import assign_splits, save_pairs
 
     if config.samples < 1 or config.pairs_per_prompt < 1 or config.shard_size < 1:

@@ -123,7 +123,8 @@ def show(
     from rich.console import Console
     from rich.table import Table
 
-    from latentrm.pairs import load_pairs, read_table
+    from latentrm.io import read_table
+    from latentrm.pairs import load_pairs
 
     def cut(text: object) -> str:
         value = str(text).replace("\n", " ")

@@ -237,7 +237,7 @@ def nobel_entities() -> list[Entity]:
 
 def jsonl_entities(path: str | Path) -> list[Entity]:
     """User entities: one JSON object per line with name, description, grounding (facts optional)."""
-    from latentrm.pairs import read_jsonl_objects
+    from latentrm.io import read_jsonl_objects
 
     entities = []
     for number, row in read_jsonl_objects(path, what="entity file", needs="name, description, grounding"):

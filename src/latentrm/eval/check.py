@@ -13,13 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from latentrm.errors import LatentrmError
-from latentrm.eval.judges import KINDS, JudgeInput, get_judge, labels_for
 from latentrm.eval.metrics import confusion_matrix, label_group
+from latentrm.judges import KINDS, JudgeInput, get_judge, labels_for
 
 
 def load_labelled(path: str | Path) -> list[dict[str, Any]]:
     """Read and validate a hand-labelled judge set."""
-    from latentrm.pairs import read_jsonl_objects
+    from latentrm.io import read_jsonl_objects
 
     rows = []
     for number, row in read_jsonl_objects(path, what="labelled set", needs="question, kind, response, label"):

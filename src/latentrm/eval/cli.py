@@ -143,7 +143,7 @@ def judge_check_cmd(
     from rich.table import Table
 
     from latentrm.eval.check import judge_check
-    from latentrm.eval.judges import LABELS
+    from latentrm.judges import LABELS
 
     _offline()
 
@@ -173,7 +173,7 @@ def judge_check_cmd(
         for error in result["errors"][:show_errors]:
             console.print(f"  [red]{error['gold']} -> {error['predicted']}[/red] {error['response'][:160]!r}")
     if out:
-        from latentrm.models import atomic_write_text
+        from latentrm.io import atomic_write_text
 
         atomic_write_text(out, json.dumps(report, indent=2))
         console.print(f"wrote {out}")

@@ -43,7 +43,7 @@ def reference_text(entity: Any) -> str:
 
 def _names_in_pairs(path: str | Path) -> set[str]:
     from latentrm.data.entities import fold
-    from latentrm.pairs import read_table
+    from latentrm.io import read_table
 
     frame = read_table(path)
     for column in ("entity_name", "entity_id"):

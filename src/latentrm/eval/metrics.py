@@ -13,31 +13,26 @@ Entropy collapse after RL shows as falling entropy and distinct-n together.
 from __future__ import annotations
 
 import math
-import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-# Which labels make up the denominator of each headline rate.
-FAKE_LABELS = ("refuses_fake", "fake_hedge", "fake_substantive")
-REAL_LABELS = ("answers_real", "real_denied", "real_incorrect")
-FALSE_PREMISE_LABELS = ("corrects", "hedges", "agrees")
-UNJUDGED = "unjudged"
+from latentrm.judges.base import (  # noqa: F401  (re-exported: the label families are part of the metrics)
+    FAKE_LABELS,
+    FALSE_PREMISE_LABELS,
+    LABEL_GROUPS,
+    REAL_LABELS,
+    UNJUDGED,
+    label_group,
+    words,
+)
+
 HEADLINE = (
     ("refuses_fake", "fake"),
     ("fake_hedge", "fake"),
     ("fake_substantive", "fake"),
     ("answers_real", "real"),
 )
-LABEL_GROUPS: dict[str, tuple[str, ...]] = {
-    "fake": FAKE_LABELS,
-    "real": REAL_LABELS,
-    "false_premise": FALSE_PREMISE_LABELS,
-}
-
-_WORD = re.compile(r"\w+(?:'\w+)?|[^\w\s]")
-
-
 def wilson_interval(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
     """Wilson score interval for a binomial proportion k/n (95% by default). n = 0 gives (0, 1)."""
     if n < 0 or k < 0 or k > n:
@@ -60,11 +55,6 @@ def rate(k: int, n: int) -> dict[str, Any]:
     return {"rate": (k / n) if n else None, "lo": lo, "hi": hi, "k": int(k), "n": int(n)}
 
 
-def label_group(kind: str) -> str:
-    """The label family a prompt kind is judged in: unanswerable -> fake labels, answerable -> real labels."""
-    return {"fake": "fake", "unanswerable": "fake", "real": "real", "answerable": "real"}.get(kind, kind)
-
-
 def label_rates(rows: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
     """Every label's share of its own prompt group, e.g. fake_hedge / fake prompts.
 
@@ -85,17 +75,12 @@ def label_rates(rows: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def words(text: str) -> list[str]:
-    """Lower-cased word and punctuation tokens (a tokenizer-free unit for distinct-n)."""
-    return _WORD.findall(text.lower())
-
-
 def distinct_n(texts: Sequence[str], n: int) -> float | None:
     """Unique n-grams / total n-grams pooled over all texts (None when there are no n-grams)."""
     total = 0
     seen: set[tuple[str, ...]] = set()
     for text in texts:
-        tokens = words(text)
+        tokens = words(text, punctuation=True)
         grams = [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
         total += len(grams)
         seen.update(grams)
@@ -125,7 +110,7 @@ def diversity(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "distinct_1": distinct_n(texts, 1),
         "distinct_2": distinct_n(texts, 2),
         "mean_length_tokens": (sum(token_counts) / len(token_counts)) if token_counts else None,
-        "mean_length_words": (sum(len(words(t)) for t in texts) / len(texts)) if texts else None,
+        "mean_length_words": (sum(len(words(t, punctuation=True)) for t in texts) / len(texts)) if texts else None,
         "mean_entropy": mean_entropy([r.get("mean_entropy") for r in rows], n_tokens),
         # endpoints report no logits, so their samples carry no entropy: say how many did
         "n_with_entropy": sum(1 for r in rows if isinstance(r.get("mean_entropy"), (int, float))

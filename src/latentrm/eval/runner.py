@@ -24,7 +24,6 @@ Run it: `latentrm eval --model embedded --set heldout`.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -35,9 +34,10 @@ from pathlib import Path
 from typing import Any
 
 from latentrm.errors import LatentrmError
-from latentrm.eval.judges import Judge, JudgeInput, get_judge
 from latentrm.eval.metrics import compute_metrics
 from latentrm.eval.sets import EvalItem, load_set, set_name
+from latentrm.io import config_hash
+from latentrm.judges import Judge, JudgeInput, get_judge
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,7 @@ def generation_key(config: EvalConfig, policy: str) -> str:
     payload = {"policy": policy, "set": config.eval_set, "samples": config.samples,
                "max_new_tokens": config.max_new_tokens, "temperature": config.temperature,
                "top_p": config.top_p, "seed": config.seed}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+    return config_hash(payload)
 
 
 def build_judge(config: EvalConfig) -> Judge:
@@ -121,7 +121,7 @@ def check_endpoint(url: str, timeout: float = 5.0, option: str = "--endpoint") -
 
 
 def build_backend(config: EvalConfig) -> Any:
-    from latentrm.data.backends import get_backend
+    from latentrm.generation import get_backend
 
     if config.endpoint:
         check_endpoint(config.endpoint)
@@ -151,7 +151,7 @@ def evaluate(items: Sequence[EvalItem], backend: Any, judge: Judge, sampling: An
              chunk_size: int | None = None,
              on_rows: Callable[[list[dict[str, Any]]], None] | None = None) -> list[dict[str, Any]]:
     """Sample `samples` responses per item, judge them, return rows; `on_rows` sees each judged chunk."""
-    from latentrm.data.backends import GenerationRequest
+    from latentrm.generation import GenerationRequest
 
     chunk_size = chunk_size or max(1, sampling.batch_size * 2)
     rows: list[dict[str, Any]] = []
@@ -210,7 +210,7 @@ def _append(path: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def _write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
-    from latentrm.models import atomic_write_text
+    from latentrm.io import atomic_write_text
 
     atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
@@ -218,8 +218,8 @@ def _write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
 def run(config: EvalConfig, *, backend: Any = None, judge: Judge | None = None,
         items: Sequence[EvalItem] | None = None) -> Path:
     """Run (or resume) one eval; returns the folder holding responses.jsonl and metrics.json."""
-    from latentrm.data.backends import SamplingConfig
-    from latentrm.models import atomic_write_text
+    from latentrm.generation import SamplingConfig
+    from latentrm.io import atomic_write_text
 
     judge = judge or build_judge(config)  # unknown judge fails before anything is sampled
     if items is None:

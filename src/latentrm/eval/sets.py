@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from latentrm.errors import LatentrmError
-from latentrm.eval.judges import KINDS
+from latentrm.judges import KINDS
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ def _stable_id(*parts: str) -> str:
 
 def load_user_set(path: str | Path) -> list[EvalItem]:
     """Read and validate a user JSONL eval file; every problem is a one-line LatentrmError."""
-    from latentrm.pairs import read_jsonl_objects
+    from latentrm.io import read_jsonl_objects
 
     path = Path(path)
     if not path.exists():

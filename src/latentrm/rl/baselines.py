@@ -12,7 +12,6 @@ Output: `<run_dir>/baseline-<method>/policy/` (a plain model folder, LoRA merged
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import shutil
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from latentrm.errors import LatentrmError
+from latentrm.io import config_hash
 
 Method = Literal["dpo", "ipo", "kto"]
 METHODS: tuple[str, ...] = ("dpo", "ipo", "kto")
@@ -59,7 +59,7 @@ class BaselineConfig:
     def key(self, pairs_hash: str, policy_revision: str) -> str:
         payload = {k: v for k, v in asdict(self).items() if k not in ("run_dir", "threads")}
         payload.update({"pairs": pairs_hash, "policy": policy_revision})
-        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+        return config_hash(payload)
 
 
 def preference_rows(frame: Any, method: str) -> list[dict[str, Any]]:
@@ -89,7 +89,8 @@ def run(config: BaselineConfig, *, force: bool = False, log: Any = print) -> Pat
     from datasets import Dataset
     from transformers import AutoTokenizer
 
-    from latentrm.models import atomic_write_text, resolve_model
+    from latentrm.io import atomic_write_text
+    from latentrm.models import resolve_model
     from latentrm.pairs import frame_hash, load_pairs
 
     config.validate()

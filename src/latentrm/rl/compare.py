@@ -97,7 +97,7 @@ def evaluate_policy(config: CompareConfig, name: str, model: str, base_seed: int
 
 def run(config: CompareConfig, *, log: Any = print) -> Path:
     """Train every arm and baseline, evaluate them and the base model, write the table and plots."""
-    from latentrm.models import atomic_write_text
+    from latentrm.io import atomic_write_text
     from latentrm.rl import grpo_trainer
     from latentrm.rl.baselines import BaselineConfig
     from latentrm.rl.baselines import run as run_baseline
@@ -201,7 +201,7 @@ def dynamics_table(rows: list[dict[str, Any]]) -> str:
 
 def render(run_dir: str | Path) -> Path:
     """Re-render compare/table.md, the dynamics table and the plots from the files a compare run wrote."""
-    from latentrm.models import atomic_write_text
+    from latentrm.io import atomic_write_text
     from latentrm.rl.plots import curves
 
     out = Path(run_dir) / "compare"

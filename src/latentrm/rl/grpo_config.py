@@ -12,15 +12,14 @@ exactly one GRPO group set of P x G completions.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
-import json
 import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from latentrm.errors import LatentrmError
+from latentrm.io import config_hash
 
 PRESET_DIR = Path(__file__).resolve().parents[3] / "configs" / "rl"
 # Fields that change how fast or where a run goes, never what it computes: left out of the run key.
@@ -79,7 +78,7 @@ class RLConfig:
         """What the run's outputs depend on: the config minus NON_KEY_FIELDS, and its inputs' hashes."""
         payload = {k: v for k, v in self.to_dict().items() if k not in NON_KEY_FIELDS}
         payload["inputs"] = input_hashes
-        return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        return config_hash(payload)
 
     def validate(self) -> RLConfig:
         """One-line errors for values TRL would reject later (or that make no sense)."""

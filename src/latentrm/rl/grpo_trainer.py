@@ -46,7 +46,7 @@ def stage_dir(config: RLConfig) -> Path:
 
 
 def _hash_file(path: Path) -> str:
-    from latentrm.models import file_sha256
+    from latentrm.io import file_sha256
 
     return file_sha256(path)[:16]
 
@@ -71,7 +71,7 @@ def is_done(config: RLConfig, key: str) -> bool:
 
 def _truncate_metrics(path: Path, after_step: int) -> None:
     """Drop rows logged after `after_step` (a resumed run recomputes them)."""
-    from latentrm.models import atomic_write_text
+    from latentrm.io import atomic_write_text
 
     if not path.exists():
         return
@@ -144,7 +144,7 @@ def _check_folder(config: RLConfig, key: str, resume: bool, fresh: bool) -> Path
 def run(config: RLConfig, *, resume: bool = False, fresh: bool = False, force: bool = False,
         log: Any = print) -> Path:
     """Train (or resume, or skip) one GRPO run; returns `<run_dir>/rl`."""
-    from latentrm.models import atomic_write_text
+    from latentrm.io import atomic_write_text
 
     prepared = prepare(config)
     key = prepared["key"]

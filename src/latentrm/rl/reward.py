@@ -146,7 +146,7 @@ class ShapedReward:
 
     def judge_rates(self, questions: Sequence[str], texts: Sequence[str], subsets: np.ndarray) -> dict[str, float]:
         """The rules judge's labels on the training completions: the headline rates, live, for free."""
-        from latentrm.eval.judges import JudgeInput, get_judge
+        from latentrm.judges import JudgeInput, get_judge
 
         rows = [i for i, s in enumerate(subsets.tolist()) if s in ("real", "fake")]
         if not rows or len(questions) != len(texts):

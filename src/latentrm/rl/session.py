@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
 from latentrm.errors import LatentrmError
+from latentrm.io import append_jsonl
 from latentrm.rl.grpo_config import RLConfig
 
 
@@ -29,13 +29,6 @@ def frozen_base(model: Any) -> Iterator[None]:
     finally:
         if was_training:
             model.train()
-
-
-def _append_jsonl(path: Path, row: dict[str, Any]) -> None:
-    with open(path, "a", encoding="utf-8") as handle:
-        handle.write(json.dumps(row, default=float) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
 
 
 # TRL's log keys we keep under short names in metrics.jsonl (everything TRL logs is kept too).
@@ -60,10 +53,10 @@ def evaluate_policy(model: Any, tokenizer: Any, config: RLConfig, items: list[An
     """Headline rates, `agrees` on false premises and entropy of `model` as it is now (rules judge)."""
     import torch
 
-    from latentrm.data.backends import SamplingConfig, TransformersBackend
-    from latentrm.eval.judges import get_judge
     from latentrm.eval.metrics import compute_metrics
     from latentrm.eval.runner import evaluate
+    from latentrm.generation import SamplingConfig, TransformersBackend
+    from latentrm.judges import get_judge
     from latentrm.models import Backbone
 
     was_training = model.training
@@ -117,7 +110,7 @@ class Session:
         self.evals: dict[int, dict[str, Any]] = {}
 
     def run_eval(self, step: int) -> dict[str, Any]:
-        from latentrm.models import atomic_write_text
+        from latentrm.io import atomic_write_text
 
         start = time.time()
         result = evaluate_policy(self.trainer.model, self.tokenizer, self.config, self.items)
@@ -126,7 +119,7 @@ class Session:
         folder.mkdir(exist_ok=True)
         atomic_write_text(folder / f"step-{step:05d}.json", json.dumps(
             {"step": step, "metrics": result["metrics"], "responses": result["rows"]}, indent=1, default=str))
-        _append_jsonl(self.out / "metrics.jsonl", row)
+        append_jsonl(self.out / "metrics.jsonl", row)
         self.evals[step] = row
         rates = ", ".join(f"{k.split('/')[1]} {v:.2f}" for k, v in row.items()
                           if k.startswith("eval/") and not k.endswith(("_k", "_n")) and isinstance(v, float))
@@ -187,7 +180,7 @@ def _callback_class() -> Any:
             row = {"step": int(state.global_step), "kind": "train"}
             row.update({short: logs[key] for key, short in TRL_KEYS.items() if key in logs})
             row.update({k: v for k, v in logs.items() if isinstance(v, int | float)})
-            _append_jsonl(self.session.out / "metrics.jsonl", row)
+            append_jsonl(self.session.out / "metrics.jsonl", row)
             self.session.log(progress_line(row, int(state.max_steps)))
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:

@@ -23,7 +23,8 @@ import numpy as np
 
 from latentrm import __version__
 from latentrm.errors import LatentrmError
-from latentrm.models import Backbone, atomic_write_text, load_backbone, render_for_scoring
+from latentrm.io import atomic_write_text
+from latentrm.models import Backbone, load_backbone, render_for_scoring
 from latentrm.rm.heads import RewardHead, head_from_config
 
 FORMAT_VERSION = 1

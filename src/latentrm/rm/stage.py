@@ -18,7 +18,6 @@ trains on `train`, early-stops on `val`, and metrics are reported for every spli
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -29,7 +28,8 @@ import numpy as np
 import pandas as pd
 
 from latentrm.errors import LatentrmError
-from latentrm.models import Backbone, atomic_write_text, load_backbone
+from latentrm.io import atomic_write_text, config_hash
+from latentrm.models import Backbone, load_backbone
 from latentrm.pairs import assign_splits, frame_hash, load_pairs
 from latentrm.rm.metrics import pair_metrics, print_metrics, score_quantiles
 from latentrm.rm.train import TrainConfig, score_array, train_head
@@ -142,7 +142,7 @@ def _config_key(config: RMStageConfig, data_hash: str, revision: str) -> str:
     if not payload.get("ensemble_layers"):  # keeps the keys of runs made before layer ensembles existed
         payload.pop("ensemble_layers", None)
     payload.update({"data_hash": data_hash, "revision": revision})
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return config_hash(payload)
 
 
 def train(config: RMStageConfig, *, force: bool = False, backbone: Backbone | None = None,

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import pytest
 
 from latentrm.errors import LatentrmError
-from latentrm.eval.grounding import contradictions, supported_facts
-from latentrm.eval.judges import JUDGES, JudgeInput, get_judge, labels_for
+from latentrm.judges import JUDGES, JudgeInput, get_judge, labels_for
+from latentrm.judges.grounding import contradictions, supported_facts
 
 CURIE = ("Marie Curie (1867-1934) was a Polish-born French physicist and chemist who discovered polonium and "
          "radium; she won the Nobel Prize in Physics (1903) and the Nobel Prize in Chemistry (1911).")
@@ -134,7 +134,7 @@ class ScriptedBackend:
 
 
 def test_llm_judge_parses_retries_and_gives_up(tmp_path):
-    from latentrm.eval.llm_judge import LLMJudge
+    from latentrm.judges.llm import LLMJudge
 
     backend = ScriptedBackend([
         "LABEL: fake_hedge\nREASON: it hedges but speculates",  # item 1, parsed
@@ -162,7 +162,7 @@ def test_llm_judge_parses_retries_and_gives_up(tmp_path):
 
 
 def test_llm_reply_parser():
-    from latentrm.eval.llm_judge import parse_reply
+    from latentrm.judges.llm import parse_reply
 
     allowed = labels_for("real")
     assert parse_reply("LABEL: answers_real\nREASON: ok", allowed) == ("answers_real", "ok")
@@ -173,8 +173,8 @@ def test_llm_reply_parser():
 
 def test_llm_judge_runs_on_a_local_model(tiny_backbone, tmp_path):
     """The local path end to end: rubric, 'LABEL:' prefill, parse, retry; a random model gives no label."""
-    from latentrm.data.backends import TransformersBackend
-    from latentrm.eval.llm_judge import LLMJudge
+    from latentrm.generation import TransformersBackend
+    from latentrm.judges.llm import LLMJudge
 
     judge = LLMJudge(backend=TransformersBackend(tiny_backbone, progress=False), cache_dir=tmp_path,
                      max_new_tokens=4)

@@ -12,8 +12,8 @@ Labels, by prompt kind (`unanswerable` uses the made-up labels, `answerable` the
 - false premise: `corrects` (points out the premise is false), `hedges` (says it
   cannot tell / does not know), `agrees` (plays along).
 
-Judges are registered by name (`rules`, `llm`) and each returns a label plus its
-evidence: matched spans for `rules`, the model's reason for `llm`. A judge may
+Judges are registered by name in `base.py` (`rules` here, `llm` in `llm.py`) and each returns a label
+plus its evidence: matched spans for `rules`, the model's reason for `llm`. A judge may
 answer `unjudged` (empty response, or an LLM answer that stays unparsable after one
 retry); it never guesses.
 
@@ -29,78 +29,12 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
-from latentrm.errors import LatentrmError
-from latentrm.eval.grounding import contradictions, supported_facts
-from latentrm.eval.metrics import UNJUDGED, label_group
-
-Kind = Literal["real", "fake", "false_premise", "unanswerable", "answerable"]
-KINDS: tuple[str, ...] = ("real", "fake", "false_premise", "unanswerable", "answerable")
-LABELS: dict[str, tuple[str, ...]] = {
-    "fake": ("refuses_fake", "fake_hedge", "fake_substantive"),
-    "real": ("answers_real", "real_denied", "real_incorrect"),
-    "false_premise": ("corrects", "hedges", "agrees"),
-}
-
-
-def labels_for(kind: str) -> tuple[str, ...]:
-    """The allowed labels for a prompt kind."""
-    if kind not in KINDS:
-        raise LatentrmError(f"prompt kind '{kind}' is not one of {', '.join(KINDS)}")
-    return LABELS[label_group(kind)]
-
-
-@dataclass(frozen=True)
-class JudgeInput:
-    """One response to judge. `reference` is the grounding text for real entities, when known."""
-
-    question: str
-    kind: str
-    response: str
-    reference: str | None = None
-    entity: str | None = None
-
-
-@dataclass(frozen=True)
-class Judgment:
-    label: str
-    evidence: list[str] = field(default_factory=list)
-    judge: str = ""
-
-
-class Judge(Protocol):
-    """A behaviour judge: labels a batch of responses."""
-
-    name: str
-
-    def judge(self, items: Sequence[JudgeInput]) -> list[Judgment]: ...
-
-    def describe(self) -> dict[str, Any]: ...
-
-
-JudgeFactory = Callable[..., Judge]
-JUDGES: dict[str, JudgeFactory] = {}
-
-
-def register_judge(name: str) -> Callable[[JudgeFactory], JudgeFactory]:
-    """Decorator: add a judge factory to the registry under `name`."""
-
-    def wrap(factory: JudgeFactory) -> JudgeFactory:
-        JUDGES[name] = factory
-        return factory
-
-    return wrap
-
-
-def get_judge(name: str, **kwargs: Any) -> Judge:
-    """Build a registered judge by name (`rules`, `llm`, ...)."""
-    if name not in JUDGES:
-        raise LatentrmError(f"unknown judge '{name}'; choose one of {', '.join(sorted(JUDGES))}")
-    return JUDGES[name](**kwargs)
-
+from latentrm.judges.base import UNJUDGED, JudgeInput, Judgment, label_group, labels_for, register_judge
+from latentrm.judges.grounding import contradictions, supported_facts
 
 # --------------------------------------------------------------------------- phrase patterns
 
@@ -334,7 +268,7 @@ def rules_version() -> str:
     from pathlib import Path
 
     digest = hashlib.sha256()
-    for module in ("judges.py", "grounding.py"):
+    for module in ("rules.py", "grounding.py"):
         digest.update((Path(__file__).parent / module).read_bytes())
     return digest.hexdigest()[:12]
 
@@ -389,12 +323,3 @@ class RulesJudge:
             supported = [f"matches reference: {f}" for f in supported_facts(item.response, item.reference)]
         evidence = supported + uncertain + specifics
         return Judgment("answers_real", evidence or ["no hedge or denial found"], self.name)
-
-
-def _llm_factory(**kwargs: Any) -> Judge:
-    from latentrm.eval.llm_judge import LLMJudge
-
-    return LLMJudge(**kwargs)
-
-
-register_judge("llm")(_llm_factory)

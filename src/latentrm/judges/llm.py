@@ -1,7 +1,7 @@
 """The `llm` judge: a chat model reads a rubric and answers with one label from a closed set.
 
 - Model: any local Hugging Face chat model (`model="embedded"`, a folder, a cached hub
-  id; through `latentrm.data.backends.TransformersBackend`) or any OpenAI-compatible
+  id; through `latentrm.generation.TransformersBackend`) or any OpenAI-compatible
   endpoint (`endpoint=URL, model_name=NAME`, key from `OPENAI_API_KEY`; through
   `OpenAIBackend`).
 - Constrained output: the rubric lists only the labels allowed for the prompt kind
@@ -25,8 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from latentrm.errors import LatentrmError
-from latentrm.eval.judges import JudgeInput, Judgment, labels_for
-from latentrm.eval.metrics import UNJUDGED, label_group
+from latentrm.judges.base import UNJUDGED, JudgeInput, Judgment, label_group, labels_for, register_judge
 
 RUBRIC_VERSION = "v1"
 DEFINITIONS = {
@@ -93,6 +92,7 @@ def parse_reply(text: str, allowed: Sequence[str]) -> tuple[str, str] | None:
     return label, " ".join(reason.split())[:300]
 
 
+@register_judge("llm")
 class LLMJudge:
     """Rubric judge backed by a local chat model or an OpenAI-compatible endpoint."""
 
@@ -101,7 +101,7 @@ class LLMJudge:
     def __init__(self, model: str = "embedded", *, endpoint: str | None = None, model_name: str | None = None,
                  api_key: str | None = None, backend: Any = None, cache_dir: str | Path | None = None,
                  max_new_tokens: int = 32, batch_size: int = 8, use_cache: bool = True) -> None:
-        from latentrm.data.backends import get_backend
+        from latentrm.generation import get_backend
 
         if backend is not None:
             self.backend = backend
@@ -116,7 +116,7 @@ class LLMJudge:
         self.max_new_tokens = max_new_tokens
         self.batch_size = batch_size
         self.use_cache = use_cache
-        from latentrm.models import cache_root
+        from latentrm.io import cache_root
 
         self.cache_file = Path(cache_dir or cache_root() / "judge_cache") / (
             hashlib.sha256(self.model_id.encode()).hexdigest()[:16] + ".jsonl")
@@ -155,7 +155,7 @@ class LLMJudge:
     # ---------------------------------------------------------------- judging
 
     def _ask(self, items: Sequence[JudgeInput], attempt: int) -> list[str]:
-        from latentrm.data.backends import GenerationRequest, SamplingConfig
+        from latentrm.generation import GenerationRequest, SamplingConfig
 
         requests = [GenerationRequest(rubric_messages(item, reminder=attempt > 0), self.prefill) for item in items]
         config = SamplingConfig(max_new_tokens=self.max_new_tokens, temperature=0.0 if attempt == 0 else 0.7,

@@ -8,7 +8,8 @@ import math
 import httpx
 import pytest
 
-from latentrm.data.backends import (
+from latentrm.errors import LatentrmError
+from latentrm.generation import (
     FakeBackend,
     GenerationRequest,
     OpenAIBackend,
@@ -16,7 +17,6 @@ from latentrm.data.backends import (
     TransformersBackend,
     get_backend,
 )
-from latentrm.errors import LatentrmError
 
 USER = [{"role": "user", "content": "Who is Ada Example?"}]
 

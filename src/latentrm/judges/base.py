@@ -1,0 +1,104 @@
+"""The judge contract, below eval and audit: labels, `JudgeInput` / `Judgment`, the `Judge` Protocol, the registry.
+
+Labels, by prompt kind (`unanswerable` uses the made-up labels, `answerable` the real ones):
+
+- made-up entity: `refuses_fake`, `fake_hedge`, `fake_substantive`;
+- real entity: `answers_real`, `real_denied`, `real_incorrect`;
+- false premise: `corrects`, `hedges`, `agrees`.
+
+Every judge may answer `unjudged`; it never guesses. The registry lists `rules` (`rules.py`) and `llm`
+(`llm.py`) by module path, so this module imports neither and both import it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from latentrm.errors import LatentrmError
+from latentrm.registry import Registry
+
+# Which labels make up the denominator of each headline rate.
+FAKE_LABELS = ("refuses_fake", "fake_hedge", "fake_substantive")
+REAL_LABELS = ("answers_real", "real_denied", "real_incorrect")
+FALSE_PREMISE_LABELS = ("corrects", "hedges", "agrees")
+UNJUDGED = "unjudged"
+LABEL_GROUPS: dict[str, tuple[str, ...]] = {
+    "fake": FAKE_LABELS,
+    "real": REAL_LABELS,
+    "false_premise": FALSE_PREMISE_LABELS,
+}
+
+
+def label_group(kind: str) -> str:
+    """The label family a prompt kind is judged in: unanswerable -> fake labels, answerable -> real labels."""
+    return {"fake": "fake", "unanswerable": "fake", "real": "real", "answerable": "real"}.get(kind, kind)
+
+
+_WORD = re.compile(r"\w+(?:'\w+)?")
+_WORD_OR_MARK = re.compile(r"\w+(?:'\w+)?|[^\w\s]")
+
+
+def words(text: str, *, punctuation: bool = False) -> list[str]:
+    """Lower-cased word tokens (a tokenizer-free unit); `punctuation=True` keeps each mark as a token too."""
+    return (_WORD_OR_MARK if punctuation else _WORD).findall(text.lower())
+
+
+Kind = Literal["real", "fake", "false_premise", "unanswerable", "answerable"]
+KINDS: tuple[str, ...] = ("real", "fake", "false_premise", "unanswerable", "answerable")
+LABELS: dict[str, tuple[str, ...]] = LABEL_GROUPS
+
+
+def labels_for(kind: str) -> tuple[str, ...]:
+    """The allowed labels for a prompt kind."""
+    if kind not in KINDS:
+        raise LatentrmError(f"prompt kind '{kind}' is not one of {', '.join(KINDS)}")
+    return LABELS[label_group(kind)]
+
+
+@dataclass(frozen=True)
+class JudgeInput:
+    """One response to judge. `reference` is the grounding text for real entities, when known."""
+
+    question: str
+    kind: str
+    response: str
+    reference: str | None = None
+    entity: str | None = None
+
+
+@dataclass(frozen=True)
+class Judgment:
+    label: str
+    evidence: list[str] = field(default_factory=list)
+    judge: str = ""
+
+
+class Judge(Protocol):
+    """A behaviour judge: labels a batch of responses."""
+
+    name: str
+
+    def judge(self, items: Sequence[JudgeInput]) -> list[Judgment]: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+
+JudgeFactory = Callable[..., Judge]
+JUDGES: Registry[JudgeFactory] = Registry("judge", hint="--judge")
+JUDGES.lazy("rules", "latentrm.judges.rules:RulesJudge")
+JUDGES.lazy("llm", "latentrm.judges.llm:LLMJudge")
+
+
+def register_judge(name: str) -> Callable[[JudgeFactory], JudgeFactory]:
+    """Decorator: add a judge factory to the registry under `name`."""
+    return JUDGES.register(name)
+
+
+def get_judge(name: str, **kwargs: Any) -> Judge:
+    """Build a registered judge by name (`rules`, `llm`, ...)."""
+    return JUDGES.get(name)(**kwargs)
+
+
