@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from latentrm.audit.probes import CachedScorer, scored_set_from_pairs
+from latentrm.audit.context import CachedScorer, scored_set_from_pairs
 from latentrm.audit.stage import audit_scorer
 from latentrm.audit.stats import spearman
 from latentrm.audit.text import EDITS, subset_class, surface_features

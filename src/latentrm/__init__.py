@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from latentrm._version import __version__
 from latentrm.errors import LatentrmError
 
-__version__ = "0.1.0"
 __all__ = ["LatentrmError", "LatentRewardModel", "load_backbone", "__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -24,13 +24,17 @@ T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    """An ordered mapping from names to factories (classes or functions), some resolved on first use."""
+    """A mapping from names to factories (classes or functions), some resolved on first use.
+
+    Names keep the order in which they were first registered (lazy or not): the audit runs its probes in it.
+    """
 
     def __init__(self, kind: str, *, hint: str = "") -> None:
         self.kind = kind  # "head", "judge", ... for error messages
         self.hint = hint  # the CLI option that takes these names, e.g. "--head"
         self._items: dict[str, T] = {}
         self._lazy: dict[str, str] = {}
+        self._order: dict[str, None] = {}
 
     def register(self, name: str) -> Callable[[T], T]:
         """Decorator: `@REGISTRY.register("name")` on a class or factory function."""
@@ -44,14 +48,16 @@ class Registry(Generic[T]):
     def add(self, name: str, factory: T) -> None:
         self._lazy.pop(name, None)
         self._items[name] = factory
+        self._order.setdefault(name, None)
 
     def lazy(self, name: str, target: str) -> None:
         """Register `name` as `"package.module:attribute"`, imported when first asked for."""
         if name not in self._items:
             self._lazy[name] = target
+            self._order.setdefault(name, None)
 
     def names(self) -> list[str]:
-        return sorted({*self._items, *self._lazy})
+        return list(self._order)
 
     def __contains__(self, name: object) -> bool:
         return name in self._items or name in self._lazy

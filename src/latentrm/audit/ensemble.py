@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from latentrm.audit.probes import AuditContext, ProbeResult, register_probe
+from latentrm.audit.context import AuditContext, ProbeResult, register_probe
 
 CONTESTED_SHARE = 0.10
 

@@ -45,7 +45,7 @@ import numpy as np
 
 from latentrm.audit.stats import json_safe, mean_interval
 from latentrm.errors import LatentrmError
-from latentrm.io import config_hash
+from latentrm.io import config_hash, stable_id
 
 # --------------------------------------------------------------------------- math
 
@@ -132,14 +132,10 @@ def gold_value(kind: str, label: str) -> float:
     return float(label == "corrects")
 
 
-def _stable_id(*parts: str) -> str:
-    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:12]
-
-
 def items_from_set(name_or_path: str, limit: int | None = None, seed: int = 0, **options: Any) -> list[GoldItem]:
     from latentrm.eval.sets import load_set
 
-    items = [GoldItem(_stable_id(e.kind, e.question), e.question, e.kind, e.question, e.reference, e.entity)
+    items = [GoldItem(stable_id(e.kind, e.question), e.question, e.kind, e.question, e.reference, e.entity)
              for e in load_set(name_or_path, **options)]
     return _balanced(items, limit, seed)
 
@@ -166,7 +162,7 @@ def items_from_pairs(frame: Any, limit: int | None = None, seed: int = 0) -> tup
         if kind is None:
             skipped += 1
             continue
-        key = _stable_id(kind, json.dumps(prompt, sort_keys=True) if not isinstance(prompt, str) else prompt)
+        key = stable_id(kind, json.dumps(prompt, sort_keys=True) if not isinstance(prompt, str) else prompt)
         if key not in seen:
             seen.add(key)
             items.append(GoldItem(key, prompt, kind, question, references.get(entity_id), name))

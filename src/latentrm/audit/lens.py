@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from latentrm.audit.probes import AuditContext, ProbeResult, register_probe
+from latentrm.audit.context import AuditContext, ProbeResult, register_probe
 from latentrm.errors import LatentrmError
 
 

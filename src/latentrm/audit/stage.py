@@ -5,7 +5,7 @@
 
 What it does: scores the pairs' chosen and rejected completions (held-out rows by
 default: split val+test, else all rows; or a generations file with prompt, completion
-and optional subset), runs the probes in `probes.PROBES` on that scored set, prints one
+and optional subset), runs the probes in `context.PROBES` on that scored set, prints one
 summary line per probe and the surface-correlation table, and writes
 `audit/report.json`, `audit/score_vs_length.png`, `audit/counterfactual.png` and
 `audit/steering.png` plus the resolved `config.json`. The report is written last.
@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from latentrm.audit.probes import (
+from latentrm.audit.context import (
     AuditContext,
     CachedScorer,
     ProbeResult,

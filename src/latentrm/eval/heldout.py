@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from latentrm.errors import LatentrmError
-from latentrm.eval.sets import EvalItem
+from latentrm.eval.items import EvalItem
 
 FAKE_SEED_OFFSET = 1_000_003  # heldout fakes never reuse the training seed's faker stream
 FAKE_GUARD = 1000  # training-stream fake names excluded (covers builds with --n-fake up to this)

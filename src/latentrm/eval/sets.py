@@ -15,33 +15,14 @@ run finds the responses it already has.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from latentrm.errors import LatentrmError
+from latentrm.eval.items import EvalItem
+from latentrm.io import stable_id
 from latentrm.judges import KINDS
-
-
-@dataclass(frozen=True)
-class EvalItem:
-    """One eval question. `reference` is grounding text for the judge; the policy never sees it."""
-
-    item_id: str
-    kind: str
-    question: str
-    reference: str | None = None
-    entity: str | None = None
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def _stable_id(*parts: str) -> str:
-    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:12]
 
 
 def load_user_set(path: str | Path) -> list[EvalItem]:
@@ -63,7 +44,7 @@ def load_user_set(path: str | Path) -> list[EvalItem]:
         reference = row.get("reference")
         if reference is not None and not isinstance(reference, str):
             raise LatentrmError(f"{path}:{number}: 'reference' must be text or absent")
-        item_id = str(row.get("id") or _stable_id(kind, question, str(number)))
+        item_id = str(row.get("id") or stable_id(kind, question, str(number)))
         if item_id in seen:
             raise LatentrmError(f"{path}:{number}: duplicate id {item_id!r}; ids must be unique")
         seen.add(item_id)
@@ -80,7 +61,7 @@ def false_premise_set(**_: Any) -> list[EvalItem]:
     """The hand-written false-premise questions about real people."""
     from latentrm.eval.false_premise import FALSE_PREMISES
 
-    return [EvalItem(_stable_id("false_premise", question), "false_premise", question, reference, entity)
+    return [EvalItem(stable_id("false_premise", question), "false_premise", question, reference, entity)
             for entity, question, reference in FALSE_PREMISES]
 
 

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from latentrm.errors import LatentrmError
+from latentrm.registry import Registry
 
 HeadType = Literal["linear", "projection_sum", "mlp"]
 
@@ -123,26 +124,20 @@ class MLPHead(RewardHead):
         return self.net(features).squeeze(-1)
 
 
-def _ensemble_head(hidden_size: int, **kwargs: Any) -> RewardHead:
-    from latentrm.rm.ensemble import EnsembleHead  # K member heads (`rm train --ensemble K`); lazy: no cycle
-
-    return EnsembleHead(hidden_size, **kwargs)
-
-
-HEADS: dict[str, Callable[..., RewardHead]] = {
-    "linear": LinearHead,
-    "projection_sum": ProjectionSumHead,
-    "mlp": MLPHead,
-    "ensemble": _ensemble_head,
-}
+HEADS: Registry[Callable[..., RewardHead]] = Registry("head", hint="--head")
+HEADS.add("linear", LinearHead)
+HEADS.add("projection_sum", ProjectionSumHead)
+HEADS.add("mlp", MLPHead)
+HEADS.lazy("ensemble", "latentrm.rm.ensemble:EnsembleHead")  # K member heads (`rm train --ensemble K`)
 
 
 def make_head(head_type: str, hidden_size: int, **kwargs: Any) -> RewardHead:
     """Build a head by name; unknown keyword arguments for that head are an error."""
     if head_type not in HEADS:
-        raise LatentrmError(f"head '{head_type}' is not one of {', '.join(HEADS)}")
+        raise LatentrmError(f"head '{head_type}' is not one of {', '.join(HEADS.names())}")
+    factory = HEADS.get(head_type)
     try:
-        return HEADS[head_type](hidden_size, **kwargs)
+        return factory(hidden_size, **kwargs)
     except TypeError as exc:
         raise LatentrmError(f"head '{head_type}' does not take these options: {exc}") from exc
 

@@ -24,14 +24,15 @@ import numpy as np
 QUANTILE_LEVELS: list[float] = [round(i / 100, 2) for i in range(101)]
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """The logistic function, clipped so that large scores give no overflow warning."""
+    return 1.0 / (1.0 + np.exp(-np.clip(x, -60.0, 60.0)))
 
 
 def expected_calibration_error(gaps: np.ndarray, bins: int = 10) -> float:
     if len(gaps) == 0:
         return float("nan")
-    confidence = _sigmoid(np.abs(gaps))  # in [0.5, 1]
+    confidence = sigmoid(np.abs(gaps))  # in [0.5, 1]
     correct = (gaps > 0).astype(float)
     edges = np.linspace(0.5, 1.0, bins + 1)
     index = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
@@ -52,7 +53,7 @@ def group_metrics(chosen: np.ndarray, rejected: np.ndarray) -> dict[str, float]:
         "margin": float(gaps.mean()) if len(gaps) else float("nan"),
         "accuracy": float((gaps > 0).mean()) if len(gaps) else float("nan"),
         "ece": expected_calibration_error(gaps),
-        "brier": float(((_sigmoid(gaps) - 1.0) ** 2).mean()) if len(gaps) else float("nan"),
+        "brier": float(((sigmoid(gaps) - 1.0) ** 2).mean()) if len(gaps) else float("nan"),
     }
 
 

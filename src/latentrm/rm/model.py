@@ -21,7 +21,7 @@ from typing import Any, cast
 
 import numpy as np
 
-from latentrm import __version__
+from latentrm._version import __version__
 from latentrm.errors import LatentrmError
 from latentrm.io import atomic_write_text
 from latentrm.models import Backbone, load_backbone, render_for_scoring

@@ -47,6 +47,7 @@ from latentrm.errors import LatentrmError
 from latentrm.models import render_for_scoring
 from latentrm.rl.reward import shape_scores
 from latentrm.rl.shaping import Shaper, get_shaper
+from latentrm.rm.metrics import sigmoid
 from latentrm.serve.batcher import BatchPolicy, MicroBatcher, QueueFull
 from latentrm.serve.metrics import ServeMetrics
 from latentrm.serve.middleware import (
@@ -161,10 +162,6 @@ class GetRewardRequest(BaseModel):
 
 def _plain(value: str | list[Message]) -> str | list[dict[str, str]]:
     return value if isinstance(value, str) else [{"role": m.role, "content": m.content} for m in value]
-
-
-def _sigmoid(values: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.clip(values, -60.0, 60.0)))
 
 
 _error = error_response
@@ -460,7 +457,7 @@ def create_app(config: ServeConfig, scorer: Scorer | None = None, *, loader: Cal
             return _error(422, str(exc))
         except _Reject as reject:
             return reject.response
-        return JSONResponse({"rewards": rewards.tolist(), "scores": _sigmoid(np.asarray(raw)).tolist(),
+        return JSONResponse({"rewards": rewards.tolist(), "scores": sigmoid(np.asarray(raw)).tolist(),
                              "extra_logs": {"latentrm_raw": raw}})
 
     @app.get("/health")
