@@ -77,7 +77,7 @@ def test_train_ensemble_members_differ_and_learn(mode):
 
 
 def test_stage_trains_an_ensemble(tmp_path, tiny_backbone):
-    from latentrm.rm.stage import RMStageConfig, train
+    from latentrm.rm.stage import RMStageConfig, run
 
     rows = []
     for i in range(12):
@@ -88,7 +88,7 @@ def test_stage_trains_an_ensemble(tmp_path, tiny_backbone):
     pd.DataFrame(rows).to_json(pairs, orient="records", lines=True)
     config = RMStageConfig(pairs=str(pairs), run_dir=str(tmp_path / "run"), model="tiny", layer=2,
                            train=TrainConfig(head="linear", epochs=5), ensemble=3, ensemble_mode="bootstrap")
-    out = train(config, backbone=tiny_backbone, quiet=True)
+    out = run(config, backbone=tiny_backbone)
     meta = json.loads((out / "rm.json").read_text())
     assert meta["head"]["type"] == "ensemble" and len(meta["head"]["members"]) == 3
     loaded = LatentRewardModel.load(out, backbone=tiny_backbone)
@@ -153,7 +153,7 @@ def test_layer_ensemble_scores_stacked_hiddens(tiny_backbone):
 
 def test_stage_trains_a_layer_ensemble(tmp_path, tiny_backbone):
     from latentrm.audit.ensemble import rm_per_head
-    from latentrm.rm.stage import RMStageConfig, evaluate, train
+    from latentrm.rm.stage import RMStageConfig, evaluate, run
 
     rows = [{"prompt": f"Who is person {i}?", "chosen": f"Person {i} was a chemist.", "rejected": "I am not sure.",
              "subset": "real", "entity_id": f"e{i}", "split": "train" if i < 8 else "val"} for i in range(12)]
@@ -161,7 +161,7 @@ def test_stage_trains_a_layer_ensemble(tmp_path, tiny_backbone):
     pd.DataFrame(rows).to_json(pairs, orient="records", lines=True)
     config = RMStageConfig(pairs=str(pairs), run_dir=str(tmp_path / "run"), model="tiny",
                            train=TrainConfig(head="linear", epochs=5), ensemble_mode="layers", ensemble_layers=(1, 2))
-    out = train(config, backbone=tiny_backbone, quiet=True)
+    out = run(config, backbone=tiny_backbone)
     meta = json.loads((out / "rm.json").read_text())
     assert meta["head"]["layers"] == [1, 2] and meta["head"]["member_layers"] == [1, 2] and meta["layer"] == 2
     loaded = LatentRewardModel.load(out, backbone=tiny_backbone)

@@ -165,26 +165,6 @@ def choice_option(names: Callable[[], Sequence[str]]) -> Callable[[typer.Callbac
     return callback
 
 
-def head_names() -> tuple[str, ...]:
-    from typing import get_args
-
-    from latentrm.rm.heads import HeadType  # "ensemble" is built by --ensemble K, not named
-
-    return get_args(HeadType)
-
-
-def ensemble_modes() -> tuple[str, ...]:
-    from latentrm.rm.ensemble import ENSEMBLE_MODES
-
-    return ENSEMBLE_MODES
-
-
-def shaper_names() -> list[str]:
-    from latentrm.rl.shaping import available_shapers
-
-    return available_shapers()
-
-
 def poolings() -> tuple[str, ...]:
     from latentrm.features import POOLINGS
 

@@ -19,6 +19,13 @@ Preset = Annotated[Optional[str], typer.Option(help="configs/rl/<NAME>.yaml (cpu
                                                     "options given here override it.")]
 
 
+def shaper_names() -> list[str]:
+    """The registered reward shapers (for option validation; imports the shaping module on first use)."""
+    from latentrm.rl.shaping import available_shapers
+
+    return available_shapers()
+
+
 def _shaper_params(items: list[str] | None) -> dict[str, float] | None:
     from latentrm.serve.cli import parse_shaper_params
 

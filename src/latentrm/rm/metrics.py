@@ -92,9 +92,8 @@ def metrics_table(metrics: dict[str, Any], title: str = "") -> str:
     return "\n".join(lines)
 
 
-def print_metrics(metrics: dict[str, Any], title: str) -> None:
-    """Print the per-subset table with rich."""
-    from rich.console import Console
+def rich_metrics_table(metrics: dict[str, Any], title: str) -> Any:
+    """The per-subset table as a `rich.table.Table` (the CLI prints it; stages never print)."""
     from rich.table import Table
 
     table = Table(title=title)
@@ -104,4 +103,4 @@ def print_metrics(metrics: dict[str, Any], title: str) -> None:
     for name, m in rows:
         table.add_row(name, str(m["n"]), f"{m['chosen']:.3f}", f"{m['rejected']:.3f}", f"{m['margin']:.3f}",
                       f"{m['accuracy']:.3f}", f"{m['ece']:.3f}", f"{m['brier']:.3f}")
-    Console().print(table)
+    return table

@@ -8,8 +8,10 @@ Every function takes a frozen config and returns the folder it wrote. Features
 come from the content-addressed cache (`<run-dir>/cache` unless `cache_dir` is
 set), so re-training with another head, seed or margin costs no forward pass,
 and a sweep extracts all candidate layers in one truncated pass up to the
-deepest one. A training run whose config and pairs hash match a finished
-`rm.json` is skipped (pass `force=True` to redo it).
+deepest one. The stage contract is `latentrm.stages`: a run whose config and pairs
+hash match the folder's `manifest.json` is skipped (pass `force=True` to redo it).
+Nothing here prints: the CLI (`rm/cli.py`) prints `rich_metrics_table` and
+`sweep_table`, which the report can reuse.
 
 Splits: rows keep their `split` column (assigned by entity at data-build time);
 files without one get a hashed split by `entity_id` (else by prompt). The head
@@ -31,8 +33,9 @@ from latentrm.errors import LatentrmError
 from latentrm.io import atomic_write_text, config_hash
 from latentrm.models import Backbone, load_backbone
 from latentrm.pairs import assign_splits, frame_hash, load_pairs
-from latentrm.rm.metrics import pair_metrics, print_metrics, score_quantiles
+from latentrm.rm.metrics import pair_metrics, score_quantiles
 from latentrm.rm.train import TrainConfig, score_array, train_head
+from latentrm.stages import Timer, forget, is_done, write_manifest
 
 MIN_QUANTILE_ROWS = 20
 
@@ -145,9 +148,21 @@ def _config_key(config: RMStageConfig, data_hash: str, revision: str) -> str:
     return config_hash(payload)
 
 
-def train(config: RMStageConfig, *, force: bool = False, backbone: Backbone | None = None,
-          quiet: bool = False) -> Path:
-    """Train one head, save `<run-dir>/<out_name>/` and print the per-subset table for each split."""
+def _no_log(message: str) -> None:
+    return None
+
+
+def summary(metrics: dict[str, Any], layer: int, head: str) -> dict[str, Any]:
+    """The manifest's summary: test (else val) accuracy overall and by subset."""
+    split = "test" if "test" in metrics else "val" if "val" in metrics else "train"
+    chosen = metrics[split]
+    return {"layer": layer, "head": head, "split": split, "accuracy": chosen["overall"]["accuracy"],
+            "by_subset": {name: m["accuracy"] for name, m in chosen["by_subset"].items()}}
+
+
+def run(config: RMStageConfig, *, force: bool = False, backbone: Backbone | None = None,
+        log: Callable[[str], None] = _no_log) -> Path:
+    """Train one head and save `<run-dir>/<out_name>/` (head, rm.json, metrics.json, manifest.json last)."""
     from latentrm.rm.model import LatentRewardModel
 
     frame = _splits(load_pairs(config.pairs))
@@ -167,11 +182,11 @@ def train(config: RMStageConfig, *, force: bool = False, backbone: Backbone | No
         config = replace(config, ensemble_layers=tuple(layers))
     config = replace(config, layer=layer)
     key = _config_key(config, data_hash, backbone.revision)
-    done = out / "rm.json"
-    if not force and done.exists() and json.loads(done.read_text()).get("training", {}).get("key") == key:
-        if not quiet:
-            print(f"{out} is up to date (same config and pairs); pass --force to retrain")
+    if not force and is_done(out, key):
+        log(f"{out} is up to date (same config and pairs); pass --force to retrain")
         return out
+    forget(out)
+    timer = Timer()
 
     from latentrm.rm.ensemble import train_ensemble
 
@@ -208,27 +223,32 @@ def train(config: RMStageConfig, *, force: bool = False, backbone: Backbone | No
     atomic_write_text(out / "config.json", json.dumps(config.to_dict(), indent=1, default=str))
     atomic_write_text(out / "history.json", json.dumps(result.history))
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=1))
-    rm.save(out)  # rm.json last: the stage's manifest
-    if not quiet:
-        for split, split_metrics in metrics.items():
-            print_metrics(split_metrics, f"{split} pairs (layer {layer}, {config.train.head})")
+    rm.save(out)
+    write_manifest(out, "rm", key, config, inputs={"pairs": data_hash, "backbone": backbone.revision},
+                   outputs=["rm.json", "head.safetensors", "config.json", "history.json", "metrics.json"],
+                   summary=summary(metrics, layer, config.train.head), seconds=timer.seconds())
     return out
 
 
 def sweep(config: RMStageConfig, layers: list[int], *, backbone: Backbone | None = None,
-          heads: list[str] | None = None) -> Path:
+          heads: list[str] | None = None, force: bool = False, log: Callable[[str], None] = _no_log) -> Path:
     """One extraction pass for all `layers`, one head per (layer, head type); the pair is chosen on val.
 
-    `heads` defaults to `[config.train.head]`. Writes `<run-dir>/rm_sweep/sweep.json`.
+    `heads` defaults to `[config.train.head]`. Writes `<run-dir>/rm_sweep/sweep.json` (and the manifest).
     """
-    from rich.console import Console
-    from rich.table import Table
-
     from latentrm.features import resolve_layers
 
     frame = _splits(load_pairs(config.pairs))
+    out = Path(config.run_dir) / "rm_sweep"
     backbone = backbone or load_backbone(config.model, dtype=config.dtype, device=config.device)
     wanted = resolve_layers(layers, backbone.num_layers)
+    heads = heads or [config.train.head]
+    key = _config_key(config, frame_hash(frame), backbone.revision) + ":" + config_hash([wanted, heads])
+    if not force and is_done(out, key):
+        log(f"{out} is up to date (same config, layers, heads and pairs); pass --force to redo it")
+        return out
+    forget(out)
+    timer = Timer()
     features = pair_features(backbone, frame, wanted, config)
     train_mask = (frame["split"] == "train").to_numpy()
     val_mask = (frame["split"] == "val").to_numpy()
@@ -237,7 +257,7 @@ def sweep(config: RMStageConfig, layers: list[int], *, backbone: Backbone | None
         raise LatentrmError("a sweep needs rows with split=val to choose a layer on (test rows only report)")
     subsets = frame["subset"].to_numpy()
     rows = []
-    for layer, head in ((layer, head) for layer in wanted for head in (heads or [config.train.head])):
+    for layer, head in ((layer, head) for layer in wanted for head in heads):
         chosen_f, rejected_f = features[layer]
         result = train_head(chosen_f[train_mask], rejected_f[train_mask], chosen_f[val_mask], rejected_f[val_mask],
                             replace(config.train, head=head))
@@ -250,18 +270,30 @@ def sweep(config: RMStageConfig, layers: list[int], *, backbone: Backbone | None
                 row[f"{split}_by_subset"] = {str(s): float((gaps[mask & (subsets == s)] > 0).mean())
                                             for s in sorted(set(subsets[mask]))}
         rows.append(row)
-    out = Path(config.run_dir) / "rm_sweep"
     out.mkdir(parents=True, exist_ok=True)
     # layer and head are chosen on val alone, so the test column stays an unbiased estimate for that choice
     best = max(rows, key=lambda r: r["val_accuracy"])
     atomic_write_text(out / "sweep.json", json.dumps({"layers": rows, "best_layer": best["layer"],
                                                       "best_head": best["head"], "chosen_on": "val",
                                                       "config": config.to_dict()}, indent=1, default=str))
+    write_manifest(out, "rm_sweep", key, config, inputs={"pairs": frame_hash(frame)}, outputs=["sweep.json"],
+                   summary={"best_layer": best["layer"], "best_head": best["head"],
+                            "val_accuracy": best["val_accuracy"], "test_accuracy": best.get("test_accuracy")},
+                   seconds=timer.seconds())
+    return out
+
+
+def sweep_table(result: dict[str, Any]) -> Any:
+    """`sweep.json` as a `rich.table.Table`: val and test accuracy (overall and by subset) per layer and head."""
+    from rich.table import Table
+
+    rows = result["layers"]
+    best = next(r for r in rows if r["layer"] == result["best_layer"] and r["head"] == result["best_head"])
     table = Table(title="layer sweep (* = best on val)")
     table.add_column("layer", justify="right")
     table.add_column("head", no_wrap=True)
     splits = [split for split in ("val", "test") if f"{split}_accuracy" in rows[0]]
-    subset_names = sorted(set(subsets))
+    subset_names = sorted({name for r in rows for split in splits for name in r[f"{split}_by_subset"]})
     for split in splits:
         table.add_column(f"{split} acc (n={rows[0][f'n_{split}']})", justify="right")
         for name in subset_names:
@@ -273,13 +305,12 @@ def sweep(config: RMStageConfig, layers: list[int], *, backbone: Backbone | None
             by_subset = row[f"{split}_by_subset"]
             cells += [f"{by_subset[n]:.3f}" if n in by_subset else "-" for n in subset_names]
         table.add_row(str(row["layer"]) + (" *" if row is best else ""), row["head"], *cells)
-    Console().print(table)
-    return out
+    return table
 
 
 def evaluate(rm_dir: str | Path, pairs: str | Path, run_dir: str | Path | None = None,
              split: str | None = None) -> dict[str, Any]:
-    """Score a pairs file with a saved reward model; print and return per-subset metrics."""
+    """Score a pairs file with a saved reward model; return per-subset metrics."""
     from latentrm.rm.model import LatentRewardModel
 
     frame = load_pairs(pairs)
@@ -294,6 +325,4 @@ def evaluate(rm_dir: str | Path, pairs: str | Path, run_dir: str | Path | None =
 
     chosen_f, rejected_f = stacked_pair_features(rm.backbone, frame, feature_layers(rm.head, rm.layer), config)
     chosen_s, rejected_s = rm.score_features(chosen_f), rm.score_features(rejected_f)
-    metrics = pair_metrics(chosen_s.tolist(), rejected_s.tolist(), frame["subset"].tolist())
-    print_metrics(metrics, f"{Path(pairs).name} scored by {rm_dir}")
-    return metrics
+    return pair_metrics(chosen_s.tolist(), rejected_s.tolist(), frame["subset"].tolist())

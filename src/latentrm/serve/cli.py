@@ -17,6 +17,11 @@ from latentrm import validate
 from latentrm.errors import LatentrmError
 
 
+def _shaper_names() -> list[str]:
+    from latentrm.rl.cli import shaper_names
+
+    return shaper_names()
+
 def read_token(token_env: str | None, token_file: Path | None) -> str | None:
     """The bearer token from an environment variable or a file (stripped); None when neither is given."""
     if token_env and token_file:
@@ -68,7 +73,7 @@ def serve(
                               callback=validate.choice_option(validate.dtypes)),
     shaper: str = typer.Option("raw", help="Default reward shaper (raw, calibrated, capped, quantile_match, density, ensemble); "
                                "/get_reward always uses it, /score unless the request names one.",
-                               callback=validate.choice_option(validate.shaper_names)),
+                               callback=validate.choice_option(_shaper_names)),
     shaper_param: list[str] | None = typer.Option(None, "--shaper-param", help="name=number, repeatable "
                                                   "(e.g. tau=0.5 for calibrated, quantile=0.9 for capped)."),
     batching: bool = typer.Option(True, "--batching/--no-batching", help="Dynamic micro-batching (off: one "

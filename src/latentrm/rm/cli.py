@@ -1,0 +1,261 @@
+"""`latentrm rm` (train, sweep, eval, score; `audit` and `goodhart` are mounted by `audit/cli.py`) and
+`latentrm features`.
+
+Only typer is imported at module level, so `latentrm --help` stays fast. The stage functions
+(`rm/stage.py`, `rm/extract.py`) write files and return; the tables are printed here.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from latentrm import validate
+from latentrm.errors import LatentrmError
+
+app = typer.Typer(help="Train, sweep, evaluate, score and audit latent reward models.", no_args_is_help=True)
+
+
+def head_names() -> tuple[str, ...]:
+    from typing import get_args
+
+    from latentrm.rm.heads import HeadType  # "ensemble" is built by --ensemble K, not named
+
+    return get_args(HeadType)
+
+
+def ensemble_modes() -> tuple[str, ...]:
+    from latentrm.rm.ensemble import ENSEMBLE_MODES
+
+    return tuple(ENSEMBLE_MODES)
+
+
+def shaper_names() -> list[str]:
+    from latentrm.rl.cli import shaper_names as names
+
+    return names()
+
+
+Model = Annotated[str, typer.Option(help="Backbone: 'embedded' (SmolLM2-135M), a HF id in the local cache, or a folder.")]
+RunDir = Annotated[Path, typer.Option("--run-dir", help="Run directory; each stage writes a folder inside it.",
+                                      callback=validate.writable_dir_option)]
+Pairs = Annotated[Path, typer.Option("--pairs", help="Pairs file (.parquet or .jsonl): prompt, chosen, rejected, subset, split.")]
+Pooling = Annotated[str, typer.Option(help="Token pooling: 'last' (end-of-turn token) or 'mean' (completion mean).",
+                                      callback=validate.choice_option(validate.poolings))]
+Dtype = Annotated[str, typer.Option(help="auto | float32 | bfloat16 | float16 (auto: bf16 on GPU, fp32 on CPU).",
+                                    callback=validate.choice_option(validate.dtypes))]
+MaxLength = Annotated[int, typer.Option(help="Max tokens per scored text; longer prompts are cut from the left.", min=1)]
+BatchSize = Annotated[int, typer.Option(help="Texts per forward batch.", min=1)]
+OutFile = Annotated[Optional[Path], typer.Option(help="Write the metrics JSON here.",
+                                                 callback=validate.writable_file_option)]
+
+
+def _parse_layers(text: str, option: str = "--layers") -> list[int]:
+    try:
+        return [int(part) for part in text.replace(" ", "").split(",") if part]
+    except ValueError:
+        raise LatentrmError(f"{option} '{text}' must be comma-separated integers, e.g. 5,10,15") from None
+
+
+def features(
+    pairs: Pairs,
+    layers: Annotated[str, typer.Option(help="Comma-separated layers, e.g. 5,10,15 (negative counts from the end).")] = "15",
+    run_dir: RunDir = Path("runs/quick"),
+    model: Model = "embedded",
+    pooling: Pooling = "last",
+    dtype: Dtype = "auto",
+    max_length: MaxLength = 2048,
+    batch_size: BatchSize = 16,
+) -> None:
+    """Extract and cache hidden-state features for every chosen and rejected completion."""
+    from latentrm.rm.extract import FeaturesConfig, run
+
+    config = FeaturesConfig(pairs=str(pairs), run_dir=str(run_dir), model=model, layers=tuple(_parse_layers(layers)),
+                            pooling=pooling, dtype=dtype, max_length=max_length, batch_size=batch_size)
+    folder = run(config, log=print)
+    info = json.loads((folder / "features.json").read_text())
+    seconds = json.loads((folder / "manifest.json").read_text())["seconds"]
+    for layer in info["layers"]:
+        print(f"layer {layer}: {info['pairs']} pairs x 2 texts, hidden size {info['hidden_size'][str(layer)]}")
+    print(f"features in {info['cache_dir']} ({seconds:.1f} s)")
+
+
+def _train_config(head: str, epochs: int, lr: float | None, margin: float, seed: int, scale: float) -> object:
+    from latentrm.rm.train import TrainConfig
+
+    return TrainConfig(head=head, epochs=epochs, lr=lr, margin=margin, seed=seed, scale=scale)
+
+
+@app.command("train")
+def rm_train(
+    pairs: Pairs,
+    run_dir: RunDir = Path("runs/quick"),
+    model: Model = "embedded",
+    layer: Annotated[Optional[int], typer.Option(help="Layer to read (default: half the depth).")] = None,
+    head: Annotated[str, typer.Option(help="linear | projection_sum | mlp",
+                                      callback=validate.choice_option(head_names))] = "projection_sum",
+    pooling: Pooling = "last",
+    epochs: Annotated[int, typer.Option(help="Maximum epochs (early stopping on val).", min=1)] = 200,
+    lr: Annotated[Optional[float], typer.Option(help="AdamW learning rate (default: 1e-2 linear heads, 3e-3 mlp).",
+                                                callback=validate.positive_float_option)] = None,
+    margin: Annotated[float, typer.Option(help="BT margin.", callback=validate.finite_float_option)] = 0.0,
+    scale: Annotated[float, typer.Option(help="projection_sum output scale (not 0).",
+                                         callback=validate.nonzero_float_option)] = 0.01,
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    dtype: Dtype = "auto",
+    max_length: MaxLength = 2048,
+    batch_size: BatchSize = 16,
+    force: Annotated[bool, typer.Option(help="Retrain even if an identical run exists.")] = False,
+    ensemble: Annotated[int, typer.Option(help="Train K heads scored as their mean (std = their spread).", min=1)] = 1,
+    ensemble_mode: Annotated[str, typer.Option(help="Ensemble members differ by: seed | bootstrap | layers.",
+                                               callback=validate.choice_option(ensemble_modes))] = "seed",
+    ensemble_layers: Annotated[str, typer.Option(help="Comma-separated layers for --ensemble-mode layers "
+                                                 "(one head per layer; --ensemble K > L cycles them).")] = "",
+) -> None:
+    """Train a Bradley-Terry head at one layer; print per-subset metrics; save <run-dir>/rm."""
+    from rich.console import Console
+
+    from latentrm.rm.metrics import rich_metrics_table
+    from latentrm.rm.stage import RMStageConfig, run
+
+    config = RMStageConfig(pairs=str(pairs), run_dir=str(run_dir), model=model, layer=layer, pooling=pooling,
+                           dtype=dtype, max_length=max_length, batch_size=batch_size,
+                           train=_train_config(head, epochs, lr, margin, seed, scale),  # type: ignore[arg-type]
+                           ensemble=ensemble, ensemble_mode=ensemble_mode,
+                           ensemble_layers=tuple(_parse_layers(ensemble_layers, "--ensemble-layers")))
+    out = run(config, force=force, log=print)
+    meta = json.loads((out / "rm.json").read_text())
+    console = Console()
+    for split, split_metrics in meta["metrics"].items():
+        console.print(rich_metrics_table(split_metrics, f"{split} pairs (layer {meta['layer']}, {head})"))
+    print(f"reward model saved to {out}")
+
+
+@app.command("sweep")
+def rm_sweep(
+    pairs: Pairs,
+    layers: Annotated[str, typer.Option(help="Comma-separated candidate layers.")] = "3,6,9,12,15,18,21,24,27,30",
+    run_dir: RunDir = Path("runs/quick"),
+    model: Model = "embedded",
+    head: Annotated[str, typer.Option(help="Head type(s), comma-separated: linear, projection_sum, mlp.")
+                    ] = "projection_sum",
+    pooling: Pooling = "last",
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    dtype: Dtype = "auto",
+    max_length: MaxLength = 2048,
+    batch_size: BatchSize = 16,
+) -> None:
+    """Train one head per layer (and head type) from one extraction pass; val and test accuracy; pick on val."""
+    from rich.console import Console
+
+    from latentrm.rm.stage import RMStageConfig, sweep, sweep_table
+
+    heads = [name.strip() for name in head.split(",") if name.strip()]
+    unknown = [name for name in heads if name not in head_names()]
+    if not heads or unknown:
+        raise LatentrmError(f"--head {head!r}: use one or more of {', '.join(head_names())}, comma-separated")
+    config = RMStageConfig(pairs=str(pairs), run_dir=str(run_dir), model=model, pooling=pooling, dtype=dtype,
+                           max_length=max_length, batch_size=batch_size,
+                           train=_train_config(heads[0], 200, None, 0.0, seed, 0.01))  # type: ignore[arg-type]
+    out = sweep(config, _parse_layers(layers), heads=heads, log=print)
+    Console().print(sweep_table(json.loads((out / "sweep.json").read_text())))
+    print(f"sweep written to {out / 'sweep.json'}")
+
+
+@app.command("eval")
+def rm_eval(
+    rm: Annotated[Path, typer.Option("--rm", help="Reward-model folder (head.safetensors + rm.json).")],
+    pairs: Pairs,
+    split: Annotated[Optional[str], typer.Option(help="Only rows of this split (train/val/test).")] = None,
+    out: OutFile = None,
+) -> None:
+    """Score a pairs file with a saved reward model and print per-subset metrics."""
+    from rich.console import Console
+
+    from latentrm.io import atomic_write_text
+    from latentrm.rm.metrics import rich_metrics_table
+    from latentrm.rm.stage import evaluate
+
+    metrics = evaluate(rm, pairs, split=split)
+    Console().print(rich_metrics_table(metrics, f"{pairs.name} scored by {rm}"))
+    if out is not None:
+        atomic_write_text(out, json.dumps(metrics, indent=1))
+        print(f"metrics written to {out}")
+
+
+@app.command("score")
+def rm_score(
+    rm: Annotated[Path, typer.Option("--rm", help="Reward-model folder.")],
+    input: Annotated[Optional[Path], typer.Option("--input", help="JSONL/Parquet with prompt and completion columns.")] = None,
+    prompt: Annotated[Optional[str], typer.Option(help="A single prompt (with --completion).")] = None,
+    completion: Annotated[Optional[str], typer.Option(help="A single completion (with --prompt).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Output JSONL with a 'score' column (default: print).",
+                                                callback=validate.writable_file_option)] = None,
+    batch_size: BatchSize = 16,
+    shaper: Annotated[Optional[str], typer.Option(help="Also write the shaped reward (rl.reward.ShapedReward, as RL "
+                                                       "and the server compute it): calibrated, quantile_match, ...",
+                                                  callback=validate.choice_option(shaper_names))] = None,
+    shaper_param: Annotated[Optional[list[str]], typer.Option(help="name=number, repeatable.")] = None,
+    subset_column: Annotated[str, typer.Option(help="Column holding each row's prompt class, for --shaper.")
+                             ] = "subset",
+) -> None:
+    """Score (prompt, completion) pairs with a saved reward model (ensembles add a score_std column)."""
+
+    from latentrm.io import atomic_write_text, read_table
+    from latentrm.rm.model import LatentRewardModel
+
+    if (input is None) == (prompt is None or completion is None):
+        raise LatentrmError("pass either --input FILE, or both --prompt and --completion")
+    if input is not None:
+        frame = read_table(input)
+        missing = [c for c in ("prompt", "completion") if c not in frame.columns]
+        if missing:
+            raise LatentrmError(f"{input}: missing column(s) {', '.join(missing)}; it needs prompt and completion")
+        for index, value in enumerate(frame["completion"]):
+            if not isinstance(value, str) or not value.strip():
+                raise LatentrmError(f"{input}: row {index + 1} has an empty 'completion'; fill it in or remove it")
+        prompts, completions = list(frame["prompt"]), list(frame["completion"])
+    else:
+        frame = None
+        prompts, completions = [prompt], [completion]
+    from latentrm.rm.ensemble import EnsembleHead
+
+    shaped = None
+    if shaper is not None:  # checked against rm.json before the backbone loads
+        from latentrm.rl.reward import ShapedReward
+        from latentrm.rl.shaping import get_shaper
+        from latentrm.serve.cli import parse_shaper_params
+
+        the_shaper = get_shaper(shaper, LatentRewardModel.read_meta(rm), **parse_shaper_params(shaper_param))
+        if frame is not None and subset_column not in frame.columns and shaper not in ("raw", "ensemble"):
+            raise LatentrmError(f"{input}: --shaper {shaper} needs each row's prompt class in a '{subset_column}' "
+                                "column (or --subset-column NAME)")
+    model = LatentRewardModel.load(rm)
+    if shaper is not None:
+        subsets = list(frame[subset_column]) if frame is not None and subset_column in frame.columns else None
+        reward = ShapedReward(model, the_shaper, subset_column="subset", batch_size=batch_size)
+        raw, std = reward.raw_scores(prompts, completions)
+        shaped = reward.shape(raw, subsets, std, prompts).tolist()
+        scores, stds = raw.tolist(), (std.tolist() if std is not None else None)
+    elif isinstance(model.head, EnsembleHead):  # mean over heads, plus their spread
+        mean, std = model.score_with_std(prompts, completions, batch_size=batch_size)
+        scores, stds = mean.tolist(), std.tolist()
+    else:
+        scores, stds = model.score(prompts, completions, batch_size=batch_size, progress=len(prompts) > 32), None
+    if shaped is not None and (frame is None or out is None):
+        for index, value in enumerate(scores):
+            print(f"{value:.6f}\t{shaped[index]:.6f}")
+        return
+    if frame is not None and out is not None:
+        frame = frame.assign(score=scores, **({"score_std": stds} if stds is not None else {}),
+                             **({"reward": shaped} if shaped is not None else {}))
+        atomic_write_text(out, frame.to_json(orient="records", lines=True, force_ascii=False))
+        print(f"{len(scores)} scores written to {out}")
+    else:
+        for index, value in enumerate(scores):
+            print(f"{value:.6f}" + (f"\t{stds[index]:.6f}" if stds is not None else ""))
+
+

@@ -1,0 +1,141 @@
+"""The one stage contract: every stage is `run(config, *, force=False) -> Path` over a frozen config dataclass.
+
+    key = stage_key(config, inputs={"pairs": pairs_path}, ignore=("batch_size", "device"))
+    if not force and is_done(folder, key):
+        return folder                                    # same config, same inputs: nothing to do
+    ... write the outputs ...
+    write_manifest(folder, "rm", key, config, inputs, outputs=["rm.json", ...], summary={...})  # last
+
+- **Folder.** A stage writes into one folder, `run_dir/<stage>/` when a pipeline runs it (each config says
+  where: `BuildConfig.out`, `RMStageConfig.run_dir / out_name`, `EvalConfig.out`, ...).
+- **Key.** A digest of the config (less the fields that cannot change the outputs: batch size, device,
+  progress) and the content hashes of the stage's input files and folders (`input_hashes`). A folder input
+  is hashed by its own manifest's key, so a stage downstream of a changed stage reruns, and one downstream
+  of an unchanged stage does not, without rehashing big files.
+- **Manifest.** `manifest.json` is written last, atomically: it names the stage, the key, the resolved
+  config, the input hashes, the outputs, the time taken and a small summary (what the pipeline prints and
+  the report reads). A stage is done when the manifest's key matches and every output it lists exists.
+- **Force.** `force=True` reruns a stage whatever its manifest says (the CLI flags `--force`, `--overwrite`
+  and `--fresh` all map to it). `latentrm run --from STAGE` forces that stage and the ones after it.
+- Stage functions return data and write files; the CLI prints (the console tables are functions that the
+  report calls too).
+
+Stage-specific files (`build.json`, `rm.json`, `report.json`, `summary.json`) keep their formats; the
+manifest sits next to them.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field, is_dataclass
+from pathlib import Path
+from typing import Any
+
+from latentrm.errors import LatentrmError
+from latentrm.io import atomic_write_text, cached_file_hash, config_hash
+
+MANIFEST = "manifest.json"
+# The order stages run in; a stage may import earlier ones (and the shared services), never a later one.
+STAGES = ("data", "features", "rm_sweep", "rm", "audit", "eval", "rl", "report")
+# Config fields that change how fast a stage runs, never what it writes.
+RUNTIME_FIELDS = ("batch_size", "device", "progress", "cache_dir")
+
+
+def config_dict(config: Any) -> dict[str, Any]:
+    """A stage config as a JSON-able dict (dataclasses, nested ones included; other objects as `to_dict()`)."""
+    if is_dataclass(config) and not isinstance(config, type):
+        return asdict(config)
+    if hasattr(config, "to_dict"):
+        return dict(config.to_dict())
+    if isinstance(config, Mapping):
+        return dict(config)
+    raise TypeError(f"not a stage config: {type(config).__name__}")
+
+
+def input_hashes(inputs: Mapping[str, str | Path | None]) -> dict[str, str]:
+    """`{name: digest}` for the files and stage folders a stage reads (`None` entries are left out).
+
+    A file is hashed by content (remembered by path, size and mtime, so a big file is read once); a stage
+    folder by its manifest's key; any other folder by the hashes of its files, in name order.
+    """
+    out: dict[str, str] = {}
+    for name, value in inputs.items():
+        if value is None:
+            continue
+        path = Path(value)
+        if path.is_file():
+            out[name] = cached_file_hash(path)[:16]
+        elif (path / MANIFEST).is_file():
+            out[name] = "stage:" + str(read_manifest(path).get("key", ""))  # type: ignore[union-attr]
+        elif path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+            out[name] = config_hash([[str(p.relative_to(path)), cached_file_hash(p)] for p in files])
+        else:
+            raise LatentrmError(f"{path}: no such file or folder (the {name!r} input of this stage)")
+    return out
+
+
+def stage_key(config: Any, inputs: Mapping[str, str] | None = None, *, ignore: Iterable[str] = RUNTIME_FIELDS,
+              extra: Mapping[str, Any] | None = None) -> str:
+    """The 16-hex key of a stage run: its config less `ignore`, its input hashes and anything in `extra`."""
+    skip = set(ignore)
+    payload = {k: v for k, v in config_dict(config).items() if k not in skip}
+    return config_hash({"config": payload, "inputs": dict(inputs or {}), **dict(extra or {})})
+
+
+def read_manifest(folder: str | Path) -> dict[str, Any] | None:
+    """The stage folder's manifest, or None when it has none (a half-written run, or never run)."""
+    path = Path(folder) / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None  # unreadable: treated as not done, so the stage reruns and rewrites it
+    return manifest if isinstance(manifest, dict) else None
+
+
+def is_done(folder: str | Path, key: str) -> bool:
+    """True when `folder` holds a manifest with this key and every output the manifest lists exists."""
+    manifest = read_manifest(folder)
+    if manifest is None or manifest.get("key") != key:
+        return False
+    return all((Path(folder) / name).exists() for name in manifest.get("outputs", []))
+
+
+@dataclass
+class Timer:
+    """Wall time of a stage run, for its manifest."""
+
+    start: float = field(default_factory=time.perf_counter)
+
+    def seconds(self) -> float:
+        return round(time.perf_counter() - self.start, 2)
+
+
+def write_manifest(folder: str | Path, stage: str, key: str, config: Any, *, inputs: Mapping[str, str] | None = None,
+                   outputs: Iterable[str] = (), summary: Mapping[str, Any] | None = None,
+                   seconds: float | None = None) -> Path:
+    """Write `folder/manifest.json`: call it last, after every output is in place."""
+    from latentrm._version import __version__
+
+    folder = Path(folder)
+    outputs = list(outputs)
+    missing = [name for name in outputs if not (folder / name).exists()]
+    if missing:  # a bug in the stage, not bad input: the manifest must never claim what is not there
+        raise LatentrmError(f"{folder}: stage {stage} lists outputs it did not write: {', '.join(missing)}")
+    manifest = {"stage": stage, "key": key, "config": config_dict(config), "inputs": dict(inputs or {}),
+                "outputs": outputs, "summary": dict(summary or {}), "seconds": seconds,
+                "latentrm_version": __version__,
+                "created_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")}
+    path = folder / MANIFEST
+    atomic_write_text(path, json.dumps(manifest, indent=1, default=str))
+    return path
+
+
+def forget(folder: str | Path) -> None:
+    """Remove a stage folder's manifest, so the stage counts as not done (what `force` does first)."""
+    (Path(folder) / MANIFEST).unlink(missing_ok=True)
