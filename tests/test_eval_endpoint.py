@@ -101,7 +101,7 @@ def test_llm_judge_over_openai_endpoint(endpoint, user_set, tmp_path, monkeypatc
     assert len(judged) == 3
     # judgments are cached by content hash: a fresh run samples again but the judge is not asked again
     asked = len(_Handler.requests)
-    run(EvalConfig(**{**config.__dict__, "fresh": True}))
+    run(config, force=True)
     assert len(_Handler.requests) == asked + 3  # the three policy questions only
     assert len([b for b in _Handler.requests if b["messages"][0]["content"].startswith("You grade")]) == 3
     assert (tmp_path / "cache" / "judge_cache").is_dir()

@@ -126,7 +126,7 @@ def test_changed_sampling_refuses_to_mix(user_set, tmp_path):
     with pytest.raises(LatentrmError, match="--fresh"):
         run(_config(user_set, tmp_path, temperature=0.1), backend=CountingBackend())
     backend = CountingBackend()
-    run(_config(user_set, tmp_path, temperature=0.1, fresh=True), backend=backend)
+    run(_config(user_set, tmp_path, temperature=0.1), force=True, backend=backend)
     assert len(backend.asked) == 6
 
 

@@ -11,7 +11,7 @@ What it does
    and counted, as are completions that miss the variant's behaviour;
 5. pairs chosen x rejected completions of the same prompt (cap k per prompt),
    deduplicates, assigns `split` by entity and writes `pairs.parquet` (via
-   `latentrm.pairs.save_pairs`), `generations.parquet` and `build.json` (last).
+   `latentrm.pairs.save_pairs`), `generations.parquet`, `build.json` and `manifest.json` (last, see `latentrm.stages`).
 
 Where it departs from the seed method
 - Notability is Vital-Article membership, not page views (offline).
@@ -47,6 +47,7 @@ from latentrm.data.entities import Entity, fold, load_real_entities
 from latentrm.data.recipes import PromptClass, Recipe, Variant, fill, load_recipe, make_claim, usable
 from latentrm.errors import LatentrmError
 from latentrm.io import config_hash
+from latentrm.stages import Timer, forget, is_done, write_manifest
 
 
 @dataclass(frozen=True)
@@ -285,8 +286,12 @@ def _process(rows: list[dict[str, Any]], recipe: Recipe, config: BuildConfig) ->
     return rows
 
 
-def run(config: BuildConfig, *, overwrite: bool = False) -> Path:
-    """Build (or resume) the pairs file for `config`; returns the pairs path."""
+def run(config: BuildConfig, *, force: bool = False) -> Path:
+    """Build (or resume) the pairs file for `config`; returns the pairs path (the folder is `config.out`).
+
+    The stage contract is `latentrm.stages`: done when `manifest.json`'s key (the generation plan and the
+    filtering) matches; `force=True` (the CLI's `--overwrite`) discards this plan's shards and rebuilds.
+    """
     import pandas as pd
 
     from latentrm.generation import GenerationRequest, SamplingConfig, completions_progress
@@ -314,14 +319,15 @@ def run(config: BuildConfig, *, overwrite: bool = False) -> Path:
                        config.val_fraction, config.test_fraction, str(pairs_path)])
     shard_dir = out / "shards"
     manifest_file = out / "build.json"
-    if manifest_file.exists() and pairs_path.exists() and not overwrite:
-        manifest = json.loads(manifest_file.read_text())
-        if manifest.get("plan_hash") == plan_hash and manifest.get("post_hash") == post_hash:
-            return pairs_path  # already built for this exact plan and filtering
+    key = _hash([plan_hash, post_hash])
+    if not force and is_done(out, key) and pairs_path.exists():
+        return pairs_path  # already built for this exact plan and filtering
+    forget(out)
+    timer = Timer()
     shard_dir.mkdir(parents=True, exist_ok=True)
     shard_files = [shard_dir / f"shard-{index:05d}-{key}.parquet" for index, key in enumerate(shard_keys)]
     # Shard files of an earlier, different config stay on disk unread (a later run with that config reuses them).
-    if overwrite:
+    if force:
         for path in shard_files:
             path.unlink(missing_ok=True)
     manifest_file.unlink(missing_ok=True)
@@ -398,5 +404,11 @@ def run(config: BuildConfig, *, overwrite: bool = False) -> Path:
                 "counts": counts, "generated_this_run": generated,
                 "generation_seconds_this_run": round(gen_seconds, 1),
                 "completions_per_second": round(generated / gen_seconds, 3) if gen_seconds else None}
-    atomic_write_text(manifest_file, json.dumps(manifest, indent=1))  # written last
+    atomic_write_text(manifest_file, json.dumps(manifest, indent=1))
+    outputs = ["build.json", "generations.parquet", "config.json"]
+    if pairs_path.parent.resolve() == out.resolve():
+        outputs.append(pairs_path.name)
+    write_manifest(out, "data", key, config, outputs=outputs, seconds=timer.seconds(),
+                   summary={"pairs": len(pairs), "pairs_by_subset": counts["pairs_by_subset"],
+                            "completions": len(generations), "pairs_file": str(pairs_path)})  # last
     return pairs_path

@@ -94,7 +94,7 @@ def build(
         backend_options=options, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
         batch_size=batch_size, shard_size=shard_size, seed=seed, progress=progress,
     )
-    pairs_path = run(config, overwrite=overwrite)
+    pairs_path = run(config, force=overwrite)
     manifest = json.loads((out / "build.json").read_text())
     counts = manifest["counts"]
     console = Console()

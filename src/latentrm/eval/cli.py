@@ -113,12 +113,12 @@ def eval_main(
                         n_real=n_real, n_fake=n_fake, real=tuple(real),
                         exclude_pairs=str(exclude_pairs) if exclude_pairs else None, samples=samples,
                         max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed, batch_size=batch_size,
-                        out=str(out) if out else None, fresh=fresh, limit=limit)
+                        out=str(out) if out else None, limit=limit)
     if out is None:  # the default runs/<policy>: checked here, before the policy loads
         from latentrm.eval.runner import output_dir
 
         validate.check_writable_dir(output_dir(config), "--run-dir")
-    folder = run(config)
+    folder = run(config, force=fresh)
     metrics = json.loads((folder / "metrics.json").read_text())
     print_metrics(metrics, f"{metrics['set']}: {metrics['policy']} (judge {metrics['judge']['name']})")
     typer.echo(f"wrote {folder / 'responses.jsonl'} and {folder / 'metrics.json'}")

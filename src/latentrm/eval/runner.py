@@ -12,7 +12,8 @@ What it does: `run(EvalConfig) -> Path` writes, under `<out>/eval/<set>/`,
 
 Resuming: rows already in `responses.jsonl` (matched by item id and sample index)
 are kept. If the policy, set or sampling changed, the run refuses (pass
-`fresh=True`). If only the judge changed, the kept responses are re-judged
+`force=True`, the CLI's `--fresh`). A finished run with the same key (policy,
+sampling, judge and items) is skipped through `manifest.json` (`latentrm.stages`). If only the judge changed, the kept responses are re-judged
 without re-sampling.
 
 The policy is a checkpoint directory, `embedded`, a cached hub id, or an
@@ -38,6 +39,7 @@ from latentrm.eval.metrics import compute_metrics
 from latentrm.eval.sets import EvalItem, load_set, set_name
 from latentrm.io import config_hash
 from latentrm.judges import Judge, JudgeInput, get_judge
+from latentrm.stages import RUNTIME_FIELDS, forget, is_done, stage_key, write_manifest
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,6 @@ class EvalConfig:
     seed: int = 0
     batch_size: int = 16
     out: str | None = None  # run directory; default runs/<policy name>
-    fresh: bool = False  # discard earlier responses instead of resuming
     limit: int | None = None  # only the first N questions (smoke runs)
 
 
@@ -215,9 +216,12 @@ def _write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
     atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
 
-def run(config: EvalConfig, *, backend: Any = None, judge: Judge | None = None,
+def run(config: EvalConfig, *, force: bool = False, backend: Any = None, judge: Judge | None = None,
         items: Sequence[EvalItem] | None = None) -> Path:
-    """Run (or resume) one eval; returns the folder holding responses.jsonl and metrics.json."""
+    """Run (or resume) one eval; returns the folder holding responses.jsonl and metrics.json.
+
+    `force=True` discards earlier responses instead of resuming them.
+    """
     from latentrm.generation import SamplingConfig
     from latentrm.io import atomic_write_text
 
@@ -232,9 +236,15 @@ def run(config: EvalConfig, *, backend: Any = None, judge: Judge | None = None,
     folder.mkdir(parents=True, exist_ok=True)
     responses_path, config_path = folder / "responses.jsonl", folder / "config.json"
     judge_desc = judge.describe()
+    stage = stage_key(config, extra={"generation_key": key, "judge": judge_desc,
+                                     "items": config_hash([item.item_id for item in items])},
+                      ignore=(*RUNTIME_FIELDS, "n_real", "n_fake", "limit", "judge_endpoint"))
+    if not force and is_done(folder, stage):
+        return folder
+    forget(folder)
 
     kept: list[dict[str, Any]] = []
-    if config.fresh:
+    if force:
         responses_path.unlink(missing_ok=True)
     elif config_path.exists() and responses_path.exists():
         previous = json.loads(config_path.read_text())
@@ -282,4 +292,7 @@ def run(config: EvalConfig, *, backend: Any = None, judge: Judge | None = None,
                     "n_resumed": len(kept), "seconds": round(time.time() - started, 1),
                     "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
     atomic_write_text(folder / "metrics.json", json.dumps(metrics, indent=2))
+    headline = {label: entry["rate"] for label, entry in metrics["headline"].items()}
+    write_manifest(folder, "eval", stage, config, outputs=["responses.jsonl", "metrics.json", "config.json"],
+                   summary={"set": metrics["set"], "n": metrics["n"], **headline}, seconds=metrics["seconds"])
     return folder
