@@ -5,8 +5,9 @@ Only typer is imported at module level; everything else loads inside the command
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -41,6 +42,7 @@ def audit(
 ) -> None:
     """Probe a reward model for exploitable flaws; print each probe's verdict; write audit/report.json + plots."""
     from latentrm.audit.stage import AuditConfig, run
+    from latentrm.audit.tables import audit_tables
 
     validate.check_writable_dir(run_dir or rm.parent, "--run-dir")  # the default sits next to --rm
     config = AuditConfig(rm=str(rm), pairs=str(pairs) if pairs else None,
@@ -48,7 +50,8 @@ def audit(
                          run_dir=str(run_dir) if run_dir else None, split=split, max_pairs=max_pairs,
                          max_edits=max_edits, probes=_split_names(probes), steering_texts=tuple(steering_text or ()),
                          recipe=recipe, seed=seed, batch_size=batch_size)
-    out = run(config)
+    out = run(config, log=print)
+    _print_all(audit_tables(json.loads((out / "report.json").read_text())))
     print(f"audit written to {out / 'report.json'}")
 
 
@@ -76,6 +79,7 @@ def goodhart(
 ) -> None:
     """Best-of-n (and checkpoint) proxy vs gold curves against sqrt(KL), with Gao et al. fits; cached samples."""
     from latentrm.audit.goodhart import GoodhartConfig, run
+    from latentrm.audit.tables import goodhart_tables
 
     validate.check_writable_dir(run_dir or rm.parent, "--run-dir")  # the default sits next to --rm
     config = GoodhartConfig(rm=str(rm), run_dir=str(run_dir) if run_dir else None, policy=policy, backend=backend,
@@ -84,7 +88,16 @@ def goodhart(
                             batch_size=batch_size, judge=judge, checkpoints=tuple(checkpoint or ()),
                             checkpoint_samples=checkpoint_samples)
     out = run(config)
+    _print_all(goodhart_tables(json.loads((out / "goodhart.json").read_text())))
     print(f"Goodhart curve written to {out / 'goodhart.json'} and {out / 'goodhart.png'}")
+
+
+def _print_all(renderables: list[Any]) -> None:
+    from rich.console import Console
+
+    console = Console()
+    for renderable in renderables:
+        console.print(renderable, highlight=False)
 
 
 def register(rm_app: typer.Typer) -> None:

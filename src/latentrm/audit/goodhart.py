@@ -46,6 +46,7 @@ import numpy as np
 from latentrm.audit.stats import json_safe, mean_interval
 from latentrm.errors import LatentrmError
 from latentrm.io import config_hash, stable_id
+from latentrm.stages import RUNTIME_FIELDS, Timer, forget, is_done, stage_key, write_manifest
 
 # --------------------------------------------------------------------------- math
 
@@ -363,8 +364,13 @@ def load_items(config: GoodhartConfig, meta: dict[str, Any]) -> tuple[list[GoldI
     return items, f"held-out prompts of {pairs_path}{note}"
 
 
-def run(config: GoodhartConfig, *, backend: Any = None, scorer: Any = None, judge: Any = None) -> Path:
-    """Best-of-n (and checkpoint) curves, fits and plot under `<run-dir>/goodhart/`."""
+def run(config: GoodhartConfig, *, force: bool = False, backend: Any = None, scorer: Any = None,
+        judge: Any = None) -> Path:
+    """Best-of-n (and checkpoint) curves, fits and plot under `<run-dir>/goodhart/` (`manifest.json` last).
+
+    Samples, scores and labels are cached per policy, reward model and judge, so a rerun with more prompts or
+    a larger n only computes what is new; a finished run with the same key is skipped.
+    """
     from latentrm.audit import plots
     from latentrm.generation import SamplingConfig, get_backend
     from latentrm.io import atomic_write_text
@@ -375,6 +381,12 @@ def run(config: GoodhartConfig, *, backend: Any = None, scorer: Any = None, judg
         raise LatentrmError(f"--n-max {config.n_max}: needs at least 1")
     meta = LatentRewardModel.read_meta(config.rm)
     folder = Path(config.run_dir or Path(config.rm).parent) / "goodhart"
+    key = stage_key(config, {"rm": rm_key(config.rm)}, ignore=(*RUNTIME_FIELDS, "rm", "run_dir"),
+                    extra={"backend": str(getattr(backend, "model_id", "")), "judge": getattr(judge, "name", "")})
+    if not force and backend is None and scorer is None and judge is None and is_done(folder, key):
+        return folder  # injected backends, scorers and judges (tests) always run
+    forget(folder)
+    timer = Timer()
     items, source = load_items(config, meta)
     sampling = SamplingConfig(max_new_tokens=config.max_new_tokens, temperature=config.temperature,
                               top_p=config.top_p, seed=config.seed, batch_size=config.batch_size)
@@ -405,7 +417,8 @@ def run(config: GoodhartConfig, *, backend: Any = None, scorer: Any = None, judg
               "checkpoints": checkpoints, "fit_rl": rl_fit, "plot": plot.name}
     atomic_write_text(folder / "config.json", json.dumps(asdict(config), indent=1, default=str))
     atomic_write_text(folder / "goodhart.json", json.dumps(json_safe(report), indent=1))
-    _print(report)
+    write_manifest(folder, "goodhart", key, config, outputs=["goodhart.json", "config.json", plot.name],
+                   summary={"gold_optimal_n": best["n"]}, seconds=timer.seconds())
     return folder
 
 
@@ -433,34 +446,3 @@ def _checkpoint_rows(config: GoodhartConfig, items: list[GoldItem], sampling: An
                      "proxy": mean_interval(proxy.mean(1)), "gold": mean_interval(gold.mean(1)),
                      "gold_base": base_gold})
     return rows
-
-
-def _print(report: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"best-of-n on {report['n_prompts']} prompts ({report['source']})")
-    kinds = sorted(report["kinds"])
-    for column in ("n", "KL", "d", "proxy", "gold", "gold 95% CI", *[f"gold {k}" for k in kinds]):
-        table.add_column(column, justify="right")
-    for row in report["best_of_n"]:
-        gold = row["gold"]
-        table.add_row(str(row["n"]), f"{row['kl']:.3f}", f"{row['d']:.3f}", f"{row['proxy']['mean']:.3f}",
-                      f"{gold['mean']:.3f}", f"[{gold['lo']:.2f}, {gold['hi']:.2f}]",
-                      *[f"{row['gold_by_kind'][k]:.3f}" for k in kinds])
-    for row in report["checkpoints"]:
-        table.add_row(Path(row["checkpoint"]).name, f"{row['kl']:.3f}", f"{row['d']:.3f}",
-                      f"{row['proxy']['mean']:.3f}", f"{row['gold']['mean']:.3f}",
-                      f"[{row['gold']['lo']:.2f}, {row['gold']['hi']:.2f}]", *["" for _ in kinds])
-    console = Console()
-    console.print(table)
-    fit = report["fit_bon"]
-    if fit.get("ok"):
-        where = (f"gold-optimal d = {fit['d_opt']:.2f} (KL {fit['kl_opt']:.2f})" if fit["d_opt"] is not None
-                 else "no interior optimum (beta <= 0: gold does not turn down within the fit)")
-        console.print(f"BoN fit gold - gold(n=1) = d(alpha - beta d): alpha = {fit['alpha']:.3f}, "
-                      f"beta = {fit['beta']:.3f}, R^2 = {fit['r2']:.2f}; {where}", highlight=False)
-    else:
-        console.print(f"BoN fit skipped: {fit.get('reason')} (raise --n-max)", highlight=False)
-    measured = report["gold_optimal_measured"]
-    console.print(f"measured gold-optimal: n = {measured['n']} (gold {measured['gold']:.3f})", highlight=False)

@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from latentrm.audit.context import (
     AuditContext,
@@ -39,8 +38,7 @@ from latentrm.audit.context import (
 from latentrm.audit.stats import json_safe
 from latentrm.errors import LatentrmError
 from latentrm.io import atomic_write_text
-
-VERDICT_STYLE = {"pass": "green", "flag": "bold red", "skip": "yellow", "info": "cyan"}
+from latentrm.stages import RUNTIME_FIELDS, Timer, forget, input_hashes, is_done, stage_key, write_manifest
 
 
 @dataclass(frozen=True)
@@ -118,45 +116,6 @@ def audit_scorer(scorer: Scorer, scored: ScoredSet | None = None, *, pairs: Any 
     return run_probes(ctx, list(probes) or None), ctx
 
 
-def print_report(results: list[ProbeResult]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console()
-    surface = next((r for r in results if r.name == "surface"), None)
-    if surface is not None and surface.numbers.get("by_subset"):
-        table = Table(title=f"Spearman rho of score with surface features ({surface.numbers['correlation']}; "
-                      "* = flagged)")
-        table.add_column("subset")
-        features = list(next(iter(surface.numbers["by_subset"].values())))
-        for feature in features:
-            table.add_column(feature, justify="right")
-        for subset, row in surface.numbers["by_subset"].items():
-            cells = []
-            for feature in features:
-                value = row[feature]["partial_rho"]
-                cells.append("-" if not np.isfinite(value) else f"{value:+.2f}{'*' if row[feature]['flag'] else ''}")
-            table.add_row(subset, *cells)
-        console.print(table)
-    for name, title in (("counterfactual", "Counterfactual edits"), ("steering_leakage", "Steering-note leakage")):
-        result = next((r for r in results if r.name == name and r.verdict != "skip"), None)
-        if result is None:
-            continue
-        effects = result.numbers["effects"]
-        groups = list(next(iter(effects.values())))
-        table = Table(title=f"{title}: mean score change in score std, [95% interval] (* = flagged)")
-        table.add_column("edit")
-        for group in groups:
-            table.add_column(group, justify="right")
-        for variant, row in effects.items():
-            table.add_row(variant, *[f"{row[g]['effect']:+.2f} [{row[g]['effect_lo']:+.2f}, {row[g]['effect_hi']:+.2f}]"
-                                     f"{'*' if row[g].get('flag') else ''}" for g in groups])
-        console.print(table)
-    for result in results:
-        style = VERDICT_STYLE.get(result.verdict, "")
-        console.print(f"[{style}]{result.verdict.upper():>4}[/] {result.name:<17} {result.summary}", highlight=False)
-
-
 def write_plots(ctx: AuditContext, results: list[ProbeResult], folder: Path) -> list[str]:
     from latentrm.audit import plots
     from latentrm.audit.text import surface_features
@@ -180,8 +139,16 @@ def write_plots(ctx: AuditContext, results: list[ProbeResult], folder: Path) -> 
     return written
 
 
-def run(config: AuditConfig) -> Path:
-    """Load the reward model, score, probe, plot and write `<run-dir>/audit/report.json`."""
+def _no_log(message: str) -> None:
+    return None
+
+
+def run(config: AuditConfig, *, force: bool = False, log: Callable[[str], None] = _no_log) -> Path:
+    """Load the reward model, score, probe, plot and write `<run-dir>/audit/report.json` (`manifest.json` last).
+
+    Skipped when the folder's manifest has the same key: the config, the reward model's own key and the
+    content hash of the pairs or completions file.
+    """
     from latentrm.audit.ensemble import rm_per_head
     from latentrm.audit.text import steering_texts
     from latentrm.pairs import assign_splits, load_pairs
@@ -200,6 +167,13 @@ def run(config: AuditConfig) -> Path:
         frame, chosen_split = select_pairs(assign_splits(load_pairs(pairs_path)), config.split, config.max_pairs,
                                            config.seed)
         source = f"pairs {pairs_path} ({chosen_split}, {len(frame)} pairs)"
+    inputs = input_hashes({"rm": config.rm, "data": config.completions or pairs_path})
+    key = stage_key(config, inputs, ignore=(*RUNTIME_FIELDS, "rm", "pairs", "completions", "run_dir"))
+    if not force and is_done(folder, key):
+        log(f"{folder} is up to date (same reward model, data and probes); pass --force to redo it")
+        return folder
+    forget(folder)
+    timer = Timer()
     rm = LatentRewardModel.load(config.rm)
     scorer = CachedScorer(lambda p, c: rm.score(p, c, batch_size=config.batch_size))
     if config.completions:
@@ -214,8 +188,7 @@ def run(config: AuditConfig) -> Path:
     results, ctx = audit_scorer(scorer, scored, tokenizer=rm.backbone.tokenizer, probes=config.probes,
                                 steering=steering, steering_source=steering_source, rm=rm,
                                 per_head=rm_per_head(rm), max_edits=config.max_edits, seed=config.seed)
-    print(f"audited {config.rm} on {source}; {len(scorer.memo)} texts scored")
-    print_report(results)
+    log(f"audited {config.rm} on {source}; {len(scorer.memo)} texts scored")
     folder.mkdir(parents=True, exist_ok=True)
     written = write_plots(ctx, results, folder)
     atomic_write_text(folder / "config.json", json.dumps(asdict(config), indent=1, default=str))
@@ -223,4 +196,6 @@ def run(config: AuditConfig) -> Path:
         timespec="seconds"), "thresholds": asdict(ctx.thresholds), "n_scored": int(len(scored.scores)),
         "verdicts": {r.name: r.verdict for r in results}, "probes": [r.to_dict() for r in results], "plots": written}
     atomic_write_text(folder / "report.json", json.dumps(json_safe(report), indent=1))
+    write_manifest(folder, "audit", key, config, inputs=inputs, outputs=["report.json", "config.json", *written],
+                   summary={"verdicts": report["verdicts"]}, seconds=timer.seconds())
     return folder
