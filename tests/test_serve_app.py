@@ -425,7 +425,8 @@ def test_not_ready_until_loaded_and_load_errors_are_reported(serve, tokenizer):
 
 
 def test_cli_helpers(tmp_path, monkeypatch):
-    from latentrm.serve.cli import parse_shaper_params, read_token, serve
+    from latentrm.serve.cli import read_token, serve
+    from latentrm.validate import parse_shaper_params
 
     monkeypatch.setenv("RM_TOKEN", "  abc  ")
     assert read_token("RM_TOKEN", None) == "abc"

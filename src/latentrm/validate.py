@@ -165,6 +165,20 @@ def choice_option(names: Callable[[], Sequence[str]]) -> Callable[[typer.Callbac
     return callback
 
 
+def parse_shaper_params(items: list[str] | None) -> dict[str, float]:
+    """`--shaper-param name=number` (repeatable) as a dict; a malformed item is a one-line error."""
+    params: dict[str, float] = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        try:
+            params[name.strip()] = float(value)
+        except ValueError:
+            raise LatentrmError(f"--shaper-param '{item}' must look like name=number, e.g. tau=0.5") from None
+        if not sep or not name.strip():
+            raise LatentrmError(f"--shaper-param '{item}' must look like name=number, e.g. tau=0.5")
+    return params
+
+
 def poolings() -> tuple[str, ...]:
     from latentrm.features import POOLINGS
 

@@ -27,7 +27,7 @@ def shaper_names() -> list[str]:
 
 
 def _shaper_params(items: list[str] | None) -> dict[str, float] | None:
-    from latentrm.serve.cli import parse_shaper_params
+    from latentrm.validate import parse_shaper_params
 
     return parse_shaper_params(items) if items else None
 

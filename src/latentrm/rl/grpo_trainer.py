@@ -37,6 +37,7 @@ from typing import Any
 
 from latentrm.errors import LatentrmError
 from latentrm.rl.grpo_config import RLConfig
+from latentrm.stages import forget, is_done, write_manifest
 
 STAGE = "rl"
 
@@ -51,7 +52,7 @@ def _hash_file(path: Path) -> str:
     return file_sha256(path)[:16]
 
 
-def input_hashes(config: RLConfig, policy_revision: str) -> dict[str, str]:
+def rl_inputs(config: RLConfig, policy_revision: str) -> dict[str, str]:
     from latentrm.pairs import frame_hash, load_pairs
 
     rm_dir = Path(config.rm)
@@ -62,11 +63,6 @@ def input_hashes(config: RLConfig, policy_revision: str) -> dict[str, str]:
 def last_checkpoint(folder: Path) -> Path | None:
     checkpoints = sorted(folder.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
     return checkpoints[-1] if checkpoints else None
-
-
-def is_done(config: RLConfig, key: str) -> bool:
-    manifest = stage_dir(config) / "manifest.json"
-    return manifest.exists() and json.loads(manifest.read_text()).get("key") == key
 
 
 def _truncate_metrics(path: Path, after_step: int) -> None:
@@ -118,7 +114,7 @@ def prepare(config: RLConfig) -> dict[str, Any]:
             f"({policy.revision}); train the reward model on the policy's base model, or pass "
             "--no-share-backbone to score with a separate frozen copy")
     return {"meta": meta, "shaper": shaper, "prompts": prompts, "order": order, "policy": policy,
-            "shared": shared, "key": config.key(input_hashes(config, policy.revision))}
+            "shared": shared, "key": config.key(rl_inputs(config, policy.revision))}
 
 
 def _check_folder(config: RLConfig, key: str, resume: bool, fresh: bool) -> Path | None:
@@ -149,12 +145,13 @@ def run(config: RLConfig, *, resume: bool = False, fresh: bool = False, force: b
     prepared = prepare(config)
     key = prepared["key"]
     out = stage_dir(config)
-    if not (force or fresh or resume) and is_done(config, key):
+    if not (force or fresh or resume) and is_done(out, key):
         log(f"{out} is up to date (same config and inputs); pass --force to retrain")
         return out
     if force and out.exists():
         fresh = True
     checkpoint = _check_folder(config, key, resume, fresh)
+    forget(out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config.json", json.dumps({"key": key, "config": config.to_dict(),
                                                        "shared_backbone": prepared["shared"]}, indent=1))
@@ -178,7 +175,9 @@ def run(config: RLConfig, *, resume: bool = False, fresh: bool = False, force: b
     policy_dir = session.save_policy(out / "policy")
     summary = session.summary(time.time() - started)
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=1, default=float))
-    atomic_write_text(out / "manifest.json", json.dumps({"key": key, "stage": STAGE, "policy": str(policy_dir),
-                                                         "outputs": ["config.json", "metrics.jsonl", "summary.json",
-                                                                     "policy", "eval"]}, indent=1))
+    write_manifest(out, STAGE, key, config, inputs=rl_inputs(config, prepared["policy"].revision),
+                   outputs=["config.json", "metrics.jsonl", "summary.json", policy_dir.name,
+                            *(["eval"] if (out / "eval").is_dir() else [])],
+                   summary={k: v for k, v in summary.items() if not isinstance(v, (dict, list))},
+                   seconds=round(time.time() - started, 1))
     return out

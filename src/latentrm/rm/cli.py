@@ -227,9 +227,8 @@ def rm_score(
     if shaper is not None:  # checked against rm.json before the backbone loads
         from latentrm.rl.reward import ShapedReward
         from latentrm.rl.shaping import get_shaper
-        from latentrm.serve.cli import parse_shaper_params
 
-        the_shaper = get_shaper(shaper, LatentRewardModel.read_meta(rm), **parse_shaper_params(shaper_param))
+        the_shaper = get_shaper(shaper, LatentRewardModel.read_meta(rm), **validate.parse_shaper_params(shaper_param))
         if frame is not None and subset_column not in frame.columns and shaper not in ("raw", "ensemble"):
             raise LatentrmError(f"{input}: --shaper {shaper} needs each row's prompt class in a '{subset_column}' "
                                 "column (or --subset-column NAME)")

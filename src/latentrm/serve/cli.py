@@ -42,19 +42,6 @@ def read_token(token_env: str | None, token_file: Path | None) -> str | None:
     return None
 
 
-def parse_shaper_params(items: list[str] | None) -> dict[str, float]:
-    params: dict[str, float] = {}
-    for item in items or []:
-        name, sep, value = item.partition("=")
-        try:
-            params[name.strip()] = float(value)
-        except ValueError:
-            raise LatentrmError(f"--shaper-param '{item}' must look like name=number, e.g. tau=0.5") from None
-        if not sep or not name.strip():
-            raise LatentrmError(f"--shaper-param '{item}' must look like name=number, e.g. tau=0.5")
-    return params
-
-
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -118,7 +105,7 @@ def serve(
 
         torch.set_num_threads(threads)
     config = ServeConfig(
-        rm_path=str(rm), device=device, dtype=dtype, shaper=shaper, shaper_params=parse_shaper_params(shaper_param),
+        rm_path=str(rm), device=device, dtype=dtype, shaper=shaper, shaper_params=validate.parse_shaper_params(shaper_param),
         batching=batching, max_batch_tokens=max_batch_tokens, max_batch_items=max_batch_items,
         max_wait_ms=max_wait_ms, max_queue_items=max_queue_items, max_items=max_items, max_requests=max_requests,
         max_item_tokens=max_item_tokens, max_body_bytes=int(max_body_mb * 1024 * 1024), body_timeout=body_timeout, token=token,
