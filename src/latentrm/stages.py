@@ -30,13 +30,14 @@ import datetime as _dt
 import json
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field, is_dataclass
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from latentrm.errors import LatentrmError
 from latentrm.io import atomic_write_text, cached_file_hash, config_hash
 
+T = TypeVar("T")
 MANIFEST = "manifest.json"
 # The order stages run in; a stage may import earlier ones (and the shared services), never a later one.
 STAGES = ("data", "features", "rm_sweep", "rm", "audit", "eval", "rl", "report")
@@ -139,3 +140,47 @@ def write_manifest(folder: str | Path, stage: str, key: str, config: Any, *, inp
 def forget(folder: str | Path) -> None:
     """Remove a stage folder's manifest, so the stage counts as not done (what `force` does first)."""
     (Path(folder) / MANIFEST).unlink(missing_ok=True)
+
+
+def from_mapping(cls: type[T], values: Mapping[str, Any], where: str) -> T:
+    """Build a stage config dataclass from YAML / `--set` values; unknown fields and wrong types are one line.
+
+    `where` names the source in errors (`configs/run/quick.yaml: data`). Lists become tuples where the
+    field is a tuple.
+    """
+    known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise LatentrmError(f"{where}: unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    coerced: dict[str, Any] = {}
+    for name, value in values.items():
+        kind = str(known[name].type)
+        if isinstance(value, list) and kind.startswith("tuple"):
+            value = tuple(value)
+        if isinstance(value, str) and "float" in kind:
+            try:  # YAML 1.1 reads 3e-5 (no dot) as a string
+                value = float(value)
+            except ValueError:
+                pass
+        if not _type_ok(value, kind):
+            raise LatentrmError(f"{where}: field {name}={value!r} should be {kind}")
+        coerced[name] = value
+    try:
+        return cls(**coerced)
+    except TypeError as exc:  # a required field is missing
+        raise LatentrmError(f"{where}: {exc}") from None
+
+
+def _type_ok(value: Any, kind: str) -> bool:
+    """A loose check of a YAML value against a dataclass field's annotation (as a string)."""
+    if value is None:
+        return "None" in kind or kind == "Any"
+    checks = (("bool", lambda v: isinstance(v, bool)),
+              ("int", lambda v: isinstance(v, int) and not isinstance(v, bool)),
+              ("float", lambda v: isinstance(v, int | float) and not isinstance(v, bool)),
+              ("str", lambda v: isinstance(v, str)),
+              ("tuple", lambda v: isinstance(v, tuple)),
+              ("list", lambda v: isinstance(v, list)),
+              ("dict", lambda v: isinstance(v, dict)),
+              ("Any", lambda v: True))
+    return any(name in kind and check(value) for name, check in checks)

@@ -64,6 +64,7 @@ class EvalConfig:
     seed: int = 0
     batch_size: int = 16
     out: str | None = None  # run directory; default runs/<policy name>
+    folder: str | None = None  # the exact output folder (the pipeline's eval/base/<set>); overrides out/eval/<set>
     limit: int | None = None  # only the first N questions (smoke runs)
 
 
@@ -78,6 +79,8 @@ def policy_label(config: EvalConfig) -> str:
 
 
 def output_dir(config: EvalConfig) -> Path:
+    if config.folder:
+        return Path(config.folder)
     root = Path(config.out) if config.out else Path("runs") / _slug(policy_label(config))
     return root / "eval" / _slug(set_name(config.eval_set))
 
@@ -238,7 +241,7 @@ def run(config: EvalConfig, *, force: bool = False, backend: Any = None, judge: 
     judge_desc = judge.describe()
     stage = stage_key(config, extra={"generation_key": key, "judge": judge_desc,
                                      "items": config_hash([item.item_id for item in items])},
-                      ignore=(*RUNTIME_FIELDS, "n_real", "n_fake", "limit", "judge_endpoint"))
+                      ignore=(*RUNTIME_FIELDS, "n_real", "n_fake", "limit", "judge_endpoint", "out", "folder"))
     if not force and is_done(folder, stage):
         return folder
     forget(folder)

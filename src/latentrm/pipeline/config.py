@@ -1,0 +1,129 @@
+"""`latentrm run`'s configuration: a preset YAML in `configs/run/`, `--set section.field=value` overrides.
+
+    name: quick               # runs/<name>/
+    model: embedded           # backbone of every stage: data generator, reward model, start policy
+    threads: 2
+    data:     {n_real: 40, n_fake: 40, samples: 2}      # BuildConfig fields
+    features: {layers: [9, 15, 21]}                      # layers to extract and sweep
+    sweep:    {heads: [mlp, linear]}                     # head types to sweep (chosen with the layer on val)
+    rm:       {epochs: 200}                              # TrainConfig fields (head comes from the sweep)
+    audit:    {max_pairs: 120, max_edits: 20}            # AuditConfig fields
+    rl:       {preset: cpu-small, steps: 6}              # RLConfig fields, over an RL preset
+    eval:     {sets: [heldout, false_premise], n_real: 20, n_fake: 20}   # EvalConfig fields + the sets
+
+Every section is checked against its stage's config dataclass before anything runs
+(`plan.resolve`), so a typo in a preset or a `--set` fails in one line, at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from latentrm.errors import LatentrmError
+
+PRESET_DIR = Path(__file__).resolve().parents[3] / "configs" / "run"
+SECTIONS = ("data", "features", "sweep", "rm", "audit", "rl", "eval")
+# Fields a section may not set: the pipeline wires them from the run directory and earlier stages.
+WIRED = {"data": ("out", "pairs_out", "model"), "features": ("pairs", "run_dir", "model"),
+         "rm": ("head",), "audit": ("rm", "run_dir", "pairs", "completions"),
+         "rl": ("pairs", "rm", "run_dir", "policy"), "eval": ("model", "out", "folder", "eval_set", "exclude_pairs")}
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    name: str = "quick"
+    preset: str = "quick"
+    model: str = "embedded"
+    threads: int | None = None
+    runs_root: str = "runs"
+    data: dict[str, Any] = field(default_factory=dict)
+    features: dict[str, Any] = field(default_factory=dict)
+    sweep: dict[str, Any] = field(default_factory=dict)
+    rm: dict[str, Any] = field(default_factory=dict)
+    audit: dict[str, Any] = field(default_factory=dict)
+    rl: dict[str, Any] = field(default_factory=dict)
+    eval: dict[str, Any] = field(default_factory=dict)
+    estimates: dict[str, float] = field(default_factory=dict)  # seconds per stage, for the progress estimate
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.runs_root) / self.name
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    import yaml
+
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise LatentrmError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
+    if not isinstance(values, dict):
+        raise LatentrmError(f"{path}: a preset is a mapping of sections (data, rm, rl, ...)")
+    return values
+
+
+def load_preset(name: str) -> tuple[Path, dict[str, Any]]:
+    """A preset's values: `configs/run/<name>.yaml`, or a YAML file path."""
+    path = Path(name)
+    if not path.suffix:
+        path = PRESET_DIR / f"{name}.yaml"
+    if not path.is_file():
+        raise LatentrmError(f"--preset {name}: no such preset ({path}); known presets: "
+                            f"{', '.join(preset_names()) or 'none found'}")
+    return path, _read_yaml(path)
+
+
+def parse_sets(items: list[str] | None) -> list[tuple[list[str], Any]]:
+    """`--set data.n_real=20` items as (path, value) with YAML scalars (`1e-5`, `true`, `[9, 15]`)."""
+    import yaml
+
+    out = []
+    for item in items or []:
+        key, sep, text = item.partition("=")
+        parts = [p.strip().replace("-", "_") for p in key.split(".") if p.strip()]
+        if not sep or not parts:
+            raise LatentrmError(f"--set {item!r}: write section.field=value, e.g. data.n_real=20 or rl.steps=10")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise LatentrmError(f"--set {item!r}: the value is not a YAML scalar or list") from None
+        out.append((parts, value))
+    return out
+
+
+def build_config(preset: str = "quick", *, sets: list[str] | None = None, name: str | None = None,
+                 model: str | None = None, runs_root: str | None = None) -> PipelineConfig:
+    """Preset, then `--set`, then the named options; every section validated against its stage config."""
+    path, values = load_preset(preset)
+    top = {f for f in PipelineConfig.__dataclass_fields__}
+    unknown = sorted(set(values) - top)
+    if unknown:
+        raise LatentrmError(f"{path}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(top))}")
+    values.setdefault("preset", Path(preset).stem)
+    values.setdefault("name", Path(preset).stem)
+    for parts, value in parse_sets(sets):
+        if parts[0] not in top:
+            raise LatentrmError(f"--set {'.'.join(parts)}: unknown section {parts[0]!r}; known: "
+                                f"{', '.join(sorted(top))}")
+        if len(parts) == 1:
+            values[parts[0]] = value
+        elif len(parts) == 2 and parts[0] in SECTIONS:
+            values[parts[0]] = {**(values.get(parts[0]) or {}), parts[1]: value}
+        else:
+            raise LatentrmError(f"--set {'.'.join(parts)}: use section.field (one dot), e.g. rl.steps=10")
+    for section in SECTIONS:
+        if not isinstance(values.get(section) or {}, dict):
+            raise LatentrmError(f"{path}: section {section!r} must be a mapping of fields")
+        values[section] = dict(values.get(section) or {})
+    config = PipelineConfig(**values)
+    overrides = {k: v for k, v in {"name": name, "model": model, "runs_root": runs_root}.items() if v is not None}
+    return replace(config, **overrides)

@@ -1,0 +1,235 @@
+"""`latentrm run`: the whole method in one command, by chaining the stages' own `run()` functions.
+
+data build -> features -> layer x head sweep (chosen on val) -> reward model -> audit -> eval of the start
+policy -> GRPO -> eval of the trained policy -> report. Each stage skips itself when its manifest matches
+(same config, same inputs), so a rerun after a crash or a change redoes only what changed; `from_stage`
+forces a stage and every one after it. `run.json` is rewritten after each stage with its one-line summary,
+so the report (and a person) can see how far a run got.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shlex
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from latentrm.errors import LatentrmError
+from latentrm.io import atomic_write_text
+from latentrm.pipeline import plan
+from latentrm.pipeline.config import PipelineConfig
+
+STAGE_NAMES = ("data", "features", "sweep", "rm", "audit", "eval_base", "rl", "eval_policy", "report")
+
+
+@dataclass
+class Context:
+    """What the stages hand each other while a pipeline runs."""
+
+    config: PipelineConfig
+    force_from: int
+    log: Callable[[str], None]
+    pairs: Path | None = None
+    choice: dict[str, Any] = field(default_factory=dict)
+    policy: str | None = None
+    summaries: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def force(self, stage: str) -> bool:
+        return STAGE_NAMES.index(stage) >= self.force_from
+
+
+def versions() -> dict[str, str]:
+    """The versions a run depends on, for run.json and the report."""
+    from importlib import metadata
+
+    out = {"python": platform.python_version()}
+    for package in ("latentrm", "torch", "transformers", "trl", "peft", "accelerate", "datasets", "numpy"):
+        try:
+            out[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def _manifest_summary(folder: Path) -> dict[str, Any]:
+    from latentrm.stages import read_manifest
+
+    manifest = read_manifest(folder) or {}
+    return dict(manifest.get("summary") or {})
+
+
+def _percent(value: Any) -> str:
+    return "-" if value is None else f"{100 * float(value):.0f}%"
+
+
+# --------------------------------------------------------------------------- the stages
+
+
+def stage_data(ctx: Context) -> str:
+    from latentrm.data.build import run
+
+    ctx.pairs = run(plan.data_config(ctx.config), force=ctx.force("data"))
+    summary = _manifest_summary(ctx.config.run_dir / "data")
+    ctx.summaries["data"] = summary
+    by_subset = ", ".join(f"{n} {k}" for k, n in sorted(summary.get("pairs_by_subset", {}).items()))
+    return f"{summary.get('pairs')} pairs ({by_subset}) from {summary.get('completions')} completions"
+
+
+def stage_features(ctx: Context) -> str:
+    from latentrm.rm.extract import run
+
+    folder = run(plan.features_config(ctx.config, _pairs(ctx)), force=ctx.force("features"), log=ctx.log)
+    info = json.loads((folder / "features.json").read_text())
+    return f"layers {', '.join(map(str, info['layers']))} for {info['texts']} texts, cached in {info['cache_dir']}"
+
+
+def stage_sweep(ctx: Context) -> str:
+    from latentrm.rm.stage import sweep
+
+    features = plan.features_config(ctx.config, _pairs(ctx))
+    rm = plan.rm_config(ctx.config, _pairs(ctx), layer=features.layers[0], head=plan.sweep_heads(ctx.config)[0])
+    folder = sweep(rm, list(features.layers), heads=plan.sweep_heads(ctx.config), force=ctx.force("sweep"),
+                   log=ctx.log)
+    result = json.loads((folder / "sweep.json").read_text())
+    best = next(r for r in result["layers"] if r["layer"] == result["best_layer"] and r["head"] == result["best_head"])
+    ctx.choice = {"layer": result["best_layer"], "head": result["best_head"]}
+    return (f"chose {best['head']} at layer {best['layer']} on val (val {best['val_accuracy']:.3f}, "
+            f"test {best.get('test_accuracy', float('nan')):.3f}) of {len(result['layers'])} candidates")
+
+
+def stage_rm(ctx: Context) -> str:
+    from latentrm.rm.stage import run
+
+    if not ctx.choice:
+        sweep = json.loads((ctx.config.run_dir / "rm_sweep" / "sweep.json").read_text())
+        ctx.choice = {"layer": sweep["best_layer"], "head": sweep["best_head"]}
+    config = plan.rm_config(ctx.config, _pairs(ctx), layer=ctx.choice["layer"], head=ctx.choice["head"])
+    folder = run(config, force=ctx.force("rm"), log=ctx.log)
+    metrics = json.loads((folder / "rm.json").read_text())["metrics"]
+    split = "test" if "test" in metrics else "val"
+    by_subset = ", ".join(f"{name} {m['accuracy']:.3f}" for name, m in metrics[split]["by_subset"].items())
+    return f"{split} accuracy {metrics[split]['overall']['accuracy']:.3f} ({by_subset}) by entity"
+
+
+def stage_audit(ctx: Context) -> str:
+    from latentrm.audit.stage import run
+
+    folder = run(plan.audit_config(ctx.config), force=ctx.force("audit"), log=ctx.log)
+    verdicts = json.loads((folder / "report.json").read_text())["verdicts"]
+    counts: dict[str, list[str]] = {}
+    for probe, verdict in verdicts.items():
+        counts.setdefault(verdict, []).append(probe)
+    return "; ".join(f"{verdict} {len(names)} ({', '.join(names)})" for verdict, names in sorted(counts.items()))
+
+
+def _eval(ctx: Context, which: str, policy: str) -> str:
+    from latentrm.eval.runner import run
+
+    lines = []
+    for config in plan.eval_configs(ctx.config, which, policy, _pairs(ctx)):
+        folder = run(config, force=ctx.force(f"eval_{which}"))
+        metrics = json.loads((folder / "metrics.json").read_text())
+        ctx.summaries.setdefault(f"eval_{which}", {})[metrics["set"]] = {
+            label: entry["rate"] for label, entry in metrics["headline"].items()}
+        rates = metrics["rates"]
+        if metrics["set"] == "false_premise" or not metrics["headline"]["answers_real"]["n"]:
+            agrees = rates.get("agrees", {}).get("rate")
+            lines.append(f"{metrics['set']}: agrees {_percent(agrees)}")
+        else:
+            head = metrics["headline"]
+            lines.append(f"{metrics['set']}: fake_substantive {_percent(head['fake_substantive']['rate'])}, "
+                         f"refuses_fake {_percent(head['refuses_fake']['rate'])}, "
+                         f"answers_real {_percent(head['answers_real']['rate'])}")
+    return "; ".join(lines)
+
+
+def stage_eval_base(ctx: Context) -> str:
+    return _eval(ctx, "base", ctx.config.model)
+
+
+def stage_rl(ctx: Context) -> str:
+    from latentrm.rl.grpo_trainer import run
+
+    config = plan.rl_config(ctx.config, _pairs(ctx))
+    folder = run(config, force=ctx.force("rl"), log=ctx.log)
+    ctx.policy = str(folder / "policy")
+    summary = json.loads((folder / "summary.json").read_text())
+    scalars = {k: v for k, v in summary.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    shown = ", ".join(f"{k} {v:.3g}" for k, v in list(scalars.items())[:6])
+    return f"{config.steps} GRPO steps ({config.shaper} reward, {config.mix} mix); {shown}"
+
+
+def stage_eval_policy(ctx: Context) -> str:
+    return _eval(ctx, "policy", ctx.policy or str(ctx.config.run_dir / "rl" / "policy"))
+
+
+def stage_report(ctx: Context) -> str:
+    from latentrm.report import build_report
+
+    return f"{build_report(ctx.config.run_dir)}"
+
+
+STAGES: dict[str, Callable[[Context], str]] = {
+    "data": stage_data, "features": stage_features, "sweep": stage_sweep, "rm": stage_rm, "audit": stage_audit,
+    "eval_base": stage_eval_base, "rl": stage_rl, "eval_policy": stage_eval_policy, "report": stage_report,
+}
+
+
+def _pairs(ctx: Context) -> Path:
+    if ctx.pairs is None:
+        ctx.pairs = plan.pairs_path(ctx.config)
+    if not ctx.pairs.exists():
+        raise LatentrmError(f"{ctx.pairs}: no pairs file yet; run the data stage first (drop --from)")
+    return ctx.pairs
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def _write_run_json(ctx: Context, stages: dict[str, dict[str, Any]], command: str) -> None:
+    atomic_write_text(ctx.config.run_dir / "run.json", json.dumps({
+        "name": ctx.config.name, "preset": ctx.config.preset, "command": command, "config": ctx.config.to_dict(),
+        "versions": versions(), "stages": stages}, indent=1, default=str))
+
+
+def run(config: PipelineConfig, *, from_stage: str | None = None, log: Callable[[str], None] = print, on_stage: Callable[[int, str, dict[str, Any]], None] | None = None,
+        command: str | None = None) -> Path:
+    """Run every stage in order into `config.run_dir`; returns the run folder.
+
+    `on_stage(index, name, record)` is called before (record without "seconds") and after each stage, so
+    the CLI can draw its progress display; `log` takes the stages' own one-line messages.
+    """
+    if from_stage is not None and from_stage not in STAGE_NAMES:
+        raise LatentrmError(f"--from {from_stage!r}: use one of {', '.join(STAGE_NAMES)}")
+    if config.threads:
+        import torch
+
+        torch.set_num_threads(config.threads)
+    command = command or " ".join(shlex.quote(a) for a in ["latentrm", *sys.argv[1:]])
+    ctx = Context(config, STAGE_NAMES.index(from_stage) if from_stage else len(STAGE_NAMES), log)
+    config.run_dir.mkdir(parents=True, exist_ok=True)
+    previous = config.run_dir / "run.json"
+    records: dict[str, dict[str, Any]] = {}
+    if previous.exists():
+        try:
+            records = dict(json.loads(previous.read_text()).get("stages") or {})
+        except (OSError, json.JSONDecodeError):
+            records = {}
+    for index, name in enumerate(STAGE_NAMES):
+        if on_stage:
+            on_stage(index, name, {})
+        started = time.perf_counter()
+        summary = STAGES[name](ctx)
+        records[name] = {"summary": summary, "seconds": round(time.perf_counter() - started, 1)}
+        _write_run_json(ctx, records, command)
+        if on_stage:
+            on_stage(index, name, records[name])
+    from latentrm.report import build_report
+
+    build_report(config.run_dir)  # again (seconds), so the report shows the report stage in run.json too
+    return config.run_dir
