@@ -85,7 +85,7 @@ def load_rl(folder: Path) -> dict[str, Any] | None:
 
 
 def load_eval(folder: Path) -> dict[str, dict[str, Any]] | None:
-    """`{set: {side: {"metrics", "responses"}}}` for sides base and policy."""
+    """`{set: {side: {"metrics", "responses"}}}` for sides base and policy; heldout first, false_premise last."""
     sets: dict[str, dict[str, Any]] = {}
     for side in EVAL_SIDES:
         side_dir = folder / side
@@ -96,7 +96,8 @@ def load_eval(folder: Path) -> dict[str, dict[str, Any]] | None:
             if metrics is not None:
                 sets.setdefault(set_dir.name, {})[side] = {
                     "metrics": metrics, "responses": read_jsonl(set_dir / "responses.jsonl")}
-    return sets or None
+    order = sorted(sets, key=lambda name: (name != "heldout", name == "false_premise", name))
+    return {name: sets[name] for name in order} or None
 
 
 def load_compare(folder: Path) -> dict[str, Any] | None:

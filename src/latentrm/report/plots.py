@@ -66,7 +66,7 @@ def sweep_plot(sweep: dict[str, Any]) -> str | None:
         ax.plot(best[0]["layer"], best[0]["val_accuracy"], "o", ms=14, mfc="none", mec="black", mew=1.5,
                 label=f"chosen on {sweep.get('chosen_on', 'val')}")
     _style(ax, "Pairwise accuracy by layer", "layer", "accuracy")
-    ax.legend(fontsize=8, frameon=False, ncol=2)
+    ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return _render(fig)
 
 

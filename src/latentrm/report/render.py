@@ -59,7 +59,7 @@ def _section_views(loaded: dict[str, Any]) -> dict[str, Any]:
                "n_eval": len(rl["eval"])} if rl is not None else None,
         "eval": {"tables": views.eval_tables(evals), "plot": plots.eval_plot(evals)} if evals else None,
         "examples": views.example_groups(evals) if evals else None,
-        "compare": {"rows": views.compare_rows(compare["rows"]), "table_md": compare["table_md"],
+        "compare": {"table": views.compare_table(compare["rows"]), "table_md": compare["table_md"],
                     "images": _images(compare["images"])} if compare is not None else None,
         "goodhart": {"facts": views.key_values(goodhart["report"]), "images": _images(goodhart["images"])}
         if goodhart is not None else None,

@@ -11,13 +11,17 @@ import json
 import math
 from typing import Any
 
-from latentrm.eval.metrics import HEADLINE
+from latentrm.eval.metrics import FALSE_PREMISE_LABELS, HEADLINE
 from latentrm.rl.compare import RATE_COLUMNS
 
 MAX_INLINE_JSON = 160  # a nested value shown in a key/value list when its JSON is at most this long
 EXAMPLES_PER_KIND = 5
 DIVERSITY_KEYS = ("mean_entropy", "distinct_2", "mean_length_tokens", "mean_length_words")
 METRIC_COLUMNS = ("n", "chosen", "rejected", "margin", "accuracy", "ece", "brier")
+# badge colour of each judge label in the examples: the wanted behaviour, a partial one, the failure
+LABEL_TONES = {"refuses_fake": "good", "answers_real": "good", "corrects": "good", "fake_hedge": "mixed",
+               "real_denied": "mixed", "hedges": "mixed", "fake_substantive": "bad", "real_incorrect": "bad",
+               "agrees": "bad"}
 
 
 def number(value: Any) -> str:
@@ -126,7 +130,7 @@ def _change(base: dict[str, Any] | None, policy: dict[str, Any] | None) -> str:
 
 def eval_tables(sets: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """Per eval set: label | base | policy | change rows, and diversity rows."""
-    headline = {label for label, _ in HEADLINE}
+    headline = {label for label, _ in HEADLINE} | set(FALSE_PREMISE_LABELS)
     tables = []
     for name, sides in sets.items():
         base = (sides.get("base") or {}).get("metrics") or {}
@@ -161,7 +165,8 @@ def matched_pairs(sides: dict[str, Any], kind: str | None = None) -> list[dict[s
 
 
 def _side(row: dict[str, Any]) -> dict[str, str]:
-    return {"response": str(row.get("response") or ""), "label": str(row.get("label") or "unjudged")}
+    label = str(row.get("label") or "unjudged")
+    return {"response": str(row.get("response") or ""), "label": label, "tone": LABEL_TONES.get(label, "skip")}
 
 
 def example_groups(sets: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -175,27 +180,38 @@ def example_groups(sets: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
         for kind in kinds:
             pairs = matched_pairs(sides, kind)[:EXAMPLES_PER_KIND]
             if pairs:
-                groups.append({"set": main[0], "kind": kind, "pairs": pairs})
+                groups.append({"set": main[0], "kind": kind, "title": f"{main[0]}: {kind} prompts", "pairs": pairs})
     premise = sets.get("false_premise") or {}
     if {"base", "policy"} <= set(premise):
         pairs = matched_pairs(premise)[:1]
         if pairs:
-            groups.append({"set": "false_premise", "kind": pairs[0]["kind"], "pairs": pairs})
+            groups.append({"set": "false_premise", "kind": pairs[0]["kind"], "title": "false_premise", "pairs": pairs})
     return groups
 
 
-def compare_rows(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
-    """One row per policy of `rl compare`: held-out rates, false-premise agrees and diversity."""
+def split_rate_cell(entry: dict[str, Any] | None) -> tuple[str, str]:
+    """(`42.0% (21/50)`, `[30.1%, 55.2%]`): a rate cell on two lines, for wide tables."""
+    if not entry or entry.get("rate") is None:
+        return ("n/a", "")
+    return (f"{entry['rate']:.1%} ({entry['k']}/{entry['n']})", f"[{entry['lo']:.1%}, {entry['hi']:.1%}]")
+
+
+def compare_table(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row per policy of `rl compare`: held-out rates, false-premise agrees and diversity.
+
+    `{"columns": [...], "rows": [[(main, detail), ...]]}`; detail is a rate's interval, else empty.
+    """
+    columns = ["policy", "kind", *RATE_COLUMNS, "agrees (false premise)", "entropy", "distinct-2", "mean length"]
     table = []
     for row in rows:
         evals = row.get("eval") or {}
         held, premise = evals.get("heldout") or {}, evals.get("false_premise") or {}
-        cells = {"policy": str(row.get("name")), "kind": str(row.get("kind", ""))}
-        cells.update({c: rate_cell((held.get("headline") or {}).get(c)) for c in RATE_COLUMNS})
-        cells["agrees (false premise)"] = rate_cell((premise.get("rates") or {}).get("agrees"))
-        cells.update({k: number((held.get("diversity") or {}).get(k)) for k in DIVERSITY_KEYS[:3]})
+        cells = [(str(row.get("name")), ""), (str(row.get("kind", "")), "")]
+        cells += [split_rate_cell((held.get("headline") or {}).get(c)) for c in RATE_COLUMNS]
+        cells.append(split_rate_cell((premise.get("rates") or {}).get("agrees")))
+        cells += [(number((held.get("diversity") or {}).get(k)), "") for k in DIVERSITY_KEYS[:3]]
         table.append(cells)
-    return table
+    return {"columns": columns, "rows": table}
 
 
 def eval_start_end(summary: dict[str, Any]) -> list[dict[str, str]]:
