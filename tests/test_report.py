@@ -290,6 +290,18 @@ def test_empty_run_dir_says_not_run(tmp_path: Path) -> None:
     assert "<img" not in html
 
 
+def test_partial_run(tmp_path: Path) -> None:
+    """Pairs without a manifest, and an eval of the base model alone: no policy column, no examples."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "pairs.parquet").write_bytes(b"PAR1")
+    _eval_set(tmp_path, "base", "heldout", _responses("base"))
+    html = build_report(tmp_path).read_text(encoding="utf-8")
+    assert "is present but has no <code>build.json</code>" in html
+    assert "100.0% [61.0%, 100.0%] (6/6)</td><td>n/a</td><td>n/a</td>" in html
+    assert "No question was answered by both" in html
+    assert html.count('class="not-run"') == len(SECTION_IDS) - 2  # data and eval ran
+
+
 def test_malformed_json_names_the_file(tmp_path: Path) -> None:
     (tmp_path / "rm").mkdir()
     (tmp_path / "rm" / "rm.json").write_text('{"layer": 15,')

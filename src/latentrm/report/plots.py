@@ -48,7 +48,8 @@ def _style(ax: Any, title: str, xlabel: str, ylabel: str = "") -> None:
 
 
 def sweep_plot(sweep: dict[str, Any]) -> str | None:
-    rows = [r for r in sweep.get("layers") or [] if isinstance(r.get("val_accuracy"), int | float)]
+    rows = [r for r in sweep.get("layers") or []
+            if isinstance(r.get("val_accuracy"), int | float) and isinstance(r.get("layer"), int | float)]
     if not rows:
         return None
     fig = Figure(figsize=(7.5, 3.6))
