@@ -1,0 +1,139 @@
+"""Read a run directory's files into one plain dict; every part is optional.
+
+`load_run(run_dir)` returns `{"run_dir", "run", "data", "sweep", "rm", "audit", "rl",
+"eval", "compare", "goodhart"}`. A section whose files are missing is `None` (the
+report says "not run"); a JSON file that does not parse raises a `LatentrmError`
+naming it. JSONL files skip unparsable lines (a crash can leave half a last line).
+PNG files are kept as raw bytes; nothing here imports torch or loads a model.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from latentrm.errors import LatentrmError
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+EVAL_SIDES = ("base", "policy")
+
+
+def read_json(path: Path) -> Any:
+    """The parsed file, or None when it does not exist."""
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise LatentrmError(f"{path}: not valid JSON ({exc.msg}); fix or delete it, or re-run the stage that "
+                            "writes it") from None
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The file's JSON-object lines; missing file -> [], unparsable lines are skipped."""
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows
+
+
+def read_pngs(folder: Path, first: list[str] | None = None) -> list[dict[str, Any]]:
+    """`[{"name", "bytes"}]` for the PNG files in `folder`: those named in `first` in that order, then the rest."""
+    if not folder.is_dir():
+        return []
+    names = [n for n in (first or []) if (folder / n).is_file()]
+    names += sorted(p.name for p in folder.glob("*.png") if p.name not in names)
+    images = []
+    for name in names:
+        data = (folder / name).read_bytes()
+        if data.startswith(PNG_SIGNATURE):
+            images.append({"name": name, "bytes": data})
+    return images
+
+
+def _object(path: Path) -> dict[str, Any] | None:
+    """A JSON file that must hold an object (None when missing)."""
+    value = read_json(path)
+    if value is not None and not isinstance(value, dict):
+        raise LatentrmError(f"{path}: expected a JSON object, found {type(value).__name__}; re-run the stage "
+                            "that writes it")
+    return value
+
+
+def load_audit(folder: Path) -> dict[str, Any] | None:
+    report = _object(folder / "report.json")
+    if report is None:
+        return None
+    return {**report, "images": read_pngs(folder, [str(n) for n in report.get("plots") or []])}
+
+
+def load_rl(folder: Path) -> dict[str, Any] | None:
+    rows = read_jsonl(folder / "metrics.jsonl")
+    summary = _object(folder / "summary.json")
+    if not rows and summary is None:
+        return None
+    return {"train": [r for r in rows if r.get("kind", "train") == "train"],
+            "eval": [r for r in rows if r.get("kind") == "eval"], "summary": summary or {}}
+
+
+def load_eval(folder: Path) -> dict[str, dict[str, Any]] | None:
+    """`{set: {side: {"metrics", "responses"}}}` for sides base and policy; heldout first, false_premise last."""
+    sets: dict[str, dict[str, Any]] = {}
+    for side in EVAL_SIDES:
+        side_dir = folder / side
+        if not side_dir.is_dir():
+            continue
+        for set_dir in sorted(p for p in side_dir.iterdir() if p.is_dir()):
+            metrics = _object(set_dir / "metrics.json")
+            if metrics is not None:
+                sets.setdefault(set_dir.name, {})[side] = {
+                    "metrics": metrics, "responses": read_jsonl(set_dir / "responses.jsonl")}
+    order = sorted(sets, key=lambda name: (name != "heldout", name == "false_premise", name))
+    return {name: sets[name] for name in order} or None
+
+
+def load_compare(folder: Path) -> dict[str, Any] | None:
+    if not folder.is_dir():
+        return None
+    results = _object(folder / "results.json")
+    table_md = (folder / "table.md").read_text(encoding="utf-8") if (folder / "table.md").is_file() else None
+    images = read_pngs(folder)
+    if results is None and table_md is None and not images:
+        return None
+    return {"rows": (results or {}).get("rows") or [], "table_md": table_md, "images": images}
+
+
+def load_goodhart(folder: Path) -> dict[str, Any] | None:
+    if not folder.is_dir():
+        return None
+    report = _object(folder / "goodhart.json")
+    images = read_pngs(folder, [str(report["plot"])] if report and report.get("plot") else None)
+    if report is None and not images:
+        return None
+    return {"report": report or {}, "images": images}
+
+
+def load_run(run_dir: Path) -> dict[str, Any]:
+    """Everything the report shows, read from `run_dir`; missing sections are None."""
+    run_dir = Path(run_dir)
+    data = _object(run_dir / "data" / "build.json")
+    return {
+        "run_dir": str(run_dir),
+        "run": _object(run_dir / "run.json"),
+        "data": data if data is not None or not (run_dir / "data" / "pairs.parquet").is_file() else {},
+        "sweep": _object(run_dir / "rm_sweep" / "sweep.json"),
+        "rm": _object(run_dir / "rm" / "rm.json"),
+        "audit": load_audit(run_dir / "audit"),
+        "rl": load_rl(run_dir / "rl"),
+        "eval": load_eval(run_dir / "eval"),
+        "compare": load_compare(run_dir / "compare"),
+        "goodhart": load_goodhart(run_dir / "goodhart"),
+    }

@@ -1,0 +1,228 @@
+"""Turn the loaded run files into the rows the template prints (cells are formatted strings).
+
+Each function takes one section of `load.load_run`'s dict and returns plain lists and
+dicts: the RM metric tables, the sweep table, audit verdicts, the before/after eval
+tables, matched example responses, the compare table and short key/value lists.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from latentrm.eval.metrics import FALSE_PREMISE_LABELS, HEADLINE
+from latentrm.rl.compare import RATE_COLUMNS
+
+MAX_INLINE_JSON = 160  # a nested value shown in a key/value list when its JSON is at most this long
+EXAMPLES_PER_KIND = 5
+DIVERSITY_KEYS = ("mean_entropy", "distinct_2", "mean_length_tokens", "mean_length_words")
+METRIC_COLUMNS = ("n", "chosen", "rejected", "margin", "accuracy", "ece", "brier")
+# badge colour of each judge label in the examples: the wanted behaviour, a partial one, the failure
+LABEL_TONES = {"refuses_fake": "good", "answers_real": "good", "corrects": "good", "fake_hedge": "mixed",
+               "real_denied": "mixed", "hedges": "mixed", "fake_substantive": "bad", "real_incorrect": "bad",
+               "agrees": "bad"}
+
+
+def number(value: Any) -> str:
+    """A short, readable number: ints as they are, floats to 3 significant digits, None / NaN as n/a."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, int):
+        return str(value)
+    return f"{value:.1f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
+def key_values(record: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """Scalar entries of `record`, plus small nested ones as compact JSON; large nested ones are left out."""
+    items = []
+    for key, value in (record or {}).items():
+        if isinstance(value, dict | list):
+            text = json.dumps(value, separators=(", ", ": "), default=str)
+            if len(text) <= MAX_INLINE_JSON:
+                items.append((str(key), text))
+        else:
+            items.append((str(key), number(value)))
+    return items
+
+
+def rate_cell(entry: dict[str, Any] | None) -> str:
+    """`42.0% [30.1%, 55.2%] (21/50)`, or n/a."""
+    if not entry or entry.get("rate") is None:
+        return "n/a"
+    return f"{entry['rate']:.1%} [{entry['lo']:.1%}, {entry['hi']:.1%}] ({entry['k']}/{entry['n']})"
+
+
+def stage_rows(run: dict[str, Any] | None) -> list[dict[str, str]]:
+    rows = []
+    for name, stage in ((run or {}).get("stages") or {}).items():
+        stage = stage if isinstance(stage, dict) else {"summary": stage}
+        rows.append({"stage": str(name), "summary": str(stage.get("summary", "")),
+                     "seconds": number(stage.get("seconds")), "skipped": "yes" if stage.get("skipped") else "no"})
+    return rows
+
+
+def rm_facts(rm: dict[str, Any]) -> list[tuple[str, str]]:
+    """Head type, layer, pooling, backbone and training facts of a saved reward model."""
+    head, backbone, training = rm.get("head") or {}, rm.get("backbone") or {}, rm.get("training") or {}
+    facts = [("head", str(head.get("type", "n/a"))), ("layer", number(rm.get("layer"))),
+             ("pooling", str(rm.get("pooling", "n/a"))), ("max length", number(rm.get("max_length")))]
+    facts += [(f"backbone {key}", number(backbone.get(key)))
+              for key in ("spec", "revision", "hidden_size", "num_layers", "dtype") if key in backbone]
+    facts += [(key.replace("_", " "), number(training.get(key)))
+              for key in ("pairs_file", "n_train", "n_val", "best_epoch", "epochs_run") if key in training]
+    return facts + [(key.replace("_", " "), str(rm[key])) for key in ("created_at", "latentrm_version") if key in rm]
+
+
+def rm_tables(rm: dict[str, Any]) -> list[dict[str, Any]]:
+    """One table per split: a row per subset, then overall; cells formatted to 3 decimals."""
+    tables = []
+    for split, metrics in (rm.get("metrics") or {}).items():
+        groups = list((metrics.get("by_subset") or {}).items()) + [("overall", metrics.get("overall") or {})]
+        rows = [{"subset": name, **{c: _fixed(m.get(c), c) for c in METRIC_COLUMNS}} for name, m in groups]
+        tables.append({"split": split, "rows": rows})
+    return tables
+
+
+def _fixed(value: Any, column: str) -> str:
+    if column == "n" or not isinstance(value, int | float):
+        return number(value)
+    return "n/a" if math.isnan(value) else f"{value:.3f}"
+
+
+def sweep_rows(sweep: dict[str, Any]) -> list[dict[str, Any]]:
+    best = (sweep.get("best_layer"), sweep.get("best_head"))
+    return [{"layer": number(r.get("layer")), "head": str(r.get("head")),
+             "val": _fixed(r.get("val_accuracy"), "accuracy"), "test": _fixed(r.get("test_accuracy"), "accuracy"),
+             "n_val": number(r.get("n_val")), "n_test": number(r.get("n_test")),
+             "chosen": (r.get("layer"), r.get("head")) == best} for r in sweep.get("layers") or []]
+
+
+def audit_rows(audit: dict[str, Any]) -> list[dict[str, str]]:
+    """One row per probe; verdicts from `verdicts` when the probe list lacks them."""
+    verdicts = audit.get("verdicts") or {}
+    probes = audit.get("probes") or [{"name": name} for name in verdicts]
+    return [{"name": str(p.get("name")), "verdict": str(p.get("verdict") or verdicts.get(p.get("name"), "n/a")),
+             "summary": str(p.get("summary", "")),
+             "numbers": json.dumps(p.get("numbers"), indent=1, default=str) if p.get("numbers") else ""}
+            for p in probes]
+
+
+def _labels(*metrics: dict[str, Any]) -> list[str]:
+    """Headline labels first, then every other label, leaving out labels no side has a prompt for."""
+    order = [label for label, _ in HEADLINE]
+    for m in metrics:
+        order += [label for label in (m.get("rates") or {}) if label not in order]
+    return [label for label in order if any((_entry(m, label) or {}).get("n") for m in metrics)]
+
+
+def _entry(metrics: dict[str, Any], label: str) -> dict[str, Any] | None:
+    return (metrics.get("rates") or {}).get(label) or (metrics.get("headline") or {}).get(label)
+
+
+def _change(base: dict[str, Any] | None, policy: dict[str, Any] | None) -> str:
+    if not base or not policy or base.get("rate") is None or policy.get("rate") is None:
+        return "n/a"
+    return f"{100 * (policy['rate'] - base['rate']):+.1f} pp"
+
+
+def eval_tables(sets: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per eval set: label | base | policy | change rows, and diversity rows."""
+    headline = {label for label, _ in HEADLINE} | set(FALSE_PREMISE_LABELS)
+    tables = []
+    for name, sides in sets.items():
+        base = (sides.get("base") or {}).get("metrics") or {}
+        policy = (sides.get("policy") or {}).get("metrics") or {}
+        rows = [{"label": label, "headline": label in headline, "base": rate_cell(_entry(base, label)),
+                 "policy": rate_cell(_entry(policy, label)), "change": _change(_entry(base, label),
+                                                                               _entry(policy, label))}
+                for label in _labels(base, policy)]
+        diversity = [{"label": key, "base": number((base.get("diversity") or {}).get(key)),
+                      "policy": number((policy.get("diversity") or {}).get(key))} for key in DIVERSITY_KEYS]
+        judge = policy.get("judge") or base.get("judge")
+        tables.append({"name": name, "rows": rows, "diversity": diversity, "sides": sorted(sides),
+                       "judge": json.dumps(judge, default=str) if isinstance(judge, dict) else judge})
+    return tables
+
+
+def _key(row: dict[str, Any]) -> tuple[str, int]:
+    return (str(row.get("item_id") or row.get("question")), int(row.get("sample") or 0))
+
+
+def matched_pairs(sides: dict[str, Any], kind: str | None = None) -> list[dict[str, Any]]:
+    """Base and policy responses to the same item, label changes first, in file order otherwise."""
+    policy = {_key(r): r for r in (sides.get("policy") or {}).get("responses", [])}
+    pairs = []
+    for row in (sides.get("base") or {}).get("responses", []):
+        if (kind is None or row.get("kind") == kind) and _key(row) in policy:
+            after = policy[_key(row)]
+            pairs.append({"question": str(row.get("question", "")), "item_id": str(row.get("item_id", "")),
+                          "kind": str(row.get("kind", "")), "changed": row.get("label") != after.get("label"),
+                          "base": _side(row), "policy": _side(after)})
+    return sorted(pairs, key=lambda p: not p["changed"])
+
+
+def _side(row: dict[str, Any]) -> dict[str, str]:
+    label = str(row.get("label") or "unjudged")
+    return {"response": str(row.get("response") or ""), "label": label, "tone": LABEL_TONES.get(label, "skip")}
+
+
+def example_groups(sets: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Five matched examples per kind from the main set (heldout first), plus one false-premise example."""
+    main = [name for name in sets if name != "false_premise" and {"base", "policy"} <= set(sets[name])]
+    main.sort(key=lambda name: name != "heldout")
+    groups = []
+    if main:
+        sides = sets[main[0]]
+        kinds = dict.fromkeys(str(r.get("kind")) for r in sides["base"]["responses"])
+        for kind in kinds:
+            pairs = matched_pairs(sides, kind)[:EXAMPLES_PER_KIND]
+            if pairs:
+                groups.append({"set": main[0], "kind": kind, "title": f"{main[0]}: {kind} prompts", "pairs": pairs})
+    premise = sets.get("false_premise") or {}
+    if {"base", "policy"} <= set(premise):
+        pairs = matched_pairs(premise)[:1]
+        if pairs:
+            groups.append({"set": "false_premise", "kind": pairs[0]["kind"], "title": "false_premise", "pairs": pairs})
+    return groups
+
+
+def split_rate_cell(entry: dict[str, Any] | None) -> tuple[str, str]:
+    """(`42.0% (21/50)`, `[30.1%, 55.2%]`): a rate cell on two lines, for wide tables."""
+    if not entry or entry.get("rate") is None:
+        return ("n/a", "")
+    return (f"{entry['rate']:.1%} ({entry['k']}/{entry['n']})", f"[{entry['lo']:.1%}, {entry['hi']:.1%}]")
+
+
+def compare_table(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row per policy of `rl compare`: held-out rates, false-premise agrees and diversity.
+
+    `{"columns": [...], "rows": [[(main, detail), ...]]}`; detail is a rate's interval, else empty.
+    """
+    columns = ["policy", "kind", *RATE_COLUMNS, "agrees (false premise)", "entropy", "distinct-2", "mean length"]
+    table = []
+    for row in rows:
+        evals = row.get("eval") or {}
+        held, premise = evals.get("heldout") or {}, evals.get("false_premise") or {}
+        cells = [(str(row.get("name")), ""), (str(row.get("kind", "")), "")]
+        cells += [split_rate_cell((held.get("headline") or {}).get(c)) for c in RATE_COLUMNS]
+        cells.append(split_rate_cell((premise.get("rates") or {}).get("agrees")))
+        cells += [(number((held.get("diversity") or {}).get(k)), "") for k in DIVERSITY_KEYS[:3]]
+        table.append(cells)
+    return {"columns": columns, "rows": table}
+
+
+def eval_start_end(summary: dict[str, Any]) -> list[dict[str, str]]:
+    """The periodic eval's rates at the first and the last eval of an RL run."""
+    start, end = summary.get("eval_start") or {}, summary.get("eval_end") or {}
+    keys = [k for k in list(start) + [k for k in end if k not in start]
+            if k.startswith("eval/") and not k.endswith(("_k", "_n"))]
+    return [{"name": key.removeprefix("eval/"), "start": _with_counts(start, key), "end": _with_counts(end, key)}
+            for key in keys]
+
+
+def _with_counts(row: dict[str, Any], key: str) -> str:
+    k, n = row.get(f"{key}_k"), row.get(f"{key}_n")
+    return number(row.get(key)) + (f" ({k}/{n})" if k is not None and n is not None else "")

@@ -1,0 +1,380 @@
+"""`latentrm report`: a fake run directory in every stage's real file format -> one self-contained HTML page.
+
+The fixture writes small but realistic files (metrics from the real `pair_metrics` and
+`compute_metrics`, PNGs drawn with matplotlib). The tests check that every section
+renders, every image is an inline PNG that decodes, nothing points off the page,
+response text is escaped, missing stages read "not run" and a broken file is named.
+The browser test opens the page in headless Chromium with the network blackholed.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from latentrm.errors import LatentrmError
+from latentrm.eval.metrics import compute_metrics
+from latentrm.report import build_report
+from latentrm.report.render import SECTIONS
+from latentrm.rm.metrics import pair_metrics
+
+PNG = b"\x89PNG\r\n\x1a\n"
+SECTION_IDS = [sid for sid, _ in SECTIONS]
+EVIL = "<script>alert('pwned')</script>"
+FAKE_NAMES = ["Ola Nordmann", "Kari Vessel", "Tove Lindqvist", "Arne Brekke", "Sigrid Holm", "Jonas Strand"]
+REAL_NAMES = ["Marie Curie", "Alan Turing", "Ada Lovelace", "Niels Bohr", "Emmy Noether", "Carl Gauss"]
+
+
+# --------------------------------------------------------------------------- the fake run
+
+
+def _write(path: Path, value: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(value, indent=1))
+
+
+def _png(path: Path, title: str) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(4, 2.5))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.plot([0, 1, 2], [0.2, 0.5, 0.4])
+    ax.set_title(title)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    path.write_bytes(buffer.getvalue())
+
+
+def _responses(side: str) -> list[dict[str, Any]]:
+    """Held-out rows: the base model invents facts about made-up people; the policy mostly refuses."""
+    rows = []
+    for i, name in enumerate(FAKE_NAMES):
+        refuses = side == "policy" and i < 4
+        response = f"I'm not familiar with {name}." if refuses else f"{name} is a Norwegian painter born in 1901."
+        if side == "policy" and i == 0:
+            response += f" {EVIL}"
+        rows.append({"item_id": f"fake-{i}", "kind": "fake", "label": "refuses_fake" if refuses else "fake_substantive",
+                     "question": f"Who is {name}?", "response": response})
+    for i, name in enumerate(REAL_NAMES):
+        denies = side == "policy" and i == 5
+        rows.append({"item_id": f"real-{i}", "kind": "real", "label": "real_denied" if denies else "answers_real",
+                     "question": f"Who was {name}?",
+                     "response": f"I don't know {name}." if denies else f"{name} was a famous scientist."})
+    return [{"sample": 0, "entity": None, "reference": None, "n_tokens": 12, "finish_reason": "stop",
+             "mean_entropy": 1.1 if side == "base" else 0.8, "evidence": "", "judge": "rules", **row}
+            for row in rows]
+
+
+def _premise(side: str) -> list[dict[str, Any]]:
+    label = "corrects" if side == "policy" else "agrees"
+    return [{"item_id": f"fp-{i}", "sample": 0, "kind": "false_premise", "question": q, "label": label,
+             "response": "Actually, that premise is false." if label == "corrects" else "Yes, indeed."}
+            for i, q in enumerate(["Why did Einstein win the Nobel prize for relativity?",
+                                   "When did the Great Wall become visible from the Moon?"])]
+
+
+def _eval_set(run: Path, side: str, name: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    folder = run / "eval" / side / name
+    folder.mkdir(parents=True)
+    ordered = rows if side == "base" else rows[::-1]  # matching must go by item id, not position
+    (folder / "responses.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ordered))
+    metrics = {**compute_metrics(rows), "set": name, "policy": side, "judge": "rules", "n_items": len(rows)}
+    _write(folder / "metrics.json", metrics)
+    return metrics
+
+
+def _rm_metrics(rng: np.random.Generator) -> dict[str, Any]:
+    out = {}
+    for split, n in (("train", 60), ("val", 20), ("test", 20)):
+        chosen = rng.normal(1.0, 1.0, n)
+        out[split] = pair_metrics(chosen.tolist(), (chosen - rng.normal(0.8, 1.0, n)).tolist(),
+                                  ["fake" if i % 2 else "real" for i in range(n)])
+    return out
+
+
+def _rl(run: Path) -> None:
+    rows: list[dict[str, Any]] = []
+    for step in range(0, 21):
+        if step % 10 == 0:
+            rows.append({"step": step, "kind": "eval", "seconds": 4.2, "eval/refuses_fake": 0.1 + step / 40,
+                         "eval/refuses_fake_k": 1 + step // 5, "eval/refuses_fake_n": 8,
+                         "eval/fake_hedge": 0.1, "eval/fake_substantive": 0.8 - step / 40,
+                         "eval/answers_real": 0.9 - step / 200, "eval/mean_entropy": 1.0 - step / 50})
+        if step:
+            rows.append({"step": step, "kind": "train", "reward": 0.1 * step, "entropy": 1.2 - step / 40,
+                         "completion_length": 40 - step, "completions/mean_length": 40 - step, "loss": 0.01})
+    lines = "".join(json.dumps(r) + "\n" for r in rows) + '{"step": 21, "kind": "tr'  # a crash's half line
+    (run / "rl").mkdir()
+    (run / "rl" / "metrics.jsonl").write_text(lines)
+    evals = [r for r in rows if r["kind"] == "eval"]
+    _write(run / "rl" / "summary.json", {"steps": 20, "seconds": 300.5, "seconds_per_step": 15.03,
+                                         "shaper": {"name": "calibrated", "params": {}}, "mix": "balanced",
+                                         "fake_share": 0.5, "eval_start": evals[0], "eval_end": evals[-1],
+                                         "train_log_tail": rows[-3:]})
+
+
+def make_run(run: Path) -> Path:
+    rng = np.random.default_rng(0)
+    _write(run / "run.json", {
+        "name": "quick-test", "preset": "cpu-small",
+        "command": "latentrm run --preset cpu-small --name quick-test",
+        "config": {"data": {"recipe": "knowledge_awareness", "samples": 2}, "rm": {"layer": 15, "head": "linear"}},
+        "versions": {"latentrm": "0.1.0", "torch": "2.13.0", "transformers": "4.56.1"},
+        "stages": {"data": {"summary": "444 pairs from 120 prompts", "seconds": 12.3, "skipped": False},
+                   "rm": {"summary": "layer 15, val accuracy 0.91", "seconds": 3.4, "skipped": True}}})
+    _write(run / "data" / "build.json", {
+        "plan_hash": "ab12", "recipe": "knowledge_awareness", "generator": "embedded", "completions": 480,
+        "echo_dropped": 3, "pairs": 444, "pairs_by_subset": {"fake": 222, "real": 222},
+        "pairs_by_split": {"train": 310, "val": 67, "test": 67}})
+    layers = [{"layer": layer, "head": head, "best_epoch": 12, "n_val": 67, "n_test": 67,
+               "val_accuracy": 0.6 + layer / 60 + bonus, "test_accuracy": 0.58 + layer / 60 + bonus,
+               "val_by_subset": {"fake": 0.9, "real": 0.8}, "test_by_subset": {"fake": 0.88, "real": 0.79}}
+              for layer in (5, 10, 15) for head, bonus in (("linear", 0.0), ("projection_sum", 0.02))]
+    _write(run / "rm_sweep" / "sweep.json", {"layers": layers, "best_layer": 15, "best_head": "projection_sum",
+                                            "chosen_on": "val"})
+    _write(run / "rm" / "rm.json", {
+        "format_version": 1, "latentrm_version": "0.1.0", "layer": 15, "pooling": "last", "max_length": 2048,
+        "backbone": {"spec": "embedded", "revision": "abc123", "hidden_size": 576, "num_layers": 30,
+                     "dtype": "float32"},
+        "head": {"type": "projection_sum", "hidden_size": 576, "normalize": True, "scale": 0.01},
+        "training": {"n_train": 310, "n_val": 67, "best_epoch": 14, "pairs_file": "runs/quick/data/pairs.parquet"},
+        "metrics": _rm_metrics(rng)})
+    plots = ["score_vs_length.png", "counterfactual.png", "steering.png"]
+    for name in plots:
+        _png(run / "audit" / name, name)
+    _write(run / "audit" / "report.json", {
+        "rm": "runs/quick/rm", "source": "pairs (test, 67 pairs)", "n_scored": 134,
+        "verdicts": {"surface": "flag", "counterfactual": "pass", "cross_class": "skip"},
+        "probes": [{"name": "surface", "verdict": "flag", "summary": "score follows length in fake",
+                    "numbers": {"by_subset": {"fake": {"length": {"partial_rho": 0.41}}}}},
+                   {"name": "counterfactual", "verdict": "pass", "summary": "no content-free edit pays",
+                    "numbers": {}},
+                   {"name": "cross_class", "verdict": "skip", "summary": "needs both subsets", "numbers": {}}],
+        "plots": plots})
+    _rl(run)
+    metrics = {side: {"heldout": _eval_set(run, side, "heldout", _responses(side)),
+                      "false_premise": _eval_set(run, side, "false_premise", _premise(side))}
+               for side in ("base", "policy")}
+    _write(run / "compare" / "results.json", {"config": {}, "rows": [
+        {"name": "base", "arm": "base", "seed": None, "kind": "base", "eval": metrics["base"]},
+        {"name": "calibrated_balanced", "arm": "calibrated_balanced", "seed": 0, "kind": "rl",
+         "metrics": "runs/compare/rl/metrics.jsonl", "eval": metrics["policy"]}]})
+    _png(run / "compare" / "rates.png", "compare rates")
+    _write(run / "goodhart" / "goodhart.json", {"n_prompts": 20, "plot": "goodhart.png",
+                                                "gold_optimal_measured": {"n": 4, "d": 1.1, "gold": 0.7}})
+    _png(run / "goodhart" / "goodhart.png", "goodhart")
+    return run
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_run(tmp_path_factory.mktemp("runs") / "quick")
+
+
+@pytest.fixture(scope="module")
+def report_path(run_dir: Path) -> Path:
+    return build_report(run_dir)
+
+
+@pytest.fixture(scope="module")
+def html(report_path: Path) -> str:
+    return report_path.read_text(encoding="utf-8")
+
+
+class Tags(HTMLParser):
+    """Every start tag with its attributes, and the text inside <style>."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str]]] = []
+        self.style = ""
+        self._in_style = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, {k: v or "" for k, v in attrs}))
+        self._in_style = tag == "style"
+
+    def handle_endtag(self, tag: str) -> None:
+        self._in_style = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_style:
+            self.style += data
+
+
+def parse(text: str) -> Tags:
+    parser = Tags()
+    parser.feed(text)
+    return parser
+
+
+# --------------------------------------------------------------------------- the page
+
+
+def test_report_has_every_section_filled(report_path: Path, run_dir: Path, html: str) -> None:
+    assert report_path == run_dir / "report.html"
+    ids = [attrs.get("id") for tag, attrs in parse(html).tags if tag == "section"]
+    assert ids == SECTION_IDS
+    assert 'class="not-run"' not in html  # every stage of the fixture has its files
+
+
+def test_every_image_is_an_inline_png(html: str) -> None:
+    sources = [attrs["src"] for tag, attrs in parse(html).tags if tag == "img"]
+    # sweep, 3 audit PNGs, RL curves, eval bars, compare/rates.png, goodhart.png
+    assert len(sources) == 8
+    prefix = "data:image/png;base64,"
+    for src in sources:
+        assert src.startswith(prefix)
+        data = base64.b64decode(src[len(prefix):], validate=True)
+        assert data.startswith(PNG) and len(data) > len(PNG)
+
+
+def test_nothing_points_off_the_page(html: str) -> None:
+    page = parse(html)
+    for tag, attrs in page.tags:
+        for name in ("src", "href", "action", "srcset"):
+            value = attrs.get(name, "").strip().lower()
+            assert not value.startswith(("http:", "https:", "//")), (tag, name, value)
+    assert not [tag for tag, _ in page.tags if tag in ("script", "link", "iframe", "object", "embed")]
+    assert "url(" not in page.style and "@import" not in page.style
+    assert "http://" not in html and "https://" not in html
+
+
+def test_tables_show_the_run_numbers(html: str, run_dir: Path) -> None:
+    rm = json.loads((run_dir / "rm" / "rm.json").read_text())
+    overall = rm["metrics"]["test"]["overall"]
+    assert f"<td>{overall['margin']:.3f}</td><td>{overall['accuracy']:.3f}</td>" in html
+    assert "projection_sum" in html and "badge-flag" in html and "badge-pass" in html
+    assert "refuses_fake" in html and "(0/6)" in html and "(4/6)" in html and "+66.7 pp" in html
+    assert "latentrm run --preset cpu-small --name quick-test" in html and "4.56.1" in html
+    assert "444 pairs from 120 prompts" in html and "calibrated_balanced" in html
+
+
+def test_examples_match_base_and_policy_by_item(run_dir: Path) -> None:
+    from latentrm.report.load import load_eval
+    from latentrm.report.views import example_groups
+
+    groups = example_groups(load_eval(run_dir / "eval") or {})
+    assert [(g["set"], g["kind"], len(g["pairs"])) for g in groups] == [
+        ("heldout", "fake", 5), ("heldout", "real", 5), ("false_premise", "false_premise", 1)]
+    for pair in groups[0]["pairs"] + groups[1]["pairs"]:
+        name = pair["question"].split(" ", 2)[2].rstrip("?")
+        assert name in pair["base"]["response"] and name in pair["policy"]["response"]
+    assert groups[0]["pairs"][0]["changed"] and groups[1]["pairs"][0]["base"]["label"] == "answers_real"
+
+
+def test_response_text_is_escaped(html: str) -> None:
+    assert EVIL not in html
+    assert "&lt;script&gt;alert(&#39;pwned&#39;)&lt;/script&gt;" in html
+
+
+def test_empty_run_dir_says_not_run(tmp_path: Path) -> None:
+    html = build_report(tmp_path).read_text(encoding="utf-8")
+    ids = [attrs.get("id") for tag, attrs in parse(html).tags if tag == "section"]
+    assert ids == SECTION_IDS
+    assert html.count('class="not-run"') == len(SECTION_IDS)
+    assert "<img" not in html
+
+
+def test_partial_run(tmp_path: Path) -> None:
+    """Pairs without a manifest, and an eval of the base model alone: no policy column, no examples."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "pairs.parquet").write_bytes(b"PAR1")
+    _eval_set(tmp_path, "base", "heldout", _responses("base"))
+    html = build_report(tmp_path).read_text(encoding="utf-8")
+    assert "is present but has no <code>build.json</code>" in html
+    assert "100.0% [61.0%, 100.0%] (6/6)</td><td>n/a</td><td>n/a</td>" in html
+    assert "No question was answered by both" in html
+    assert html.count('class="not-run"') == len(SECTION_IDS) - 2  # data and eval ran
+
+
+def test_malformed_json_names_the_file(tmp_path: Path) -> None:
+    (tmp_path / "rm").mkdir()
+    (tmp_path / "rm" / "rm.json").write_text('{"layer": 15,')
+    with pytest.raises(LatentrmError, match=r"rm\.json: not valid JSON"):
+        build_report(tmp_path)
+    assert not (tmp_path / "report.html").exists()
+
+
+def test_cli_command(tmp_path: Path, run_dir: Path) -> None:
+    import typer
+    from typer.testing import CliRunner
+
+    from latentrm.report.cli import report
+
+    app = typer.Typer()
+    app.command("report")(report)
+    out = tmp_path / "elsewhere.html"
+    result = CliRunner().invoke(app, [str(run_dir), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert f"report written to {out}" in result.output and out.read_text().startswith("<!DOCTYPE html>")
+    for missing in (tmp_path / "nope", out):
+        with pytest.raises(LatentrmError, match=str(missing)):
+            report(missing, None)
+
+
+def test_rendering_imports_no_model_code(run_dir: Path, tmp_path: Path) -> None:
+    code = ("import sys; from latentrm.report import build_report; build_report(sys.argv[1], sys.argv[2]); "
+            "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code, str(run_dir), str(tmp_path / "r.html")], capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+# --------------------------------------------------------------------------- a real browser
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--hide-scrollbars",
+                  "--host-resolver-rules=MAP * ~NOTFOUND", "--proxy-server=127.0.0.1:9",
+                  "--disable-background-networking", "--disable-component-update", "--no-first-run"]
+# test-only probe: after load, record each image's decoded width on <body> (the report itself has no script)
+WIDTH_PROBE = ("<script>addEventListener('load', () => { document.body.dataset.widths = "
+               "Array.from(document.images, i => i.naturalWidth).join(','); });</script></body>")
+
+
+def _chromium(*args: str) -> subprocess.CompletedProcess[str]:
+    binary = shutil.which("chromium")
+    assert binary is not None
+    return subprocess.run([binary, *CHROMIUM_FLAGS, *args], capture_output=True, text=True, timeout=120)
+
+
+def _page_requests(net_log: Path) -> list[str]:
+    """URLs other than file: that the network stack fetched on behalf of the file:// page."""
+    events = json.loads(net_log.read_text())["events"]
+    return sorted({p["url"] for p in (e.get("params") or {} for e in events)
+                   if "url" in p and not p["url"].startswith("file:")
+                   and "file://" in str(p.get("network_isolation_key", ""))})
+
+
+def test_browser_renders_offline(tmp_path: Path, html: str) -> None:
+    if shutil.which("chromium") is None:
+        pytest.skip("chromium not installed: apt-get install chromium chromium-driver")
+    probed = tmp_path / "probed.html"
+    probed.write_text(html.replace("</body>", WIDTH_PROBE), encoding="utf-8")
+    net_log = tmp_path / "net.json"
+    dom = _chromium(f"--log-net-log={net_log}", "--virtual-time-budget=5000", "--dump-dom", probed.as_uri())
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    page = parse(dom.stdout)
+    ids = [attrs.get("id") for tag, attrs in page.tags if tag == "section"]
+    assert ids == SECTION_IDS
+    widths = next(attrs["data-widths"] for tag, attrs in page.tags if tag == "body").split(",")
+    assert len(widths) == 8 and all(int(w) > 0 for w in widths)  # every image decoded with no network
+    assert _page_requests(net_log) == []
+    shot = tmp_path / "report.png"
+    done = _chromium(f"--screenshot={shot}", "--window-size=1200,3000", (tmp_path / "probed.html").as_uri())
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert shot.read_bytes().startswith(PNG) and shot.stat().st_size > 10_000
