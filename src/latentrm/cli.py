@@ -35,6 +35,8 @@ def _mount_stage_groups() -> None:
     from latentrm.audit.cli import register as register_audit
     from latentrm.data.cli import app as data_app
     from latentrm.eval.cli import app as eval_app
+    from latentrm.pipeline.cli import run as run_command
+    from latentrm.report.cli import report as report_command
     from latentrm.rl.cli import app as rl_app
     from latentrm.rl.cli import baseline as baseline_command
     from latentrm.rm.cli import app as rm_app
@@ -48,6 +50,8 @@ def _mount_stage_groups() -> None:
     app.add_typer(rl_app, name="rl")
     app.command("baseline")(baseline_command)
     app.command("serve")(serve)
+    app.command("run")(run_command)
+    app.command("report")(report_command)
     register_audit(rm_app)
 
 

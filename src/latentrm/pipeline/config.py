@@ -125,5 +125,6 @@ def build_config(preset: str = "quick", *, sets: list[str] | None = None, name: 
             raise LatentrmError(f"{path}: section {section!r} must be a mapping of fields")
         values[section] = dict(values.get(section) or {})
     config = PipelineConfig(**values)
-    overrides = {k: v for k, v in {"name": name, "model": model, "runs_root": runs_root}.items() if v is not None}
+    overrides: dict[str, Any] = {k: v for k, v in {"name": name, "model": model, "runs_root": runs_root}.items()
+                                 if v is not None}
     return replace(config, **overrides)

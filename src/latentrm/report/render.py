@@ -95,7 +95,7 @@ def render_html(ctx: dict[str, Any]) -> str:
 
 def build_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     """Write `out` (default `<run_dir>/report.html`) from the run's files; returns its path."""
-    from latentrm.models import atomic_write_text
+    from latentrm.io import atomic_write_text
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
