@@ -78,7 +78,7 @@ def run(
     validate.check_writable_dir(config.run_dir, "--runs-root")
     console = Console()
     console.rule(f"[bold]latentrm run: preset {config.preset} -> {config.run_dir}", align="left")
-    console.print(yaml.safe_dump(config.to_dict(), sort_keys=False, default_flow_style=None).rstrip(),
+    console.print(yaml.safe_dump(config.to_dict(), sort_keys=False, default_flow_style=None, width=110).rstrip(),
                   highlight=False, markup=False)
     progress = Progress(config.estimates, STAGE_NAMES)
     folder = run_pipeline(config, from_stage=from_stage, on_stage=progress,

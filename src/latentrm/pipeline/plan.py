@@ -39,6 +39,10 @@ def data_config(config: PipelineConfig) -> Any:
     from latentrm.data.build import BuildConfig
 
     values = {"model": config.model, **config.data, "out": str(config.run_dir / "data")}
+    if values.get("backend") == "auto":  # vLLM when installed (GPU machines), else transformers
+        import importlib.util
+
+        values["backend"] = "vllm" if importlib.util.find_spec("vllm") is not None else "transformers"
     return from_mapping(BuildConfig, values, _where(config, "data"))
 
 

@@ -1,0 +1,156 @@
+"""`latentrm run` end to end on a tiny random model (fake generation for the data): every stage runs and writes
+its manifest, a rerun skips everything, a change redoes only what follows it, `--from` forces, bad presets and
+overrides fail in one line. The shipped presets resolve."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from latentrm.errors import LatentrmError
+
+STAGE_FOLDERS = ["data", "features", "rm_sweep", "rm", "audit", "eval/base/heldout", "rl", "eval/policy/heldout"]
+
+
+def _preset(tmp_path: Path, model: Path) -> Path:
+    preset = {
+        "name": "tiny", "model": str(model), "threads": 1,
+        "data": {"backend": "fake", "n_real": 12, "n_fake": 12, "samples": 2, "progress": False},
+        "features": {"layers": [1, 2], "max_length": 256},
+        "sweep": {"heads": ["linear", "mlp"]},
+        "rm": {"epochs": 20},
+        "audit": {"max_pairs": 40, "max_edits": 4, "probes": ["surface", "counterfactual", "cross_class"]},
+        "rl": {"steps": 2, "prompts_per_step": 2, "num_generations": 2, "max_completion_length": 6,
+               "learning_rate": 1e-3, "eval_n": 2, "eval_false_premise": 1, "eval_max_new_tokens": 4,
+               "save_steps": 2},
+        "eval": {"sets": ["heldout"], "n_real": 3, "n_fake": 3, "max_new_tokens": 4},
+        "estimates": {"data": 1.0, "rl": 5.0},
+    }
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(preset))
+    return path
+
+
+def _stamps(run_dir: Path) -> dict[str, str]:
+    return {folder: json.loads((run_dir / folder / "manifest.json").read_text())["created_at"] + ":" +
+            str((run_dir / folder / "manifest.json").stat().st_mtime_ns) for folder in STAGE_FOLDERS}
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny_model_dir, tmp_path_factory):
+    from latentrm.pipeline import plan
+    from latentrm.pipeline.run import run
+
+    root = tmp_path_factory.mktemp("pipeline")
+    preset = _preset(root, tiny_model_dir)
+    config = plan.resolve(str(preset), runs_root=str(root / "runs"))
+    calls: list[tuple[str, bool]] = []
+    folder = run(config, on_stage=lambda i, name, record: calls.append((name, "seconds" in record)), log=print)
+    return preset, root, config, folder, calls
+
+
+def test_every_stage_runs_and_writes_its_manifest(tiny_run):
+    preset, root, config, folder, calls = tiny_run
+    assert folder == root / "runs" / "tiny"
+    assert [name for name, done in calls if done] == ["data", "features", "sweep", "rm", "audit", "eval_base", "rl",
+                                                      "eval_policy", "report"]
+    for stage in STAGE_FOLDERS:
+        assert (folder / stage / "manifest.json").is_file(), stage
+    record = json.loads((folder / "run.json").read_text())
+    assert set(record["stages"]) == {name for name, _ in calls}
+    assert "pairs" in record["stages"]["data"]["summary"] and record["versions"]["python"]
+    sweep = json.loads((folder / "rm_sweep" / "sweep.json").read_text())
+    rm = json.loads((folder / "rm" / "rm.json").read_text())
+    assert (rm["layer"], rm["head"]["type"]) == (sweep["best_layer"], sweep["best_head"])  # the choice on val
+    assert (folder / "rl" / "policy" / "config.json").is_file()
+    policy = json.loads((folder / "eval" / "policy" / "heldout" / "metrics.json").read_text())
+    assert policy["policy"].startswith(str(folder / "rl" / "policy"))
+    html = (folder / "report.html").read_text()  # its content is tested in test_report.py
+    for section in ("rm", "rm-sweep", "audit", "rl", "eval", "examples", "reproduce"):
+        assert f'id="{section}"' in html
+    assert "not run" not in html.split('id="rm-sweep"')[1].split("</section>")[0]  # the sweep section is filled
+
+
+def test_a_rerun_skips_every_stage(tiny_run):
+    from latentrm.pipeline.run import run
+
+    _, _, config, folder, _ = tiny_run
+    before = _stamps(folder)
+    run(config, log=print)
+    assert _stamps(folder) == before
+
+
+def test_a_change_redoes_only_the_stages_after_it(tiny_run):
+    from latentrm.pipeline import plan
+    from latentrm.pipeline.run import run
+
+    preset, root, _, folder, _ = tiny_run
+    before = _stamps(folder)
+    changed = plan.resolve(str(preset), runs_root=str(root / "runs"), sets=["audit.max_edits=3"])
+    run(changed, log=print)
+    after = _stamps(folder)
+    assert [s for s in STAGE_FOLDERS if after[s] != before[s]] == ["audit"]  # audit feeds no later stage
+
+
+def test_from_forces_a_stage_and_every_later_one(tiny_run):
+    from latentrm.pipeline.run import run
+
+    _, _, config, folder, _ = tiny_run
+    before = _stamps(folder)
+    run(config, from_stage="eval_base", log=print)
+    after = _stamps(folder)
+    assert [s for s in STAGE_FOLDERS if after[s] != before[s]] == ["eval/base/heldout", "rl", "eval/policy/heldout"]
+
+
+@pytest.mark.parametrize("sets, message", [
+    (["data.bogus=1"], "data: unknown field(s) bogus"),
+    (["rl.pairs=x.parquet"], "rl.pairs is set by the pipeline itself"),
+    (["rl.steps=0"], "--steps 0"),
+    (["sweep.heads=[nope]"], "unknown head(s) nope"),
+    (["data.n_real=many"], "n_real='many' should be int"),
+    (["datan_real=3"], "unknown section"),
+    (["data.n_real"], "write section.field=value"),
+])
+def test_bad_overrides_fail_in_one_line(tiny_model_dir, tmp_path, sets, message):
+    from latentrm.pipeline import plan
+
+    with pytest.raises(LatentrmError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
+        plan.resolve(str(_preset(tmp_path, tiny_model_dir)), sets=sets)
+
+
+def test_cli_errors(run_cli, tmp_path):
+    code, _, err = run_cli(["run", "--preset", "no-such-preset"])
+    assert code == 2 and "no such preset" in err and "quick" in err
+    code, _, err = run_cli(["run", "--from", "everything"])
+    assert code == 2 and "--from 'everything'" in err
+
+
+@pytest.mark.parametrize("name", ["quick", "cpu-full", "gpu-qwen3-8b"])
+def test_shipped_presets_resolve(name):
+    from latentrm.pipeline import plan
+
+    config = plan.resolve(name)
+    assert config.preset == name and config.run_dir.name == name
+    assert plan.rl_config(config, "pairs.parquet").steps >= 1
+
+
+def test_gpu_preset_runs_when_its_model_is_cached():
+    from latentrm.models import resolve_model
+    from latentrm.pipeline import plan
+
+    config = plan.resolve("gpu-qwen3-8b")
+    try:
+        resolve_model(config.model)
+    except LatentrmError:
+        pytest.skip(f"{config.model} is not in the local Hugging Face cache (nothing is downloaded)")
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("the gpu-qwen3-8b preset needs a CUDA GPU")
+    from latentrm.pipeline.run import run
+
+    folder = run(config, log=print)
+    assert (folder / "report.html").is_file()
