@@ -8,14 +8,19 @@ What it does
   the hook on the deepest one stops the pass, so blocks past it (and the LM head,
   which for a 49k vocabulary costs as much as several blocks) never run. The
   caller's model is not modified: hooks are removed in a `finally`.
-- Pooling is explicit. `last` reads the last real token of each row, found from
-  the attention mask (the end-of-turn token, since scoring texts end with it);
-  `mean` averages the completion's tokens, located through the tokenizer's
-  character offsets. Position ids are computed from the mask, so left and right
-  padding give the same vectors as an unpadded pass.
+- Pooling (the read-out) is explicit. `last` reads the last real token of each
+  row, found from the attention mask (the end-of-turn token, since scoring texts
+  end with it); `mean` averages the completion's tokens, located through the
+  tokenizer's character offsets; `lastK` (e.g. `last4`) averages the last K
+  completion tokens, end-of-turn included; `prompt` reads the last token before
+  the completion (the end of the assistant header, where the model is about to
+  answer and has "decided" whether it knows the name: the same for a pair's chosen
+  and rejected). A `+` joins read-outs side by side (`prompt+mean`: `[2 * hidden]`),
+  all from the same forward. Position ids are computed from the mask, so left and
+  right padding give the same vectors as an unpadded pass.
 - Texts are sorted by length and packed into batches under a token budget.
 - `extract_features` adds a content-addressed cache: key = model revision, dtype,
-  pooling, max_length and a hash of the rendered texts (never batch size or
+  pooling (each part of a `+` read-out on its own), max_length and a hash of the rendered texts (never batch size or
   device). One `.npy` per layer is written atomically and `manifest.json` last,
   so an interrupted run never leaves a cache that looks finished. A hit does not
   load or call the model.
@@ -30,6 +35,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -47,9 +53,37 @@ if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
     from transformers import PreTrainedModel
 
-Pooling = Literal["last", "mean"]
-POOLINGS: tuple[str, ...] = ("last", "mean")
+Pooling = str  # a read-out spec: `last`, `mean`, `prompt`, `lastK`, or parts joined by `+` (see `pooling_parts`)
+POOLINGS: tuple[str, ...] = ("last", "mean", "prompt")  # the base read-outs; `lastK` and `+` build on them
+_LAST_K = re.compile(r"last([1-9][0-9]*)")
 FEATURE_FORMAT = 1  # bump when the meaning of a cached feature changes
+
+
+def pooling_parts(spec: str) -> list[str]:
+    """The base read-outs of a spec, in order: `"prompt+mean"` -> `["prompt", "mean"]`; a bad spec is an error."""
+    parts = [part.strip() for part in str(spec).split("+")]
+    for part in parts:
+        if part not in POOLINGS and not _LAST_K.fullmatch(part):
+            raise LatentrmError(f"pooling '{spec}' is not valid: use last, mean, prompt, lastK (the mean of the last "
+                                "K completion tokens, e.g. last4) or several joined by '+', e.g. prompt+mean")
+    if len(set(parts)) != len(parts):
+        raise LatentrmError(f"pooling '{spec}' repeats a part; name each read-out once")
+    return parts
+
+
+def stack_readout(features: dict[int, np.ndarray], layers: Sequence[int], parts: int = 1) -> np.ndarray:
+    """`{layer: [n, parts * hidden]}` -> `[n, parts * len(layers) * hidden]`, part-major.
+
+    Part-major (every layer's first part, then every layer's second part) keeps a two-part read-out's halves
+    whole however many layers are concatenated, so a `bilinear` head splits its input in two.
+    """
+    missing = [layer for layer in layers if layer not in features]
+    if missing:
+        raise LatentrmError(f"no features for layer(s) {missing}; extract them first")
+    if len(layers) == 1:
+        return features[layers[0]]
+    chunks = [np.split(features[layer], parts, axis=1) for layer in layers]
+    return np.concatenate([chunk[part] for part in range(parts) for chunk in chunks], axis=1)
 
 
 class HiddenTransform(Protocol):
@@ -150,11 +184,10 @@ def get_hiddens(
     transform: HiddenTransform | None = None,
     progress: bool = False,
 ) -> dict[int, torch.Tensor]:
-    """Pooled hidden states `{layer: [n, hidden]}` (float32, CPU) from one truncated forward per batch."""
+    """Pooled hidden states `{layer: [n, parts * hidden]}` (float32, CPU) from one truncated forward per batch."""
     import torch
 
-    if pooling not in POOLINGS:
-        raise LatentrmError(f"pooling '{pooling}' is not one of {', '.join(POOLINGS)}")
+    parts = pooling_parts(pooling)
     if not texts:
         return {}
     num_layers = int(model.config.get_text_config().num_hidden_layers)
@@ -225,7 +258,7 @@ def get_hiddens(
                             f"layer {layer} produced NaN/inf hidden states; load the backbone in float32 "
                             "(--dtype float32) or check the model weights"
                         )
-                    pooled = _pool(hidden, mask, completion, pooling)  # [batch, hidden]
+                    pooled = torch.cat([_pool(hidden, mask, completion, part) for part in parts], -1)
                     results[layer].append((batch, pooled))
                 bar.advance(task, len(batch))
     finally:
@@ -243,14 +276,22 @@ def get_hiddens(
 
 
 def _pool(hidden: torch.Tensor, mask: torch.Tensor, completion: torch.Tensor, pooling: str) -> torch.Tensor:
-    """`hidden` [batch, seq, hidden], `mask` [batch, seq] -> [batch, hidden]."""
+    """`hidden` [batch, seq, hidden], `mask` [batch, seq] -> [batch, hidden] for one base read-out."""
     import torch
 
+    rows = torch.arange(hidden.shape[0])
     if pooling == "last":
         positions = torch.arange(mask.shape[1]).expand_as(mask) * mask  # pads score 0
         last = positions.argmax(dim=-1)  # [batch]: the last real token, left or right padding
-        return hidden[torch.arange(hidden.shape[0]), last]
-    weights = (completion & mask.bool()).float().unsqueeze(-1)  # [batch, seq, 1]
+        return hidden[rows, last]
+    answer = completion & mask.bool()  # [batch, seq]
+    if pooling == "prompt":
+        first = answer.int().argmax(dim=-1)  # [batch]: the first completion token
+        return hidden[rows, (first - 1).clamp(min=0)]
+    if (match := _LAST_K.fullmatch(pooling)) is not None:
+        from_end = answer.flip(-1).int().cumsum(-1).flip(-1)  # completion tokens at or after each position
+        answer = answer & (from_end <= int(match.group(1)))
+    weights = answer.float().unsqueeze(-1)  # [batch, seq, 1]
     return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
 
 
@@ -362,14 +403,21 @@ def extract_features(
         return {layer: tensor.numpy() for layer, tensor in hiddens.items()}
     rev = revision if revision is not None else get_backbone().revision
     dt = dtype if dtype is not None else get_backbone().dtype_name
-    key = cache_key(rev, dt, pooling, max_length, texts_hash(texts))
+    parts = pooling_parts(pooling)
+    digest = texts_hash(texts)
+    keys = {part: cache_key(rev, dt, part, max_length, digest) for part in parts}  # one entry per base read-out
     cache = FeatureCache(cache_dir)
-    missing = [layer for layer in wanted if not cache.has(key, [layer])]
-    if missing:
+    todo = [part for part in parts if not cache.has(keys[part], wanted)]
+    if todo:  # every missing part and layer from one forward
         bb = get_backbone()
-        hiddens = get_hiddens(bb.model, bb.tokenizer, texts, missing, pooling, batch_size=batch_size,
+        missing = sorted({layer for part in todo for layer in wanted if not cache.has(keys[part], [layer])})
+        hiddens = get_hiddens(bb.model, bb.tokenizer, texts, missing, "+".join(todo), batch_size=batch_size,
                               max_tokens=max_tokens, max_length=max_length, progress=progress)
-        cache.store(key, {layer: t.numpy() for layer, t in hiddens.items()},
-                    {"revision": rev, "dtype": dt, "pooling": pooling, "max_length": max_length,
-                     "n_texts": len(texts), "key": key})
-    return cache.load(key, wanted)
+        split = {layer: np.split(t.numpy(), len(todo), axis=1) for layer, t in hiddens.items()}
+        for index, part in enumerate(todo):
+            cache.store(keys[part], {layer: chunks[index] for layer, chunks in split.items()},
+                        {"revision": rev, "dtype": dt, "pooling": part, "max_length": max_length,
+                         "n_texts": len(texts), "key": keys[part]})
+    by_part = {part: cache.load(keys[part], wanted) for part in parts}
+    return {layer: np.concatenate([by_part[part][layer] for part in parts], axis=1) if len(parts) > 1
+            else by_part[parts[0]][layer] for layer in wanted}

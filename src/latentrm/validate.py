@@ -185,6 +185,23 @@ def poolings() -> tuple[str, ...]:
     return POOLINGS
 
 
+def pooling_option(param: typer.CallbackParam, value: str | None) -> str | None:
+    """`--pooling`: one read-out spec, or (for a sweep) several, comma-separated; each checked here."""
+    from latentrm.features import pooling_parts
+
+    if value is None:
+        return None
+    specs = [spec.strip() for spec in value.split(",") if spec.strip()]
+    if not specs:
+        raise LatentrmError(f"{option_name(param)} is empty; use e.g. last, mean or prompt+mean")
+    for spec in specs:
+        try:
+            pooling_parts(spec)
+        except LatentrmError as exc:
+            raise LatentrmError(f"{option_name(param)}: {exc}") from None
+    return ",".join(specs)
+
+
 def dtypes() -> tuple[str, ...]:
     from latentrm.models import DTYPES
 

@@ -5,7 +5,7 @@
       data/                         pairs.parquet, generations.parquet, build.json, manifest.json
       cache/                        the feature cache (content-addressed)
       features/                     features.json, manifest.json
-      rm_sweep/                     sweep.json (layer x head, chosen on val), manifest.json
+      rm_sweep/                     sweep.json (layers x read-out x head, chosen on val or by cv), manifest.json
       rm/                           the reward model (rm.json, head.safetensors), manifest.json
       audit/                        report.json and plots, manifest.json
       eval/base/<set>/              the start policy: responses.jsonl, metrics.json, manifest.json
@@ -50,40 +50,73 @@ def pairs_path(config: PipelineConfig) -> Path:
     return config.run_dir / "data" / "pairs.parquet"
 
 
+SWEEP_FIELDS = ("heads", "poolings", "layers", "cv", "curve")
+
+
 def features_config(config: PipelineConfig, pairs: str | Path) -> Any:
+    """The features stage extracts every layer and base read-out the sweep will try, in one forward."""
+    from latentrm.features import pooling_parts
     from latentrm.rm.extract import FeaturesConfig
 
     values = {"layers": DEFAULT_LAYERS, **config.features, "pairs": str(pairs), "run_dir": str(config.run_dir),
               "model": config.model}
+    sweep = sweep_options(config, values)
+    values["layers"] = tuple(sorted({layer for spec in sweep["layers"] for layer in spec}))
+    values["pooling"] = "+".join(dict.fromkeys(part for p in sweep["poolings"] for part in pooling_parts(p)))
     return from_mapping(FeaturesConfig, values, _where(config, "features"))
 
 
-def sweep_heads(config: PipelineConfig) -> list[str]:
+def sweep_options(config: PipelineConfig, features: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The `sweep` section: heads, poolings (default: features.pooling), layers (default: features.layers;
+    `15+21` reads both side by side), cv folds (0: choose on val) and learning-curve shares."""
     from typing import get_args
 
+    from latentrm.features import pooling_parts
     from latentrm.rm.heads import HeadType
+    from latentrm.rm.sweep import parse_layer_specs
 
-    unknown = sorted(set(config.sweep) - {"heads"})
+    where = _where(config, "sweep")
+    unknown = sorted(set(config.sweep) - set(SWEEP_FIELDS))
     if unknown:
-        raise LatentrmError(f"{_where(config, 'sweep')}: unknown field(s) {', '.join(unknown)}; known: heads")
+        raise LatentrmError(f"{where}: unknown field(s) {', '.join(unknown)}; known: {', '.join(SWEEP_FIELDS)}")
+    features = features if features is not None else {"layers": DEFAULT_LAYERS, **config.features}
     heads = list(config.sweep.get("heads") or DEFAULT_HEADS)
     bad = [h for h in heads if h not in get_args(HeadType)]
     if bad:
-        raise LatentrmError(f"{_where(config, 'sweep')}: unknown head(s) {', '.join(bad)}; use "
-                            f"{', '.join(get_args(HeadType))}")
-    return heads
+        raise LatentrmError(f"{where}: unknown head(s) {', '.join(bad)}; use {', '.join(get_args(HeadType))}")
+    poolings = [str(p) for p in config.sweep.get("poolings") or [features.get("pooling", "last")]]
+    try:
+        for pooling in poolings:
+            pooling_parts(pooling)
+        layers = parse_layer_specs(",".join(str(x) for x in config.sweep.get("layers") or features["layers"]),
+                                   "layers")
+    except LatentrmError as exc:
+        raise LatentrmError(f"{where}: {exc}") from None
+    cv, curve = config.sweep.get("cv", 0), config.sweep.get("curve", [0.25, 0.5, 1.0])
+    if not isinstance(cv, int) or cv == 1 or cv < 0:
+        raise LatentrmError(f"{where}.cv: {cv!r} must be 0 (choose on val) or a number of folds >= 2")
+    if not isinstance(curve, list) or not all(isinstance(x, int | float) and 0 < x <= 1 for x in curve):
+        raise LatentrmError(f"{where}.curve: {curve!r} must be a list of shares of train in (0, 1]")
+    return {"heads": heads, "poolings": poolings, "layers": layers, "cv": cv, "curve": [float(x) for x in curve]}
 
 
-def rm_config(config: PipelineConfig, pairs: str | Path, *, layer: int, head: str) -> Any:
-    """The `rm` stage config; the sweep reads the same features (`layer` and `head` come from its choice)."""
+def sweep_heads(config: PipelineConfig) -> list[str]:
+    return list(sweep_options(config)["heads"])
+
+
+def rm_config(config: PipelineConfig, pairs: str | Path, *, layers: tuple[int, ...] | list[int], head: str,
+              pooling: str | None = None) -> Any:
+    """The `rm` stage config; the sweep reads the same features (layers, read-out and head come from its choice)."""
     from latentrm.rm.stage import RMStageConfig
     from latentrm.rm.train import TrainConfig
 
     train = from_mapping(TrainConfig, {**config.rm, "head": head}, _where(config, "rm"))
     features = features_config(config, pairs)
-    return RMStageConfig(pairs=str(pairs), run_dir=str(config.run_dir), model=config.model, layer=layer,
-                         pooling=features.pooling, max_length=features.max_length, batch_size=features.batch_size,
-                         dtype=features.dtype, device=features.device, train=train)
+    layers = tuple(layers)
+    return RMStageConfig(pairs=str(pairs), run_dir=str(config.run_dir), model=config.model, layer=max(layers),
+                         concat_layers=layers if len(layers) > 1 else (),
+                         pooling=pooling or sweep_options(config)["poolings"][0], max_length=features.max_length,
+                         batch_size=features.batch_size, dtype=features.dtype, device=features.device, train=train)
 
 
 def audit_config(config: PipelineConfig) -> Any:
@@ -135,8 +168,8 @@ def resolve(preset: str = "quick", *, sets: list[str] | None = None, name: str |
             raise LatentrmError(f"{_where(config, section)}.{wired[0]} is set by the pipeline itself; remove it")
     data_config(config)
     features_config(config, "pairs.parquet")
-    sweep_heads(config)
-    rm_config(config, "pairs.parquet", layer=1, head="mlp")
+    sweep_options(config)
+    rm_config(config, "pairs.parquet", layers=(1,), head="mlp")
     audit_config(config)
     rl_config(config, "pairs.parquet")
     eval_configs(config, "base", config.model, "pairs.parquet")

@@ -89,26 +89,34 @@ def stage_features(ctx: Context) -> str:
 
 
 def stage_sweep(ctx: Context) -> str:
-    from latentrm.rm.stage import sweep
+    from latentrm.rm.sweep import run
 
-    features = plan.features_config(ctx.config, _pairs(ctx))
-    rm = plan.rm_config(ctx.config, _pairs(ctx), layer=features.layers[0], head=plan.sweep_heads(ctx.config)[0])
-    folder = sweep(rm, list(features.layers), heads=plan.sweep_heads(ctx.config), force=ctx.force("sweep"),
-                   log=ctx.log)
+    options = plan.sweep_options(ctx.config)
+    rm = plan.rm_config(ctx.config, _pairs(ctx), layers=options["layers"][0], head=options["heads"][0],
+                        pooling=options["poolings"][0])
+    folder = run(rm, options["layers"], heads=options["heads"], poolings=options["poolings"], cv=options["cv"],
+                 curve=options["curve"], force=ctx.force("sweep"), log=ctx.log)
     result = json.loads((folder / "sweep.json").read_text())
-    best = next(r for r in result["layers"] if r["layer"] == result["best_layer"] and r["head"] == result["best_head"])
-    ctx.choice = {"layer": result["best_layer"], "head": result["best_head"]}
-    return (f"chose {best['head']} at layer {best['layer']} on val (val {best['val_accuracy']:.3f}, "
-            f"test {best.get('test_accuracy', float('nan')):.3f}) of {len(result['layers'])} candidates")
+    ctx.choice = _choice(result)
+    best = next(r for r in result["layers"] if r["layers"] == result["best_layers"]
+                and r["head"] == result["best_head"] and r["pooling"] == result["best_pooling"])
+    cv = f"cv {best['cv_accuracy']:.3f}, " if "cv_accuracy" in best else ""
+    return (f"chose {best['head']} at layer {best['layer']} ({best['pooling']}) by {result['chosen_on']} ({cv}"
+            f"val {best['val_accuracy']:.3f}, test {best.get('test_accuracy', float('nan')):.3f}) of "
+            f"{len(result['layers'])} candidates")
+
+
+def _choice(sweep: dict[str, Any]) -> dict[str, Any]:
+    return {"layers": tuple(sweep["best_layers"]), "head": sweep["best_head"], "pooling": sweep["best_pooling"]}
 
 
 def stage_rm(ctx: Context) -> str:
     from latentrm.rm.stage import run
 
     if not ctx.choice:
-        sweep = json.loads((ctx.config.run_dir / "rm_sweep" / "sweep.json").read_text())
-        ctx.choice = {"layer": sweep["best_layer"], "head": sweep["best_head"]}
-    config = plan.rm_config(ctx.config, _pairs(ctx), layer=ctx.choice["layer"], head=ctx.choice["head"])
+        ctx.choice = _choice(json.loads((ctx.config.run_dir / "rm_sweep" / "sweep.json").read_text()))
+    config = plan.rm_config(ctx.config, _pairs(ctx), layers=ctx.choice["layers"], head=ctx.choice["head"],
+                            pooling=ctx.choice["pooling"])
     folder = run(config, force=ctx.force("rm"), log=ctx.log)
     metrics = json.loads((folder / "rm.json").read_text())["metrics"]
     split = "test" if "test" in metrics else "val"

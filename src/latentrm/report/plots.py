@@ -54,15 +54,22 @@ def sweep_plot(sweep: dict[str, Any]) -> str | None:
         return None
     fig = Figure(figsize=(7.5, 3.6))
     ax = fig.add_subplot()
-    heads = list(dict.fromkeys(str(r["head"]) for r in rows))
-    for colour, head in zip(COLOURS * len(heads), heads):
-        mine = sorted((r for r in rows if str(r["head"]) == head), key=lambda r: r["layer"])
+    poolings = list(dict.fromkeys(str(r.get("pooling", "last")) for r in rows))
+
+    def line_name(row: dict[str, Any]) -> str:  # the read-out joins the head name only when several were swept
+        return str(row["head"]) + (f" ({row.get('pooling', 'last')})" if len(poolings) > 1 else "")
+
+    lines = list(dict.fromkeys(line_name(r) for r in rows))
+    for colour, name in zip(COLOURS * len(lines), lines):
+        mine = sorted((r for r in rows if line_name(r) == name), key=lambda r: r["layer"])
         layers = [r["layer"] for r in mine]
-        ax.plot(layers, [r["val_accuracy"] for r in mine], "-o", color=colour, label=f"{head} val", ms=4)
+        ax.plot(layers, [r["val_accuracy"] for r in mine], "-o", color=colour, label=f"{name} val", ms=4)
         test = [(r["layer"], r["test_accuracy"]) for r in mine if isinstance(r.get("test_accuracy"), int | float)]
         if test:
-            ax.plot(*zip(*test), "--s", color=colour, label=f"{head} test", ms=3, alpha=0.8)
-    best = [r for r in rows if (r["layer"], r["head"]) == (sweep.get("best_layer"), sweep.get("best_head"))]
+            ax.plot(*zip(*test), "--s", color=colour, label=f"{name} test", ms=3, alpha=0.8)
+    from latentrm.report.views import sweep_chosen
+
+    best = [r for r in rows if sweep_chosen(r, sweep)]
     if best:
         ax.plot(best[0]["layer"], best[0]["val_accuracy"], "o", ms=14, mfc="none", mec="black", mew=1.5,
                 label=f"chosen on {sweep.get('chosen_on', 'val')}")

@@ -22,7 +22,7 @@ TEMPLATE = "report.html.j2"
 SECTIONS = (
     ("overview", "Overview"),
     ("data", "Data"),
-    ("rm-sweep", "Layer sweep"),
+    ("rm-sweep", "Read-out sweep"),
     ("rm", "Reward model"),
     ("audit", "Reward-model audit"),
     ("rl", "RL training"),
@@ -48,7 +48,8 @@ def _section_views(loaded: dict[str, Any]) -> dict[str, Any]:
         "stages": views.stage_rows(run),
         "data": views.key_values(loaded["data"]) if loaded["data"] is not None else None,
         "sweep": {"rows": views.sweep_rows(sweep), "plot": plots.sweep_plot(sweep),
-                  "chosen": (sweep.get("best_layer"), sweep.get("best_head")),
+                  "chosen": (sweep.get("best_layer"), sweep.get("best_head"), sweep.get("best_pooling", "last")),
+                  "curve": views.learning_curve_rows(sweep), "has_cv": "cv_accuracy" in (sweep.get("layers") or [{}])[0],
                   "chosen_on": sweep.get("chosen_on", "val")} if sweep is not None else None,
         "rm": {"facts": views.rm_facts(rm), "tables": views.rm_tables(rm)} if rm is not None else None,
         "audit": {"rows": views.audit_rows(audit), "images": _images(audit["images"]),

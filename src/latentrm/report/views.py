@@ -92,12 +92,25 @@ def _fixed(value: Any, column: str) -> str:
     return "n/a" if math.isnan(value) else f"{value:.3f}"
 
 
+def sweep_chosen(row: dict[str, Any], sweep: dict[str, Any]) -> bool:
+    """Whether a sweep row is the chosen candidate (older sweep.json files have no pooling or layers lists)."""
+    return ((row.get("layer"), row.get("head")) == (sweep.get("best_layer"), sweep.get("best_head"))
+            and row.get("pooling", "last") == sweep.get("best_pooling", "last"))
+
+
 def sweep_rows(sweep: dict[str, Any]) -> list[dict[str, Any]]:
-    best = (sweep.get("best_layer"), sweep.get("best_head"))
-    return [{"layer": number(r.get("layer")), "head": str(r.get("head")),
+    return [{"layer": str(r.get("layer")), "pooling": str(r.get("pooling", "last")), "head": str(r.get("head")),
+             "cv": _fixed(r.get("cv_accuracy"), "accuracy") if "cv_accuracy" in r else None,
              "val": _fixed(r.get("val_accuracy"), "accuracy"), "test": _fixed(r.get("test_accuracy"), "accuracy"),
              "n_val": number(r.get("n_val")), "n_test": number(r.get("n_test")),
-             "chosen": (r.get("layer"), r.get("head")) == best} for r in sweep.get("layers") or []]
+             "chosen": sweep_chosen(r, sweep)} for r in sweep.get("layers") or []]
+
+
+def learning_curve_rows(sweep: dict[str, Any]) -> list[dict[str, str]]:
+    return [{"share": f"{p['share']:.0%}", "n_train": number(p.get("n_train")),
+             "test": _fixed(p.get("test_accuracy"), "accuracy"),
+             "by_subset": ", ".join(f"{k} {v:.3f}" for k, v in (p.get("test_by_subset") or {}).items())}
+            for p in sweep.get("learning_curve") or [] if isinstance(p, dict) and "share" in p]
 
 
 def audit_rows(audit: dict[str, Any]) -> list[dict[str, str]]:

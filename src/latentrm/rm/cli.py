@@ -43,8 +43,9 @@ Model = Annotated[str, typer.Option(help="Backbone: 'embedded' (SmolLM2-135M), a
 RunDir = Annotated[Path, typer.Option("--run-dir", help="Run directory; each stage writes a folder inside it.",
                                       callback=validate.writable_dir_option)]
 Pairs = Annotated[Path, typer.Option("--pairs", help="Pairs file (.parquet or .jsonl): prompt, chosen, rejected, subset, split.")]
-Pooling = Annotated[str, typer.Option(help="Token pooling: 'last' (end-of-turn token) or 'mean' (completion mean).",
-                                      callback=validate.choice_option(validate.poolings))]
+Pooling = Annotated[str, typer.Option(help="Read-out: last (end-of-turn token), mean (completion mean), lastK (mean of "
+                                           "the last K tokens), prompt (end of the prompt), or parts joined by +.",
+                                      callback=validate.pooling_option)]
 Dtype = Annotated[str, typer.Option(help="auto | float32 | bfloat16 | float16 (auto: bf16 on GPU, fp32 on CPU).",
                                     callback=validate.choice_option(validate.dtypes))]
 MaxLength = Annotated[int, typer.Option(help="Max tokens per scored text; longer prompts are cut from the left.", min=1)]
@@ -94,8 +95,9 @@ def rm_train(
     pairs: Pairs,
     run_dir: RunDir = Path("runs/quick"),
     model: Model = "embedded",
-    layer: Annotated[Optional[int], typer.Option(help="Layer to read (default: half the depth).")] = None,
-    head: Annotated[str, typer.Option(help="linear | projection_sum | mlp",
+    layer: Annotated[Optional[str], typer.Option(help="Layer to read (default: half the depth); 15+21 reads several "
+                                                      "side by side.")] = None,
+    head: Annotated[str, typer.Option(help="linear | projection_sum | mlp | bilinear",
                                       callback=validate.choice_option(head_names))] = "projection_sum",
     pooling: Pooling = "last",
     epochs: Annotated[int, typer.Option(help="Maximum epochs (early stopping on val).", min=1)] = 200,
@@ -121,8 +123,16 @@ def rm_train(
     from latentrm.rm.metrics import rich_metrics_table
     from latentrm.rm.stage import RMStageConfig, run
 
-    config = RMStageConfig(pairs=str(pairs), run_dir=str(run_dir), model=model, layer=layer, pooling=pooling,
-                           dtype=dtype, max_length=max_length, batch_size=batch_size,
+    if "," in pooling:
+        raise LatentrmError(f"--pooling {pooling!r}: rm train reads one read-out; compare several with rm sweep")
+    from latentrm.rm.sweep import parse_layer_specs
+
+    spec = parse_layer_specs(layer, "--layer")[0] if layer is not None else None
+    if layer is not None and len(parse_layer_specs(layer, "--layer")) > 1:
+        raise LatentrmError(f"--layer {layer!r}: give one layer, or several joined by '+' (e.g. 15+21)")
+    config = RMStageConfig(pairs=str(pairs), run_dir=str(run_dir), model=model,
+                           layer=spec[-1] if spec else None, concat_layers=spec if spec and len(spec) > 1 else (),
+                           pooling=pooling, dtype=dtype, max_length=max_length, batch_size=batch_size,
                            train=_train_config(head, epochs, lr, margin, seed, scale),  # type: ignore[arg-type]
                            ensemble=ensemble, ensemble_mode=ensemble_mode,
                            ensemble_layers=tuple(_parse_layers(ensemble_layers, "--ensemble-layers")))
@@ -137,32 +147,61 @@ def rm_train(
 @app.command("sweep")
 def rm_sweep(
     pairs: Pairs,
-    layers: Annotated[str, typer.Option(help="Comma-separated candidate layers.")] = "3,6,9,12,15,18,21,24,27,30",
+    layers: Annotated[str, typer.Option(help="Comma-separated candidate layers; 15+21 is one candidate reading "
+                                             "both side by side.")] = "3,6,9,12,15,18,21,24,27,30",
     run_dir: RunDir = Path("runs/quick"),
     model: Model = "embedded",
-    head: Annotated[str, typer.Option(help="Head type(s), comma-separated: linear, projection_sum, mlp.")
+    head: Annotated[str, typer.Option(help="Head type(s), comma-separated: linear, projection_sum, mlp, bilinear.")
                     ] = "projection_sum",
-    pooling: Pooling = "last",
+    pooling: Annotated[str, typer.Option(help="Read-out(s), comma-separated: last, mean, lastK, prompt+mean, ...",
+                                         callback=validate.pooling_option)] = "last",
+    cv: Annotated[int, typer.Option(help="Choose by entity-grouped K-fold cross-validation over train + val "
+                                         "(0: choose on val).", min=0)] = 0,
+    curve: Annotated[str, typer.Option(help="Learning curve of the choice: shares of train, e.g. 0.25,0.5,1 "
+                                            "('' for none).")] = "0.25,0.5,1",
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
     dtype: Dtype = "auto",
     max_length: MaxLength = 2048,
     batch_size: BatchSize = 16,
 ) -> None:
-    """Train one head per layer (and head type) from one extraction pass; val and test accuracy; pick on val."""
+    """One head per layers x read-out x head type from one extraction pass; val (and cv) and test accuracy."""
     from rich.console import Console
 
-    from latentrm.rm.stage import RMStageConfig, sweep, sweep_table
+    from latentrm.rm.stage import RMStageConfig
+    from latentrm.rm.sweep import learning_curve_table, parse_layer_specs, run, table
 
     heads = [name.strip() for name in head.split(",") if name.strip()]
     unknown = [name for name in heads if name not in head_names()]
     if not heads or unknown:
         raise LatentrmError(f"--head {head!r}: use one or more of {', '.join(head_names())}, comma-separated")
-    config = RMStageConfig(pairs=str(pairs), run_dir=str(run_dir), model=model, pooling=pooling, dtype=dtype,
+    if cv == 1:
+        raise LatentrmError("--cv 1 is not cross-validation; use 0 (choose on val) or K >= 2 folds")
+    shares = _parse_shares(curve)
+    poolings = pooling.split(",")
+    config = RMStageConfig(pairs=str(pairs), run_dir=str(run_dir), model=model, pooling=poolings[0], dtype=dtype,
                            max_length=max_length, batch_size=batch_size,
                            train=_train_config(heads[0], 200, None, 0.0, seed, 0.01))  # type: ignore[arg-type]
-    out = sweep(config, _parse_layers(layers), heads=heads, log=print)
-    Console().print(sweep_table(json.loads((out / "sweep.json").read_text())))
+    out = run(config, parse_layer_specs(layers), heads=heads, poolings=poolings, cv=cv, curve=shares, log=print)
+    result = json.loads((out / "sweep.json").read_text())
+    console = Console()
+    console.print(table(result))
+    if result.get("learning_curve"):
+        console.print(learning_curve_table(result))
+    gaps = ", ".join(f"{name.replace('_', ' ')} {result[name]:+.3f}" for name in ("val_test_gap", "cv_test_gap")
+                     if name in result)
+    print(f"chosen by {result['chosen_on']}: {result['best_head']} at layer {result['best_layer']}, "
+          f"pooling {result['best_pooling']}" + (f" ({gaps})" if gaps else ""))
     print(f"sweep written to {out / 'sweep.json'}")
+
+
+def _parse_shares(text: str) -> list[float]:
+    try:
+        shares = [float(part) for part in text.replace(" ", "").split(",") if part]
+    except ValueError:
+        raise LatentrmError(f"--curve '{text}' must be comma-separated shares of train, e.g. 0.25,0.5,1") from None
+    if any(not 0 < share <= 1 for share in shares):
+        raise LatentrmError(f"--curve '{text}': every share must be in (0, 1], e.g. 0.25,0.5,1")
+    return shares
 
 
 @app.command("eval")

@@ -6,6 +6,10 @@
   but its over-parameterisation and small scale make optimisation on frozen
   4096-d backbones reliable where a direct d -> 1 head reportedly is not.
 - `mlp`: d -> hidden -> 1 with GELU and dropout.
+- `bilinear`: for a two-part read-out `[h_prompt, h_completion]` (pooling `prompt+X`):
+  `r = <G h_prompt, F h_completion> / sqrt(rank) + u . h_completion + b`. The product term can express
+  "a hedge is good exactly when the name is unknown" (the sign of the completion direction that pays flips
+  with the prompt state), which a linear read-out of either state alone cannot.
 
 Every head standardises its input with a per-dimension mean and std fitted on
 the training features (buffers saved with the head). LLM residual streams carry
@@ -25,7 +29,7 @@ from torch import nn
 from latentrm.errors import LatentrmError
 from latentrm.registry import Registry
 
-HeadType = Literal["linear", "projection_sum", "mlp"]
+HeadType = Literal["linear", "projection_sum", "mlp", "bilinear"]
 
 
 class _Standardize(nn.Module):
@@ -124,10 +128,36 @@ class MLPHead(RewardHead):
         return self.net(features).squeeze(-1)
 
 
+class BilinearHead(RewardHead):
+    head_type = "bilinear"
+
+    def __init__(self, hidden_size: int, normalize: bool = True, rank: int = 32) -> None:
+        super().__init__(hidden_size, normalize)
+        if hidden_size % 2:
+            raise LatentrmError(f"a bilinear head reads [h_prompt, h_completion] halves; input size {hidden_size} "
+                                "is odd: use a pooling such as prompt+mean")
+        half = hidden_size // 2
+        self.rank = rank
+        self.prompt_map = nn.Linear(half, rank, bias=False)  # G: [rank, half]
+        self.completion_map = nn.Linear(half, rank, bias=False)  # F: [rank, half]
+        self.linear = nn.Linear(half, 1)  # u, b: the completion's class-independent part
+        nn.init.zeros_(self.linear.weight)
+        nn.init.zeros_(self.linear.bias)
+
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "rank": self.rank}
+
+    def score(self, features: torch.Tensor) -> torch.Tensor:
+        prompt, completion = features.chunk(2, dim=-1)  # [n, half] each
+        product = (self.prompt_map(prompt) * self.completion_map(completion)).sum(-1) / self.rank ** 0.5
+        return product + self.linear(completion).squeeze(-1)
+
+
 HEADS: Registry[Callable[..., RewardHead]] = Registry("head", hint="--head")
 HEADS.add("linear", LinearHead)
 HEADS.add("projection_sum", ProjectionSumHead)
 HEADS.add("mlp", MLPHead)
+HEADS.add("bilinear", BilinearHead)
 HEADS.lazy("ensemble", "latentrm.rm.ensemble:EnsembleHead")  # K member heads (`rm train --ensemble K`)
 
 

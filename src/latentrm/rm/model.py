@@ -17,7 +17,7 @@ import datetime as _dt
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 
@@ -41,6 +41,10 @@ class LatentRewardModel:
         self.meta = meta
         self.layer: int = int(meta["layer"])
         self.pooling: str = str(meta.get("pooling", "last"))
+        from latentrm.rm.ensemble import feature_layers
+
+        # the layers read, in input order: rm.json's `layers` (several side by side), a layer ensemble's, or [layer]
+        self.layers: list[int] = [int(x) for x in meta.get("layers") or feature_layers(head, self.layer)]
         self.max_length: int = int(meta.get("max_length", 2048))
         self.batch_size: int = int(meta.get("batch_size", 16))
         self.__name__ = "latent_rm"  # TRL logs reward functions by __name__
@@ -160,21 +164,20 @@ class LatentRewardModel:
 
     def features(self, prompts: Sequence, completions: Sequence, *, batch_size: int | None = None,
                  max_tokens: int = 16384, progress: bool = False) -> np.ndarray:
-        """Pooled hidden states `[n, hidden]` at this model's layer (`[n, L * hidden]` for a layer ensemble)."""
-        from latentrm.features import Pooling, get_hiddens
-        from latentrm.rm.ensemble import feature_layers, stack_layers
+        """Pooled hidden states `[n, parts * L * hidden]` at this model's layers (`features.stack_readout`)."""
+        from latentrm.features import get_hiddens, pooling_parts, stack_readout
 
         if len(prompts) != len(completions):
             raise LatentrmError(f"{len(prompts)} prompts but {len(completions)} completions; they must pair up")
-        layers = feature_layers(self.head, self.layer)  # [layer], or a layer ensemble's layers
+        layers = self.layers
+        parts = len(pooling_parts(self.pooling))  # read from rm.json as a str; a bad spec is a one-line error
         texts = [render_for_scoring(self.backbone.tokenizer, p, c) for p, c in zip(prompts, completions)]
-        pooling = cast(Pooling, self.pooling)  # read from rm.json as a str; get_hiddens rejects unknown values
-        hiddens = get_hiddens(self.backbone.model, self.backbone.tokenizer, texts, layers, pooling,
+        hiddens = get_hiddens(self.backbone.model, self.backbone.tokenizer, texts, layers, self.pooling,
                               batch_size=batch_size or self.batch_size, max_tokens=max_tokens,
                               max_length=self.max_length, progress=progress)
         if not texts:
-            return np.zeros((0, self.backbone.hidden_size * len(layers)), np.float32)
-        return stack_layers({layer: hiddens[layer].numpy() for layer in layers}, layers)  # [n, L * hidden]
+            return np.zeros((0, self.backbone.hidden_size * len(layers) * parts), np.float32)
+        return stack_readout({layer: hiddens[layer].numpy() for layer in layers}, layers, parts)
 
     def score_features(self, features: np.ndarray) -> np.ndarray:
         """Head scores `[n]` for features `[n, hidden]`."""

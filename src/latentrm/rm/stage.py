@@ -1,17 +1,15 @@
 """The `rm` stage: features -> Bradley-Terry head -> metrics -> `rm/` folder.
 
     latentrm rm train --pairs examples/pairs.jsonl --run-dir runs/quick --layer 15
-    latentrm rm sweep --pairs examples/pairs.jsonl --run-dir runs/quick --layers 5,10,15,20,25
     latentrm rm eval  --rm runs/quick/rm --pairs other_pairs.parquet
 
 Every function takes a frozen config and returns the folder it wrote. Features
 come from the content-addressed cache (`<run-dir>/cache` unless `cache_dir` is
-set), so re-training with another head, seed or margin costs no forward pass,
-and a sweep extracts all candidate layers in one truncated pass up to the
-deepest one. The stage contract is `latentrm.stages`: a run whose config and pairs
+set), so re-training with another head, seed or margin costs no forward pass.
+The sweep over layers, read-outs and heads is `rm/sweep.py`. The stage contract is `latentrm.stages`: a run whose config and pairs
 hash match the folder's `manifest.json` is skipped (pass `force=True` to redo it).
-Nothing here prints: the CLI (`rm/cli.py`) prints `rich_metrics_table` and
-`sweep_table`, which the report can reuse.
+Nothing here prints: the CLI (`rm/cli.py`) prints `rich_metrics_table`, which
+the report can reuse.
 
 Splits: rows keep their `split` column (assigned by entity at data-build time);
 files without one get a hashed split by `entity_id` (else by prompt). The head
@@ -46,7 +44,10 @@ class RMStageConfig:
     run_dir: str = field(default="runs/quick", metadata={"help": "run directory"})
     model: str = field(default="embedded", metadata={"help": "backbone: embedded | HF id | local folder"})
     layer: int | None = field(default=None, metadata={"help": "layer to read; default: half the depth"})
-    pooling: str = field(default="last", metadata={"help": "last | mean"})
+    pooling: str = field(default="last", metadata={"help": "read-out: last | mean | prompt | lastK | a+b "
+                                                                "(features.pooling_parts)"})
+    concat_layers: tuple[int, ...] = field(default=(), metadata={"help": "read these layers side by side "
+                                                                         "(overrides layer)"})
     max_length: int = field(default=2048, metadata={"help": "max tokens per scored text"})
     batch_size: int = field(default=16, metadata={"help": "texts per forward batch"})
     dtype: str = field(default="auto", metadata={"help": "auto | float32 | bfloat16 | float16"})
@@ -87,15 +88,16 @@ def pair_features(backbone: Backbone | Callable[[], Backbone], frame: pd.DataFra
 
 def stacked_pair_features(backbone: Backbone | Callable[[], Backbone], frame: pd.DataFrame, layers: list[int],
                           config: RMStageConfig) -> tuple[np.ndarray, np.ndarray]:
-    """(chosen, rejected) features `[n, len(layers) * hidden]`: one layer as is, a layer ensemble's side by side."""
-    from latentrm.rm.ensemble import stack_layers
+    """(chosen, rejected) features `[n, parts * len(layers) * hidden]`: one layer as is, several side by side."""
+    from latentrm.features import pooling_parts, stack_readout
 
+    parts = len(pooling_parts(config.pooling))
     by_layer = pair_features(backbone, frame, layers, config)
-    return (stack_layers({k: c for k, (c, _) in by_layer.items()}, layers),
-            stack_layers({k: r for k, (_, r) in by_layer.items()}, layers))
+    return (stack_readout({k: c for k, (c, _) in by_layer.items()}, layers, parts),
+            stack_readout({k: r for k, (_, r) in by_layer.items()}, layers, parts))
 
 
-def _splits(frame: pd.DataFrame) -> pd.DataFrame:
+def split_frame(frame: pd.DataFrame) -> pd.DataFrame:
     frame = assign_splits(frame)
     if not (frame["split"] == "train").any():
         raise LatentrmError("the pairs file has no 'train' rows; give some rows split=train or drop the split column")
@@ -140,7 +142,7 @@ def _check_not_tied(chosen: np.ndarray, rejected: np.ndarray, config: RMStageCon
             f"carries no signal{hint}; pick another --layer or --pooling mean; nothing was saved")
 
 
-def _config_key(config: RMStageConfig, data_hash: str, revision: str) -> str:
+def config_key(config: RMStageConfig, data_hash: str, revision: str) -> str:
     payload = {k: v for k, v in config.to_dict().items() if k not in ("run_dir", "cache_dir", "batch_size", "device")}
     if not payload.get("ensemble_layers"):  # keeps the keys of runs made before layer ensembles existed
         payload.pop("ensemble_layers", None)
@@ -165,12 +167,12 @@ def run(config: RMStageConfig, *, force: bool = False, backbone: Backbone | None
     """Train one head and save `<run-dir>/<out_name>/` (head, rm.json, metrics.json, manifest.json last)."""
     from latentrm.rm.model import LatentRewardModel
 
-    frame = _splits(load_pairs(config.pairs))
+    frame = split_frame(load_pairs(config.pairs))
     out = Path(config.run_dir) / config.out_name
     data_hash = frame_hash(frame)
     backbone = backbone or load_backbone(config.model, dtype=config.dtype, device=config.device)
     layer = config.layer if config.layer is not None else default_layer(backbone.num_layers)
-    from latentrm.features import resolve_layers
+    from latentrm.features import pooling_parts, resolve_layers
 
     layer = resolve_layers([layer], backbone.num_layers)[0]
     layers = [layer]
@@ -180,8 +182,14 @@ def run(config: RMStageConfig, *, force: bool = False, backbone: Backbone | None
         layers = resolve_layers(list(config.ensemble_layers), backbone.num_layers)
         layer = max(layers)
         config = replace(config, ensemble_layers=tuple(layers))
+        if len(pooling_parts(config.pooling)) > 1:
+            raise LatentrmError("--ensemble-mode layers reads one state per layer; use a one-part --pooling")
+    elif config.concat_layers:  # one head over several layers side by side; rm.json lists them
+        layers = resolve_layers(list(config.concat_layers), backbone.num_layers)
+        layer = max(layers)
+        config = replace(config, concat_layers=tuple(layers))
     config = replace(config, layer=layer)
-    key = _config_key(config, data_hash, backbone.revision)
+    key = config_key(config, data_hash, backbone.revision)
     if not force and is_done(out, key):
         log(f"{out} is up to date (same config and pairs); pass --force to retrain")
         return out
@@ -210,7 +218,7 @@ def run(config: RMStageConfig, *, force: bool = False, backbone: Backbone | None
     subsets = frame["subset"].to_numpy()
     rm = LatentRewardModel.from_head(
         backbone, result.head, layer, config.pooling, config.max_length,
-        batch_size=config.batch_size,
+        batch_size=config.batch_size, **({"layers": layers} if config.concat_layers else {}),
         training={"key": key, "data_hash": data_hash, "pairs_file": str(config.pairs),
                   "n_train": int(train_mask.sum()), "n_val": int(val_mask.sum()),
                   "config": config.train.to_dict(), "best_epoch": result.best_epoch,
@@ -230,84 +238,6 @@ def run(config: RMStageConfig, *, force: bool = False, backbone: Backbone | None
     return out
 
 
-def sweep(config: RMStageConfig, layers: list[int], *, backbone: Backbone | None = None,
-          heads: list[str] | None = None, force: bool = False, log: Callable[[str], None] = _no_log) -> Path:
-    """One extraction pass for all `layers`, one head per (layer, head type); the pair is chosen on val.
-
-    `heads` defaults to `[config.train.head]`. Writes `<run-dir>/rm_sweep/sweep.json` (and the manifest).
-    """
-    from latentrm.features import resolve_layers
-
-    frame = _splits(load_pairs(config.pairs))
-    out = Path(config.run_dir) / "rm_sweep"
-    backbone = backbone or load_backbone(config.model, dtype=config.dtype, device=config.device)
-    wanted = resolve_layers(layers, backbone.num_layers)
-    heads = heads or [config.train.head]
-    key = _config_key(config, frame_hash(frame), backbone.revision) + ":" + config_hash([wanted, heads])
-    if not force and is_done(out, key):
-        log(f"{out} is up to date (same config, layers, heads and pairs); pass --force to redo it")
-        return out
-    forget(out)
-    timer = Timer()
-    features = pair_features(backbone, frame, wanted, config)
-    train_mask = (frame["split"] == "train").to_numpy()
-    val_mask = (frame["split"] == "val").to_numpy()
-    test_mask = (frame["split"] == "test").to_numpy()
-    if not val_mask.any():
-        raise LatentrmError("a sweep needs rows with split=val to choose a layer on (test rows only report)")
-    subsets = frame["subset"].to_numpy()
-    rows = []
-    for layer, head in ((layer, head) for layer in wanted for head in heads):
-        chosen_f, rejected_f = features[layer]
-        result = train_head(chosen_f[train_mask], rejected_f[train_mask], chosen_f[val_mask], rejected_f[val_mask],
-                            replace(config.train, head=head))
-        gaps = score_array(result.head, chosen_f) - score_array(result.head, rejected_f)  # [n]
-        row: dict[str, Any] = {"layer": layer, "head": head, "best_epoch": result.best_epoch}
-        for split, mask in (("val", val_mask), ("test", test_mask)):
-            if mask.any():
-                row[f"{split}_accuracy"] = float((gaps[mask] > 0).mean())
-                row[f"n_{split}"] = int(mask.sum())
-                row[f"{split}_by_subset"] = {str(s): float((gaps[mask & (subsets == s)] > 0).mean())
-                                            for s in sorted(set(subsets[mask]))}
-        rows.append(row)
-    out.mkdir(parents=True, exist_ok=True)
-    # layer and head are chosen on val alone, so the test column stays an unbiased estimate for that choice
-    best = max(rows, key=lambda r: r["val_accuracy"])
-    atomic_write_text(out / "sweep.json", json.dumps({"layers": rows, "best_layer": best["layer"],
-                                                      "best_head": best["head"], "chosen_on": "val",
-                                                      "config": config.to_dict()}, indent=1, default=str))
-    write_manifest(out, "rm_sweep", key, config, inputs={"pairs": frame_hash(frame)}, outputs=["sweep.json"],
-                   summary={"best_layer": best["layer"], "best_head": best["head"],
-                            "val_accuracy": best["val_accuracy"], "test_accuracy": best.get("test_accuracy")},
-                   seconds=timer.seconds())
-    return out
-
-
-def sweep_table(result: dict[str, Any]) -> Any:
-    """`sweep.json` as a `rich.table.Table`: val and test accuracy (overall and by subset) per layer and head."""
-    from rich.table import Table
-
-    rows = result["layers"]
-    best = next(r for r in rows if r["layer"] == result["best_layer"] and r["head"] == result["best_head"])
-    table = Table(title="layer sweep (* = best on val)")
-    table.add_column("layer", justify="right")
-    table.add_column("head", no_wrap=True)
-    splits = [split for split in ("val", "test") if f"{split}_accuracy" in rows[0]]
-    subset_names = sorted({name for r in rows for split in splits for name in r[f"{split}_by_subset"]})
-    for split in splits:
-        table.add_column(f"{split} acc (n={rows[0][f'n_{split}']})", justify="right")
-        for name in subset_names:
-            table.add_column(f"{split} {name}", justify="right")
-    for row in rows:
-        cells = []
-        for split in splits:
-            cells.append(f"{row[f'{split}_accuracy']:.3f}")
-            by_subset = row[f"{split}_by_subset"]
-            cells += [f"{by_subset[n]:.3f}" if n in by_subset else "-" for n in subset_names]
-        table.add_row(str(row["layer"]) + (" *" if row is best else ""), row["head"], *cells)
-    return table
-
-
 def evaluate(rm_dir: str | Path, pairs: str | Path, run_dir: str | Path | None = None,
              split: str | None = None) -> dict[str, Any]:
     """Score a pairs file with a saved reward model; return per-subset metrics."""
@@ -321,8 +251,6 @@ def evaluate(rm_dir: str | Path, pairs: str | Path, run_dir: str | Path | None =
     rm = LatentRewardModel.load(rm_dir)
     config = RMStageConfig(pairs=str(pairs), run_dir=str(run_dir or Path(rm_dir).parent), model=rm.backbone.spec,
                            layer=rm.layer, pooling=rm.pooling, max_length=rm.max_length)
-    from latentrm.rm.ensemble import feature_layers
-
-    chosen_f, rejected_f = stacked_pair_features(rm.backbone, frame, feature_layers(rm.head, rm.layer), config)
+    chosen_f, rejected_f = stacked_pair_features(rm.backbone, frame, rm.layers, config)
     chosen_s, rejected_s = rm.score_features(chosen_f), rm.score_features(rejected_f)
     return pair_metrics(chosen_s.tolist(), rejected_s.tolist(), frame["subset"].tolist())

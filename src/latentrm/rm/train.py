@@ -22,12 +22,12 @@ import torch.nn.functional as F
 from latentrm.errors import LatentrmError
 from latentrm.rm.heads import RewardHead, make_head
 
-DEFAULT_LR = {"linear": 1e-2, "projection_sum": 1e-2, "mlp": 3e-3}
+DEFAULT_LR = {"linear": 1e-2, "projection_sum": 1e-2, "mlp": 3e-3, "bilinear": 3e-3}
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    head: str = field(default="projection_sum", metadata={"help": "linear | projection_sum | mlp"})
+    head: str = field(default="projection_sum", metadata={"help": "linear | projection_sum | mlp | bilinear"})
     scale: float = field(default=0.01, metadata={"help": "projection_sum output scale"})
     mlp_hidden: int = field(default=256, metadata={"help": "mlp hidden width"})
     normalize: bool = field(default=True, metadata={"help": "standardise features inside the head"})
