@@ -45,7 +45,9 @@ def test_scoring_items_crosses_prompts_only_when_short():
     assert crossed == 0 and len(direct) == 20
     items, crossed = scoring_items(300)  # examples/pairs.jsonl: 136 pairs -> 272 direct items
     assert len(items) == 300 and crossed == 28
-    assert len({(i.prompt, i.completion) for i in items}) == 300
+    pairs = [json.loads(line) for line in (BENCH.parent / "examples" / "pairs.jsonl").read_text().splitlines()]
+    assert (items[1].prompt, items[1].completion) == (pairs[0]["prompt"], pairs[0]["rejected"])
+    assert (items[272].prompt, items[272].completion) == (pairs[0]["prompt"], pairs[1]["chosen"])
 
 
 def test_reward_cost_runs_all_methods(tiny_model_dir, capsys):
