@@ -1,6 +1,6 @@
 """Benchmark: the cost of one reward, the same (prompt, completion) items scored four ways side by side.
 
-    PYTHONPATH=src .venv/bin/python bench/reward_cost.py                    # 512 items, layer 21 of 30, ~8 min on 2 cores
+    PYTHONPATH=src .venv/bin/python bench/reward_cost.py                    # 512 items, layer 21 of 30; ~5 min on 2 idle cores
     PYTHONPATH=src .venv/bin/python bench/reward_cost.py --n 64 --judge-n 8  # a quick look
     PYTHONPATH=src .venv/bin/python bench/reward_cost.py --rm runs/quick/rm  # a trained reward model
 
