@@ -79,7 +79,7 @@ def run(
     console = Console()
     console.rule(f"[bold]latentrm run: preset {config.preset} -> {config.run_dir}", align="left")
     console.print(yaml.safe_dump(config.to_dict(), sort_keys=False, default_flow_style=None, width=110).rstrip(),
-                  highlight=False, markup=False)
+                  highlight=False, markup=False, soft_wrap=True)
     progress = Progress(config.estimates, STAGE_NAMES)
     folder = run_pipeline(config, from_stage=from_stage, on_stage=progress,
                           log=lambda line: console.print(line, style="dim", highlight=False, markup=False))
