@@ -134,7 +134,7 @@ class _Grade:
                         continue
                     self.candidates.append(date.span)
                     if self.match is None and dates_agree(reference.date, date):
-                        self.match = date.span
+                        self.match = f"'{date.span}' in: {clause.strip()[:140]}"
         elif reference.type == "number" and reference.number is not None:
             skip_values = {n.value for n in numbers(question)}
             for clause in kept:
@@ -144,7 +144,7 @@ class _Grade:
                         continue
                     self.candidates.append(number.span)
                     if self.match is None and numbers_agree(reference.number, number):
-                        self.match = number.span
+                        self.match = f"'{number.span}' in: {clause.strip()[:140]}"
         else:
             phrase = list(reference.tokens)
             for clause in kept:
