@@ -64,9 +64,12 @@ ABSTAIN = re.compile("|".join(f"(?:{p})" for p in (
     r"up[- ]to[- ]date)\b",
     r"\b(?:is|are|was|were|remains?)\s+(?:not\s+(?:publicly\s+)?(?:known|recorded|documented)|unknown|"
     r"unrecorded|lost\s+to\s+history)\b",
-    r"\bno\s+one\s+(?:knows|can\s+know|recorded)\b",
+    r"\b(?:no\s+one|nobody)\s+(?:knows|can\s+know|could\s+(?:know|tell)|recorded)\b",
     r"\bi\s+(?:do\s+not|don't|don’t)\s+know\b",
-    r"\bi\s+(?:can(?:no|')t|cannot)\s+(?:answer|provide|give)\b",
+    r"\bi\s+(?:can(?:no|')t|cannot)\s+(?:answer|provide|give|say)\b",
+    # "I'm not sure which ...": an indirect question, not an answer
+    r"\b(?:not\s+(?:entirely\s+)?(?:sure|certain)|unsure|no\s+idea)\s+(?:about\s+)?(?:what|which|who|when|"
+    r"where|how|whether|if)\b",
 )), re.IGNORECASE)
 _NEGATORS = {"not", "no", "never", "isnt", "wasnt", "arent", "werent", "nor", "neither", "rather", "instead"}
 # Capitalised words that open a sentence or name nothing: never a candidate name.
