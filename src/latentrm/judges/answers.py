@@ -9,7 +9,8 @@ A reference is read as one of three types, in this order:
   million", "65k", "2 bn"), number words ("seven", "two million", "twenty-one"); a unit or percent sign
   after it is ignored. Two numbers agree at the precision of the less precise one ("about 65,000" ~
   65,132), but a response must state at least two significant figures, or as many as the reference,
-  so "about 1 million" is not 1.14 million;
+  so "about 1 million" is not 1.14 million, and a more precise one must be within 1% ("7.9 billion"
+  is not "8 billion");
 - **text**: accents folded ("Brasília" ~ "Brasilia"), lower case, possessive 's and punctuation
   dropped, "&" -> "and", the articles a / an / the dropped; it matches as a whole-word phrase.
 
@@ -128,8 +129,10 @@ def _close(a: float, b: float) -> bool:
 
 
 def numbers_agree(reference: Number, stated: Number) -> bool:
-    """Equal at the reference's precision, or at the response's when it states at least two figures."""
-    if _close(round_figures(stated.value, reference.figures), round_figures(reference.value, reference.figures)):
+    """Equal at the reference's precision (and within 1%: "7.9 billion" is not "8 billion"), or at the
+    response's when it states at least two figures ("about 65,000" ~ 65,132)."""
+    if _close(round_figures(stated.value, reference.figures), round_figures(reference.value, reference.figures)) \
+            and abs(stated.value - reference.value) <= 0.01 * abs(reference.value):
         return True
     return stated.figures >= 2 and _close(round_figures(reference.value, stated.figures), stated.value)
 
@@ -148,7 +151,7 @@ _DATE_PATTERNS = (
     ("dmy", re.compile(rf"\b{_DAY}\s+(?:of\s+)?({_MONTH})\b\.?(?:,?\s+{_YEAR}\b)?", re.IGNORECASE)),
     ("my", re.compile(rf"\b({_MONTH})\.?,?\s+(?:of\s+)?{_YEAR}\b", re.IGNORECASE)),
 )
-_BARE_YEAR = re.compile(rf"(?<![\d,.])\b{_YEAR}\b(?![,.]\d)")
+_BARE_YEAR = re.compile(rf"(?<![\d,.])\b{_YEAR}(?:s\b|\b(?![,.]\d))")  # "1989", or a decade "1490s"
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ For a `qa` question (other kinds go to the `rules` judge, so one eval set may mi
    is something string matching cannot decide: `unjudged`, or the `llm` judge's verdict when one is
    given as `fallback` (`latentrm eval --judge reference --judge-endpoint ...`).
 5. An unanswerable question (`answerable: false`) has no right answer: a committing clause that says
-   something new is `incorrect`, anything else `not_attempted`.
+   something new (a number, for a "how many" question) is `incorrect`, anything else `not_attempted`.
 
 Known limit: listing several candidates ("Sydney, Melbourne or Canberra") counts as correct when one
 of them matches. `latentrm eval judge-check --judge reference` measures the judge on the hand-labelled
@@ -62,7 +62,8 @@ ABSTAIN = re.compile("|".join(f"(?:{p})" for p in (
     r"\b(?:can(?:no|')t|cannot|can\s+not|could\s?n[o']t)\s+(?:predict|be\s+(?:known|determined|predicted))\b",
     r"\bi\s+(?:do\s+not|don't|don’t)\s+have\s+(?:access\s+to\s+)?(?:real[- ]time|current|live|future|"
     r"up[- ]to[- ]date)\b",
-    r"\b(?:is|are|was|were|remains?)\s+(?:not\s+(?:publicly\s+)?(?:known|recorded|documented)|unknown|"
+    r"\b(?:is|are|was|were|remains?)\s+(?:not\s+(?:publicly\s+)?(?:known|recorded|documented|specified|"
+    r"mentioned|available)|unknown|"
     r"unrecorded|lost\s+to\s+history)\b",
     r"\b(?:no\s+one|nobody)\s+(?:knows|can\s+know|could\s+(?:know|tell)|recorded)\b",
     r"\bi\s+(?:do\s+not|don't|don’t)\s+know\b",
@@ -71,6 +72,8 @@ ABSTAIN = re.compile("|".join(f"(?:{p})" for p in (
     r"\b(?:not\s+(?:entirely\s+)?(?:sure|certain)|unsure|no\s+idea)\s+(?:about\s+)?(?:what|which|who|when|"
     r"where|how|whether|if)\b",
 )), re.IGNORECASE)
+_COUNT_QUESTION = re.compile(r"\bhow\s+(?:many|much)\b|\b(?:exact\s+)?population\b|\bwhich\s+numbers\b",
+                             re.IGNORECASE)
 _NEGATORS = {"not", "no", "never", "isnt", "wasnt", "arent", "werent", "nor", "neither", "rather", "instead"}
 # Capitalised words that open a sentence or name nothing: never a candidate name.
 _STARTERS = set("""i i'm i've i'd it it's its the this that these those there here as however yes no in according
@@ -153,7 +156,7 @@ class _Grade:
             for clause in kept:
                 tokens = normal_tokens(clause)
                 for start in find_phrase(phrase, tokens):
-                    if not _NEGATORS & set(tokens[max(0, start - 3) : start]) and self.match is None:
+                    if not _NEGATORS & set(tokens[max(0, start - 5) : start]) and self.match is None:
                         self.match = f"'{' '.join(phrase)}' in: {clause.strip()[:140]}"
                 self.candidates += _names(clause, asked) if reference.proper else (
                     [clause.strip()[:160]] if _new_words(clause, asked) else [])
@@ -170,7 +173,12 @@ def grade(item: JudgeInput) -> Judgment:
     kept, uncertain = committing_clauses(item.response)
     if not item.answerable:
         asked = set(normal_tokens(item.question))
-        said = [clause for clause in kept if len(_new_words(clause, asked)) >= 2]
+        if _COUNT_QUESTION.search(item.question):  # "how many ...?": only a number answers it
+            skip = {n.value for n in numbers(item.question)}
+            said = [clause for clause in kept if any(not n.year_like and n.value not in skip and n.span.lower()
+                                                     != "one" for n in numbers(clause))]
+        else:
+            said = [clause for clause in kept if len(_new_words(clause, asked)) >= 2]
         if said:
             return Judgment("incorrect", [f"committed answer: {said[0][:160]}", *uncertain], name)
         return Judgment("not_attempted", uncertain or ["no answer given"], name)
