@@ -178,8 +178,9 @@ def judge_check_cmd(
     console = Console()
     for name, result in report["judges"].items():
         lo, hi = result["accuracy_ci"]
-        console.print(f"[bold]{name}[/bold] on {result['file']}: accuracy {result['accuracy']:.1%} "
+        console.print(f"[bold]{name}[/bold]: accuracy {result['accuracy']:.1%} "
                       f"[{lo:.1%}, {hi:.1%}] ({result['correct']}/{result['n']})")
+        console.print(f"  file {result['file']}")
         for key in ("by_group", "by_label", "by_source", "by_phase", "by_part"):
             for value, sub in result.get(key, {}).items():
                 console.print(f"  {key[3:]} {value}: {sub['accuracy']:.1%} ({sub['correct']}/{sub['n']})")
