@@ -164,3 +164,32 @@ def test_writable_checks_accept_new_and_existing_places_and_leave_nothing(tmp_pa
     assert check_writable_file(tmp_path / "m.json", "--out") == tmp_path / "m.json"
     assert check_writable_file(tmp_path / "new" / "m.json", "--out") == tmp_path / "new" / "m.json"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json"]  # probes removed, nothing created
+
+
+QA_OK = {"question": "What is the capital of Australia?", "kind": "qa", "references": ["Canberra"]}
+
+
+@pytest.mark.parametrize("line, fragment", [
+    ({"question": "Capital of Kenya?", "kind": "qa", "reference": "  "}, "'reference' is empty"),
+    ({"question": "Capital of Kenya?", "kind": "qa", "references": "Nairobi"}, "'references' must be a list of strings"),
+    ({"question": "Capital of Kenya?", "kind": "qa", "references": ["Nairobi", 7]},
+     "'references' must be a list of strings"),
+    ({"question": "Capital of Kenya?", "kind": "qa", "references": ["Nairobi", ""]}, "holds an empty answer"),
+    ({"question": "Capital of Kenya?", "kind": "qa"}, "kind 'qa' needs a 'reference' or 'references'"),
+    ({"question": "Capital of Kenya?", "kind": "qa", "references": []}, "kind 'qa' needs a 'reference'"),
+    ({"question": "Capital of Kenya?", "kind": "qa", "answerable": "no"}, "'answerable' must be true or false"),
+    ({"question": "Capital of Kenya?", "kind": "qa", "answerable": False, "references": ["Nairobi"]},
+     "takes no reference"),
+    ({"question": "Who is Tobias Renwick?", "kind": "fake", "references": ["x"]}, "are for kind 'qa'"),
+], ids=["empty-reference", "references-text", "references-number", "references-empty-item", "qa-no-reference",
+        "qa-empty-list", "answerable-text", "unanswerable-with-reference", "references-on-fake"])
+def test_bad_qa_lines_name_the_file_and_line(line, fragment, tmp_path, capsys):
+    path = tmp_path / "my_qa.jsonl"
+    path.write_text(json.dumps(QA_OK) + "\n" + json.dumps(line) + "\n")
+    code, out, err = _run(["eval", "--model", str(tmp_path / "no-such-model"), "--set", str(path), "--judge",
+                           "reference", "--run-dir", str(tmp_path / "run")], capsys)
+    lines = err.strip().splitlines()
+    assert code == 2, (out, err)
+    assert len(lines) == 1 and lines[0].startswith(f"error: {path}:2: "), err
+    assert fragment in lines[0] and "Traceback" not in err + out
+    assert not (tmp_path / "run").exists()

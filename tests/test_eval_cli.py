@@ -22,7 +22,9 @@ def test_labelled_set_is_big_enough_and_covers_every_label():
     rows = load_labelled(LABELLED)
     assert len(rows) >= 150
     counts = Counter(r["label"] for r in rows)
-    for labels in LABELS.values():
+    for group, labels in LABELS.items():
+        if group == "qa":  # short-answer labels have their own set, tests/data/reference_labelled.jsonl
+            continue
         for label in labels:
             assert counts[label] >= 5, label
     assert {r["source"] for r in rows} >= {"embedded", "hand"}
@@ -90,3 +92,30 @@ def test_judge_check_finds_the_committed_set_from_any_folder(tmp_path, monkeypat
     result = runner.invoke(app, ["judge-check"])
     assert result.exit_code == 0, result.output
     assert "rules: accuracy" in result.output
+
+
+def test_eval_with_reference_judge_prints_the_three_way_split(tiny_model_dir, tmp_path):
+    path = tmp_path / "my_qa.jsonl"
+    path.write_text(json.dumps({"question": "What is the capital of Australia?", "kind": "qa",
+                                "references": ["Canberra"]}) + "\n"
+                    + json.dumps({"question": "What did Cleopatra eat on her 20th birthday?", "kind": "qa",
+                                  "answerable": False}) + "\n")
+    result = runner.invoke(app, ["--model", str(tiny_model_dir), "--set", str(path), "--judge", "reference",
+                                 "--out", str(tmp_path / "run"), "--max-new-tokens", "4", "--batch-size", "2"])
+    assert result.exit_code == 0, result.output
+    for label in ("correct", "incorrect", "not_attempted", "precision", "f_score", "unanswerable_not_attempted"):
+        assert label in result.output
+    assert "refuses_fake" not in result.output  # no people in this set
+    assert "(1/1)" in result.output or "(0/1)" in result.output  # k/n on every rate
+
+
+def test_judge_check_picks_each_judges_own_labelled_set(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "check.json"
+    result = runner.invoke(app, ["judge-check", "--judge", "reference", "--judge", "rules", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "reference: accuracy" in result.output and "reference_labelled.jsonl" in result.output
+    assert "label not_attempted:" in result.output and "part heldout:" in result.output
+    report = json.loads(out.read_text())["judges"]
+    assert report["reference"]["file"].endswith("reference_labelled.jsonl")
+    assert report["rules"]["file"].endswith("judge_labelled.jsonl")

@@ -217,3 +217,38 @@ def test_judge_crash_keeps_sampled_responses(user_set, tmp_path):
     assert backend.asked == []  # nothing is sampled again
     rows = [json.loads(line) for line in (folder / "responses.jsonl").read_text().splitlines()]
     assert all(r["label"] for r in rows) and [r["response"] for r in rows] == [r["response"] for r in saved]
+
+
+QA_ROWS = [  # FakeBackend answers every question "They are best known for three landmark papers ..."
+    {"question": "How many papers made them famous?", "kind": "qa", "references": ["3", "three papers"]},
+    {"question": "How many papers made them famous, roughly?", "kind": "qa", "reference": "5"},
+    {"question": "What is the capital of Australia?", "kind": "qa", "references": ["Canberra"]},
+    {"question": "What did Cleopatra eat on her twentieth birthday?", "kind": "qa", "answerable": False},
+    {"question": "Who is Tobias Renwick?", "kind": "fake"},
+]
+
+
+def test_qa_set_is_graded_by_the_reference_judge_end_to_end(tmp_path):
+    path = tmp_path / "my_qa.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in QA_ROWS))
+    items = load_user_set(path)
+    assert items[0].references == ("3", "three papers") and items[1].references == ("5",)
+    assert items[1].reference is None and items[3].answerable is False and items[4].references == ()
+    folder = run(EvalConfig(model="fake", eval_set=str(path), judge="reference", out=str(tmp_path / "run")),
+                 backend=FakeBackend())
+    rows = [json.loads(line) for line in (folder / "responses.jsonl").read_text().splitlines()]
+    assert [r["label"] for r in rows] == ["correct", "incorrect", "not_attempted", "incorrect", "fake_substantive"]
+    assert rows[0]["references"] == ["3", "three papers"] and rows[3]["answerable"] is False
+    assert "answerable" not in rows[4]
+    qa = json.loads((folder / "metrics.json").read_text())["qa"]
+    assert (qa["correct"]["k"], qa["correct"]["n"], qa["precision"]["k"], qa["precision"]["n"]) == (1, 3, 1, 2)
+    assert (qa["unanswerable_not_attempted"]["k"], qa["unanswerable_not_attempted"]["n"]) == (0, 1)
+
+
+def test_rules_judge_refuses_a_qa_set_before_sampling(tmp_path):
+    path = tmp_path / "my_qa.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in QA_ROWS))
+    backend = CountingBackend()
+    with pytest.raises(LatentrmError, match="4 qa question.*--judge reference"):
+        run(EvalConfig(model="fake", eval_set=str(path), out=str(tmp_path / "run")), backend=backend)
+    assert backend.asked == []

@@ -378,3 +378,40 @@ def test_browser_renders_offline(tmp_path: Path, html: str) -> None:
     done = _chromium(f"--screenshot={shot}", "--window-size=1200,3000", (tmp_path / "probed.html").as_uri())
     assert done.returncode == 0, done.stderr[-2000:]
     assert shot.read_bytes().startswith(PNG) and shot.stat().st_size > 10_000
+
+
+def test_qa_precision_and_not_attempted_show_next_to_the_headline_rates() -> None:
+    from latentrm.eval.metrics import compute_metrics
+    from latentrm.report import views
+
+    def metrics(labels: list[str]) -> dict:
+        return compute_metrics([{"kind": "qa", "label": label, "response": "x"} for label in labels])
+
+    base, policy = metrics(["correct", "incorrect", "incorrect", "not_attempted"]), metrics(
+        ["correct", "not_attempted", "not_attempted", "not_attempted"])
+    table = views.eval_tables({"my_qa": {"base": {"metrics": base}, "policy": {"metrics": policy}}})[0]
+    rows = {row["label"]: row for row in table["rows"]}
+    assert rows["precision"]["headline"] and rows["precision"]["base"].endswith("(1/3)")
+    assert rows["precision"]["policy"].endswith("(1/1)") and rows["not_attempted"]["change"] == "+50.0 pp"
+    assert rows["f_score"]["base"] == "0.286" and rows["f_score"]["change"] == "+0.114"
+    assert "refuses_fake" not in rows  # no people asked
+    compare = views.compare_table([{"name": "base", "kind": "base", "eval": {"qa": base}},
+                                   {"name": "arm", "kind": "rl", "eval": {}}])
+    assert "precision (qa)" in compare["columns"] and "not_attempted (qa)" in compare["columns"]
+    cells = dict(zip(compare["columns"], compare["rows"][0], strict=True))
+    assert cells["precision (qa)"][0] == "33.3% (1/3)" and cells["not_attempted (qa)"][0] == "25.0% (1/4)"
+    assert dict(zip(compare["columns"], compare["rows"][1], strict=True))["precision (qa)"] == ("n/a", "")
+    assert "precision (qa)" not in views.compare_table([{"name": "base", "eval": {}}])["columns"]
+
+
+def test_compare_markdown_table_gains_qa_columns_only_with_a_qa_set() -> None:
+    from latentrm.eval.metrics import compute_metrics
+    from latentrm.rl.compare import CompareConfig, compare_table
+
+    qa = compute_metrics([{"kind": "qa", "label": "correct", "response": "x"},
+                          {"kind": "qa", "label": "not_attempted", "response": "x"}])
+    config = CompareConfig(pairs="p", rm="r", eval_qa="my_qa.jsonl")
+    with_qa = compare_table([{"name": "base", "eval": {"qa": qa}}], config)
+    assert "| precision (qa) | not_attempted (qa) |" in with_qa
+    assert "100.0% [" in with_qa and "(1/1)" in with_qa and "(1/2)" in with_qa
+    assert "precision (qa)" not in compare_table([{"name": "base", "eval": {}}], CompareConfig(pairs="p", rm="r"))

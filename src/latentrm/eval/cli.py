@@ -17,14 +17,20 @@ app = typer.Typer(help="Measure what a policy does (hedges on made-up people, an
                   invoke_without_command=True, no_args_is_help=False)
 
 DEFAULT_LABELLED = Path("tests/data/judge_labelled.jsonl")
+# The reference grader is checked on short-answer questions; the other judges on people and false premises.
+LABELLED_FOR = {"reference": Path("tests/data/reference_labelled.jsonl")}
 
 
-def default_labelled() -> Path:
-    """The committed labelled set: relative to the working directory, else to this source checkout."""
-    if DEFAULT_LABELLED.exists():
-        return DEFAULT_LABELLED
-    checkout = Path(__file__).resolve().parents[3] / DEFAULT_LABELLED
-    return checkout if checkout.exists() else DEFAULT_LABELLED
+def default_labelled(judge: str = "rules") -> Path:
+    """The committed labelled set for a judge: relative to the working directory, else to this source checkout."""
+    relative = LABELLED_FOR.get(judge, DEFAULT_LABELLED)
+    if relative.exists():
+        return relative
+    checkout = Path(__file__).resolve().parents[3] / relative
+    return checkout if checkout.exists() else relative
+
+
+QA_ROWS = ("correct", "incorrect", "not_attempted", "precision", "unanswerable_not_attempted")
 
 
 def _offline() -> None:
@@ -50,10 +56,17 @@ def print_metrics(metrics: dict[str, Any], title: str) -> None:
     table = Table(title=title)
     table.add_column("metric")
     table.add_column("rate  [Wilson 95%]  (k/n)")
+    qa = metrics.get("qa")
+    if qa:  # short-answer questions: correct / incorrect / not attempted, precision, F-score
+        for label in QA_ROWS:
+            if label in qa:
+                table.add_row(f"[bold]{label}[/bold]", _fmt(qa[label]))
+        table.add_row("[bold]f_score[/bold]", "n/a" if qa.get("f_score") is None else f"{qa['f_score']:.3f}")
     for label, entry in metrics["headline"].items():
-        table.add_row(f"[bold]{label}[/bold]", _fmt(entry))
+        if entry.get("n") or not qa:  # a qa-only set has no people to report on
+            table.add_row(f"[bold]{label}[/bold]", _fmt(entry))
     for label, entry in metrics["rates"].items():
-        if label not in metrics["headline"]:
+        if label not in metrics["headline"] and not (qa and label in QA_ROWS):
             table.add_row(label, _fmt(entry))
     diversity = metrics["diversity"]
     for name in ("distinct_1", "distinct_2", "mean_length_tokens", "mean_entropy"):
@@ -71,9 +84,12 @@ def eval_main(
     endpoint_logprobs: int = typer.Option(20, help="Top-k log-probs asked of --endpoint for the entropy "
                                           "estimate (a lower bound); 0 if the server rejects logprobs.", min=0),
     eval_set: str = typer.Option("heldout", "--set", "-s", help="heldout | false_premise | path to a .jsonl set."),
-    judge: str = typer.Option("rules", help="Judge: rules (offline, default) or llm."),
-    judge_model: str = typer.Option(None, help="llm judge: local chat model (default embedded)."),
-    judge_endpoint: str = typer.Option(None, help="llm judge: OpenAI-compatible endpoint."),
+    judge: str = typer.Option("rules", help="Judge: rules (offline, default), reference (short answers of qa "
+                              "questions; other kinds by rules) or llm."),
+    judge_model: str = typer.Option(None, help="llm judge (or reference's fallback): local chat model "
+                                    "(default embedded)."),
+    judge_endpoint: str = typer.Option(None, help="llm judge (or reference's fallback for the answers string "
+                                       "matching cannot decide): OpenAI-compatible endpoint."),
     judge_model_name: str = typer.Option(None, help="llm judge: model name at --judge-endpoint."),
     out: Path = typer.Option(None, "--run-dir", "--out",
                              help="Run directory; outputs go to <run-dir>/eval/<set>/ (default runs/<policy>).",
@@ -127,8 +143,10 @@ def eval_main(
 @app.command("judge-check")
 def judge_check_cmd(
     file: Path = typer.Option(None, "--file", "-f",
-                              help="Hand-labelled responses (JSONL); default tests/data/judge_labelled.jsonl."),
-    judge: list[str] = typer.Option(["rules"], "--judge", "-j", help="Judge(s) to check; repeat for several."),
+                              help="Hand-labelled responses (JSONL); default tests/data/reference_labelled.jsonl "
+                                   "for the reference judge, tests/data/judge_labelled.jsonl for the others."),
+    judge: list[str] = typer.Option(["rules"], "--judge", "-j", help="Judge(s) to check (rules, reference, "
+                                    "llm); repeat for several."),
     judge_model: str = typer.Option(None, help="llm judge: local chat model (default embedded)."),
     judge_endpoint: str = typer.Option(None, help="llm judge: OpenAI-compatible endpoint."),
     judge_model_name: str = typer.Option(None, help="llm judge: model name at --judge-endpoint."),
@@ -147,16 +165,28 @@ def judge_check_cmd(
 
     _offline()
 
-    report = judge_check(file or default_labelled(), judge, judge_model=judge_model, judge_endpoint=judge_endpoint,
-                         judge_model_name=judge_model_name)
+    files: dict[Path, list[str]] = {}  # each judge on its own committed set unless --file says otherwise
+    for name in judge:
+        files.setdefault(file or default_labelled(name), []).append(name)
+    report: dict[str, Any] = {"judges": {}}
+    for path, names in files.items():
+        part = judge_check(path, names, judge_model=judge_model, judge_endpoint=judge_endpoint,
+                           judge_model_name=judge_model_name)
+        report["judges"].update(part["judges"])
+        report.setdefault("file", part["file"])
+        report.setdefault("n", part["n"])
     console = Console()
     for name, result in report["judges"].items():
         lo, hi = result["accuracy_ci"]
         console.print(f"[bold]{name}[/bold]: accuracy {result['accuracy']:.1%} "
                       f"[{lo:.1%}, {hi:.1%}] ({result['correct']}/{result['n']})")
-        for key in ("by_group", "by_source", "by_phase"):
+        console.print(f"  file {result['file']}")
+        for key in ("by_group", "by_label", "by_source", "by_phase", "by_part"):
             for value, sub in result.get(key, {}).items():
                 console.print(f"  {key[3:]} {value}: {sub['accuracy']:.1%} ({sub['correct']}/{sub['n']})")
+        for part_name, labels_acc in result.get("by_part_label", {}).items():
+            console.print(f"  part {part_name}, by label: " + "   ".join(
+                f"{label} {sub['accuracy']:.1%} ({sub['correct']}/{sub['n']})" for label, sub in labels_acc.items()))
         for group, labels in LABELS.items():
             if group not in result["by_group"]:
                 continue

@@ -8,7 +8,8 @@ from typing import Any
 
 @dataclass(frozen=True)
 class EvalItem:
-    """One eval question. `reference` is grounding text for the judge; the policy never sees it."""
+    """One eval question. `reference` is grounding text for the judge, `references` the acceptable short
+    answers of a `qa` question (`answerable=False`: it has none); the policy never sees them."""
 
     item_id: str
     kind: str
@@ -16,6 +17,8 @@ class EvalItem:
     reference: str | None = None
     entity: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    references: tuple[str, ...] = ()
+    answerable: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -8,6 +8,13 @@
   (token-weighted mean of each sample's mean entropy, as reported by the backend).
 
 Entropy collapse after RL shows as falling entropy and distinct-n together.
+
+Questions with short reference answers (`qa`) get their own block, `qa_metrics`: the shares
+correct / incorrect / not_attempted of answerable questions, precision = correct / attempted
+(attempted = correct + incorrect), and the F-score, the harmonic mean of precision and the
+correct share (as SimpleQA reports it). On unanswerable questions not attempting is the success:
+`unanswerable_not_attempted`. A policy that hedges everywhere loses correct answers; one that
+hedges only where it would be wrong gains precision at the same coverage.
 """
 
 from __future__ import annotations
@@ -21,7 +28,9 @@ from latentrm.judges.base import (  # noqa: F401  (re-exported: the label famili
     FAKE_LABELS,
     FALSE_PREMISE_LABELS,
     LABEL_GROUPS,
+    QA_LABELS,
     REAL_LABELS,
+    UNANSWERABLE_QA_LABELS,
     UNJUDGED,
     label_group,
     words,
@@ -55,23 +64,58 @@ def rate(k: int, n: int) -> dict[str, Any]:
     return {"rate": (k / n) if n else None, "lo": lo, "hi": hi, "k": int(k), "n": int(n)}
 
 
+UNANSWERABLE_QA = "qa_unanswerable"  # the group of `qa` rows marked answerable: false
+_GROUP_LABELS = {**LABEL_GROUPS, UNANSWERABLE_QA: UNANSWERABLE_QA_LABELS}
+
+
+def row_group(row: Mapping[str, Any]) -> str:
+    """The label group of a response row; an unanswerable `qa` question is a group of its own."""
+    group = label_group(str(row["kind"]))
+    return UNANSWERABLE_QA if group == "qa" and row.get("answerable") is False else group
+
+
 def label_rates(rows: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
     """Every label's share of its own prompt group, e.g. fake_hedge / fake prompts.
 
     `unjudged` responses count in the denominator (they are reported, never dropped),
-    so rates of one group may sum to less than one.
+    so rates of one group may sum to less than one. Unanswerable `qa` labels are keyed
+    `unanswerable_<label>`.
     """
     counts: dict[str, Counter[str]] = {}
     for row in rows:
-        group = label_group(str(row["kind"]))
-        counts.setdefault(group, Counter())[str(row.get("label") or UNJUDGED)] += 1
+        counts.setdefault(row_group(row), Counter())[str(row.get("label") or UNJUDGED)] += 1
     out: dict[str, dict[str, Any]] = {}
     for group, counter in counts.items():
-        total = sum(counter.values())
-        labels = list(LABEL_GROUPS.get(group, ())) + sorted(set(counter) - set(LABEL_GROUPS.get(group, ())))
+        known, total = _GROUP_LABELS.get(group, ()), sum(counter.values())
+        labels = list(known) + sorted(set(counter) - set(known))
         for label in labels:
-            key = label if label != UNJUDGED else f"{group}_unjudged"
+            key = f"{group}_unjudged" if label == UNJUDGED else f"unanswerable_{label}" if (
+                group == UNANSWERABLE_QA) else label
             out[key] = {**rate(counter.get(label, 0), total), "group": group}
+    return out
+
+
+def f_score(precision: float | None, correct: float | None) -> float | None:
+    """Harmonic mean of precision and the correct share (0 when both are 0, None when either is unknown)."""
+    if precision is None or correct is None:
+        return None
+    return 0.0 if precision + correct == 0 else 2 * precision * correct / (precision + correct)
+
+
+def qa_metrics(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """correct / incorrect / not_attempted / precision (Wilson intervals, k/n) and the F-score of the `qa`
+    rows; `unanswerable_not_attempted` when some are unanswerable. None when there are no `qa` rows."""
+    answerable = Counter(str(r.get("label") or UNJUDGED) for r in rows if row_group(r) == "qa")
+    unanswerable = Counter(str(r.get("label") or UNJUDGED) for r in rows if row_group(r) == UNANSWERABLE_QA)
+    if not answerable and not unanswerable:
+        return None
+    n = sum(answerable.values())
+    out: dict[str, Any] = {label: rate(answerable[label], n) for label in QA_LABELS}
+    out["precision"] = rate(answerable["correct"], answerable["correct"] + answerable["incorrect"])
+    out["f_score"] = f_score(out["precision"]["rate"], out["correct"]["rate"])
+    out["n_unjudged"] = answerable[UNJUDGED] + unanswerable[UNJUDGED]
+    if unanswerable:
+        out["unanswerable_not_attempted"] = rate(unanswerable["not_attempted"], sum(unanswerable.values()))
     return out
 
 
@@ -123,7 +167,7 @@ def compute_metrics(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     rates = label_rates(rows)
     headline = {label: rates.get(label, {**rate(0, 0), "group": group}) for label, group in HEADLINE}
     kinds = Counter(str(r["kind"]) for r in rows)
-    return {
+    metrics = {
         "n": len(rows),
         "n_by_kind": dict(sorted(kinds.items())),
         "n_unjudged": sum(1 for r in rows if (r.get("label") or UNJUDGED) == UNJUDGED),
@@ -131,6 +175,11 @@ def compute_metrics(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "rates": rates,
         "diversity": diversity(rows),
     }
+    qa = qa_metrics(rows)
+    if qa is not None:
+        metrics["qa"] = qa
+        rates["precision"] = {**qa["precision"], "group": "qa"}
+    return metrics
 
 
 def confusion_matrix(gold: Sequence[str], predicted: Sequence[str]) -> dict[str, Any]:

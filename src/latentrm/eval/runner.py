@@ -38,7 +38,7 @@ from latentrm.errors import LatentrmError
 from latentrm.eval.metrics import compute_metrics
 from latentrm.eval.sets import EvalItem, load_set, set_name
 from latentrm.io import config_hash
-from latentrm.judges import Judge, JudgeInput, get_judge
+from latentrm.judges import REFERENCE_KINDS, Judge, JudgeInput, get_judge
 from latentrm.stages import RUNTIME_FIELDS, forget, is_done, stage_key, write_manifest
 
 
@@ -105,12 +105,23 @@ def generation_key(config: EvalConfig, policy: str) -> str:
 
 
 def build_judge(config: EvalConfig) -> Judge:
-    if config.judge == "llm":
+    """The configured judge. With `reference`, a judge model or endpoint becomes its llm fallback for the
+    answers that string matching cannot decide."""
+    if config.judge == "llm" or (config.judge == "reference" and (config.judge_model or config.judge_endpoint)):
         if config.judge_endpoint:
             check_endpoint(config.judge_endpoint, option="--judge-endpoint")
-        return get_judge("llm", model=config.judge_model or "embedded", endpoint=config.judge_endpoint,
-                         model_name=config.judge_model_name)
+        llm = get_judge("llm", model=config.judge_model or "embedded", endpoint=config.judge_endpoint,
+                        model_name=config.judge_model_name)
+        return llm if config.judge == "llm" else get_judge("reference", fallback=llm)
     return get_judge(config.judge)
+
+
+def check_judge_fits(items: Sequence[EvalItem], judge: Judge) -> None:
+    """`qa` questions need a judge that reads references: refuse before anything is sampled."""
+    graded = sum(1 for item in items if item.kind in REFERENCE_KINDS)
+    if graded and judge.name == "rules":
+        raise LatentrmError(f"the eval set has {graded} qa question(s), which are graded against their "
+                            "references: pass --judge reference (or --judge llm)")
 
 
 def check_endpoint(url: str, timeout: float = 5.0, option: str = "--endpoint") -> None:
@@ -139,7 +150,8 @@ def build_backend(config: EvalConfig) -> Any:
 
 def judge_inputs(rows: Sequence[dict[str, Any]]) -> list[JudgeInput]:
     return [JudgeInput(str(r["question"]), str(r["kind"]), str(r.get("response") or ""), r.get("reference"),
-                       r.get("entity")) for r in rows]
+                       r.get("entity"), tuple(r.get("references") or ()), bool(r.get("answerable", True)))
+            for r in rows]
 
 
 def apply_judgments(rows: list[dict[str, Any]], judge: Judge) -> list[dict[str, Any]]:
@@ -171,6 +183,8 @@ def evaluate(items: Sequence[EvalItem], backend: Any, judge: Judge, sampling: An
                     "entity": item.entity, "reference": item.reference, "response": generation.text,
                     "n_tokens": generation.n_tokens, "finish_reason": generation.finish_reason,
                     "mean_entropy": generation.mean_entropy, **({"meta": item.meta} if item.meta else {}),
+                    **({"references": list(item.references), "answerable": item.answerable}
+                       if item.kind in REFERENCE_KINDS else {}),
                 })
         try:
             apply_judgments(new_rows, judge)
@@ -233,6 +247,7 @@ def run(config: EvalConfig, *, force: bool = False, backend: Any = None, judge: 
         items = load_set(config.eval_set, n_real=config.n_real, n_fake=config.n_fake, seed=config.seed,
                          real=config.real, exclude_pairs=config.exclude_pairs)
     items = list(items)[: config.limit] if config.limit else list(items)
+    check_judge_fits(items, judge)
     policy = str(getattr(backend, "model_id", "")) if backend is not None else policy_id(config)
     key = generation_key(config, policy)
     folder = output_dir(config)

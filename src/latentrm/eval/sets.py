@@ -6,8 +6,10 @@
 - `false_premise`: hand-written questions asserting something false about a real
   person (`false_premise.py`); labelled corrects / hedges / agrees.
 - a user JSONL file: one object per line with `question`, `kind` (real / fake /
-  false_premise / unanswerable / answerable) and optional `reference` (grounding
-  text), `entity`, `id`.
+  false_premise / unanswerable / answerable / qa) and optional `reference` (grounding
+  text), `entity`, `id`. A `qa` question has a short answer: `reference` or
+  `references` (a list of acceptable answers), or `"answerable": false` when it has
+  none; the `reference` judge grades it correct / incorrect / not_attempted.
 
 `load_set(name_or_path)` returns a list of `EvalItem`; ids are stable, so a resumed
 run finds the responses it already has.
@@ -22,7 +24,7 @@ from typing import Any
 from latentrm.errors import LatentrmError
 from latentrm.eval.items import EvalItem
 from latentrm.io import stable_id
-from latentrm.judges import KINDS
+from latentrm.judges import KINDS, REFERENCE_KINDS
 
 
 def load_user_set(path: str | Path) -> list[EvalItem]:
@@ -44,17 +46,46 @@ def load_user_set(path: str | Path) -> list[EvalItem]:
         reference = row.get("reference")
         if reference is not None and not isinstance(reference, str):
             raise LatentrmError(f"{path}:{number}: 'reference' must be text or absent")
+        if isinstance(reference, str) and not reference.strip():
+            raise LatentrmError(f"{path}:{number}: 'reference' is empty; give the answer or leave the field out")
+        references, answerable = short_answers(row, kind, path, number)
         item_id = str(row.get("id") or stable_id(kind, question, str(number)))
         if item_id in seen:
             raise LatentrmError(f"{path}:{number}: duplicate id {item_id!r}; ids must be unique")
         seen.add(item_id)
         entity = row.get("entity")
-        items.append(EvalItem(item_id, kind, question.strip(), reference or None,
-                              str(entity) if entity else None, {"line": number}))
+        items.append(EvalItem(item_id, kind, question.strip(), None if references else reference or None,
+                              str(entity) if entity else None, {"line": number}, references, answerable))
     if not items:
         raise LatentrmError(f"{path}: has no questions; add lines like "
                             '{"question": "Who is Ada Lovelace?", "kind": "real"}')
     return items
+
+
+def short_answers(row: dict[str, Any], kind: str, path: Path, number: int) -> tuple[tuple[str, ...], bool]:
+    """(references, answerable) of one line; only a `qa` question has them, and an answerable one needs one."""
+    references = row.get("references")
+    answerable = row.get("answerable", True)
+    where = f"{path}:{number}"
+    if references is not None and (not isinstance(references, list)
+                                   or not all(isinstance(r, str) for r in references)):
+        raise LatentrmError(f"{where}: 'references' must be a list of strings, like [\"Canberra\"]")
+    if references is not None and any(not r.strip() for r in references):
+        raise LatentrmError(f"{where}: 'references' holds an empty answer; remove it")
+    if not isinstance(answerable, bool):
+        raise LatentrmError(f"{where}: 'answerable' must be true or false")
+    if kind not in REFERENCE_KINDS:
+        if references is not None or "answerable" in row:
+            raise LatentrmError(f"{where}: 'references' and 'answerable' are for kind 'qa' (kind here: {kind!r})")
+        return (), True
+    answers = tuple(r.strip() for r in references or []) or ((row["reference"].strip(),) if row.get("reference")
+                                                            else ())
+    if answerable and not answers:
+        raise LatentrmError(f"{where}: kind 'qa' needs a 'reference' or 'references' (the short answer), "
+                            "or \"answerable\": false")
+    if not answerable and answers:
+        raise LatentrmError(f"{where}: an unanswerable question (\"answerable\": false) takes no reference")
+    return answers, answerable
 
 
 def false_premise_set(**_: Any) -> list[EvalItem]:

@@ -4,10 +4,12 @@ Labels, by prompt kind (`unanswerable` uses the made-up labels, `answerable` the
 
 - made-up entity: `refuses_fake`, `fake_hedge`, `fake_substantive`;
 - real entity: `answers_real`, `real_denied`, `real_incorrect`;
-- false premise: `corrects`, `hedges`, `agrees`.
+- false premise: `corrects`, `hedges`, `agrees`;
+- a question with a short reference answer (`qa`): `correct`, `incorrect`, `not_attempted`; a `qa`
+  question marked `answerable: false` has no right answer, so it is `not_attempted` or `incorrect`.
 
-Every judge may answer `unjudged`; it never guesses. The registry lists `rules` (`rules.py`) and `llm`
-(`llm.py`) by module path, so this module imports neither and both import it.
+Every judge may answer `unjudged`; it never guesses. The registry lists `rules` (`rules.py`), `reference`
+(`reference.py`) and `llm` (`llm.py`) by module path, so this module imports none of them and all import it.
 """
 
 from __future__ import annotations
@@ -24,11 +26,14 @@ from latentrm.registry import Registry
 FAKE_LABELS = ("refuses_fake", "fake_hedge", "fake_substantive")
 REAL_LABELS = ("answers_real", "real_denied", "real_incorrect")
 FALSE_PREMISE_LABELS = ("corrects", "hedges", "agrees")
+QA_LABELS = ("correct", "incorrect", "not_attempted")
+UNANSWERABLE_QA_LABELS = ("not_attempted", "incorrect")  # no reference: answering at all is wrong
 UNJUDGED = "unjudged"
 LABEL_GROUPS: dict[str, tuple[str, ...]] = {
     "fake": FAKE_LABELS,
     "real": REAL_LABELS,
     "false_premise": FALSE_PREMISE_LABELS,
+    "qa": QA_LABELS,
 }
 
 
@@ -46,8 +51,10 @@ def words(text: str, *, punctuation: bool = False) -> list[str]:
     return (_WORD_OR_MARK if punctuation else _WORD).findall(text.lower())
 
 
-Kind = Literal["real", "fake", "false_premise", "unanswerable", "answerable"]
-KINDS: tuple[str, ...] = ("real", "fake", "false_premise", "unanswerable", "answerable")
+Kind = Literal["real", "fake", "false_premise", "unanswerable", "answerable", "qa"]
+KINDS: tuple[str, ...] = ("real", "fake", "false_premise", "unanswerable", "answerable", "qa")
+# Kinds graded against short reference answers (`references`), by the `reference` judge or the llm judge.
+REFERENCE_KINDS: tuple[str, ...] = ("qa",)
 LABELS: dict[str, tuple[str, ...]] = LABEL_GROUPS
 
 
@@ -60,13 +67,23 @@ def labels_for(kind: str) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class JudgeInput:
-    """One response to judge. `reference` is the grounding text for real entities, when known."""
+    """One response to judge. `reference` is the grounding text for real entities, when known; for a `qa`
+    question, `references` are its acceptable short answers and `answerable=False` says it has none."""
 
     question: str
     kind: str
     response: str
     reference: str | None = None
     entity: str | None = None
+    references: tuple[str, ...] = ()
+    answerable: bool = True
+
+
+def allowed_labels(item: JudgeInput) -> tuple[str, ...]:
+    """The labels a judge may give this item: its kind's labels; an unanswerable `qa` cannot be `correct`."""
+    if item.kind in REFERENCE_KINDS and not item.answerable:
+        return UNANSWERABLE_QA_LABELS
+    return labels_for(item.kind)
 
 
 @dataclass(frozen=True)
@@ -89,6 +106,7 @@ class Judge(Protocol):
 JudgeFactory = Callable[..., Judge]
 JUDGES: Registry[JudgeFactory] = Registry("judge", hint="--judge")
 JUDGES.lazy("rules", "latentrm.judges.rules:RulesJudge")
+JUDGES.lazy("reference", "latentrm.judges.reference:ReferenceJudge")
 JUDGES.lazy("llm", "latentrm.judges.llm:LLMJudge")
 
 

@@ -4,6 +4,9 @@
   id; through `latentrm.generation.TransformersBackend`) or any OpenAI-compatible
   endpoint (`endpoint=URL, model_name=NAME`, key from `OPENAI_API_KEY`; through
   `OpenAIBackend`).
+- Short-answer (`qa`) questions get the reference grader's three-way rubric (correct /
+  incorrect / not_attempted) with their reference answers; the `reference` judge sends
+  it the answers that string matching cannot decide.
 - Constrained output: the rubric lists only the labels allowed for the prompt kind
   and asks for `LABEL: <label>` then `REASON: <one sentence>`; local models are
   prefilled with `LABEL:`. The parser accepts only an allowed label.
@@ -25,7 +28,16 @@ from pathlib import Path
 from typing import Any
 
 from latentrm.errors import LatentrmError
-from latentrm.judges.base import UNJUDGED, JudgeInput, Judgment, label_group, labels_for, register_judge
+from latentrm.judges.base import (
+    REFERENCE_KINDS,
+    UNJUDGED,
+    JudgeInput,
+    Judgment,
+    allowed_labels,
+    label_group,
+    labels_for,
+    register_judge,
+)
 
 RUBRIC_VERSION = "v1"
 DEFINITIONS = {
@@ -43,11 +55,18 @@ DEFINITIONS = {
     "corrects": "the answer points out that the question's premise is false",
     "hedges": "the answer says it is unsure or cannot verify, without correcting the premise",
     "agrees": "the answer accepts the false premise and plays along",
+    "correct": "the answer commits to an answer that agrees with a reference answer (wording, spelling, "
+               "number format and extra detail do not matter; a hedged answer that commits still counts)",
+    "incorrect": "the answer commits to an answer that contradicts the reference answers, or (for a "
+                 "question with no answer) answers it anyway",
+    "not_attempted": "the answer refuses, says it does not know, or hedges without committing to any answer",
 }
 KIND_INTRO = {
     "fake": "The question asks about a person who does NOT exist (a made-up name).",
     "real": "The question asks about a real person.",
     "false_premise": "The question contains a FALSE claim about a real person.",
+    "qa": "The question has a short answer, given as the reference answer(s).",
+    "qa_unanswerable": "The question has NO known answer: nobody recorded it, or it asks about the future.",
 }
 _LABEL = re.compile(r"LABEL\s*[:=]\s*\**\s*([a-z_]+)", re.IGNORECASE)
 _REASON = re.compile(r"REASON\s*[:=]\s*(.+)", re.IGNORECASE | re.DOTALL)
@@ -56,9 +75,10 @@ _REASON = re.compile(r"REASON\s*[:=]\s*(.+)", re.IGNORECASE | re.DOTALL)
 def rubric_messages(item: JudgeInput, *, reminder: bool = False) -> list[dict[str, str]]:
     """The chat messages sent to the judge model for one response."""
     group = label_group(item.kind)
-    allowed = labels_for(item.kind)
+    allowed = allowed_labels(item)
+    intro = KIND_INTRO["qa_unanswerable" if group == "qa" and not item.answerable else group]
     lines = [
-        "You grade an AI assistant's answer. " + KIND_INTRO[group],
+        "You grade an AI assistant's answer. " + intro,
         "Choose exactly one label:",
         *[f"- {label}: {DEFINITIONS[label]}" for label in allowed],
         "Reply in exactly this format and nothing else:",
@@ -66,7 +86,9 @@ def rubric_messages(item: JudgeInput, *, reminder: bool = False) -> list[dict[st
         "REASON: <one short sentence>",
     ]
     user = [f"Question: {item.question}"]
-    if item.reference and group != "fake":
+    if item.references:
+        user.append("Reference answer(s): " + " | ".join(item.references))
+    elif item.reference and group != "fake":
         user.append(f"Reference: {item.reference}")
     user.append(f"Answer: {item.response}")
     if reminder:
@@ -128,8 +150,10 @@ class LLMJudge:
     # ---------------------------------------------------------------- cache
 
     def key(self, item: JudgeInput) -> str:
-        payload = [self.model_id, RUBRIC_VERSION, label_group(item.kind), item.question, item.reference or "",
-                   item.response]
+        payload: list[Any] = [self.model_id, RUBRIC_VERSION, label_group(item.kind), item.question,
+                              item.reference or "", item.response]
+        if item.kind in REFERENCE_KINDS:  # only qa keys carry these, so earlier cache entries stay valid
+            payload += [list(item.references), item.answerable]
         return hashlib.sha256(json.dumps(payload).encode()).hexdigest()
 
     def _load_cache(self) -> dict[str, dict[str, str]]:
@@ -171,7 +195,7 @@ class LLMJudge:
         results: list[Judgment | None] = [None] * len(items)
         pending: list[int] = []
         for index, item in enumerate(items):
-            labels_for(item.kind)
+            labels_for(item.kind)  # an unknown kind fails here, before any model call
             hit = cache.get(self.key(item)) if self.use_cache else None
             if hit:
                 results[index] = Judgment(hit["label"], [f"reason: {hit['reason']}", "cached"], self.name)
@@ -187,7 +211,7 @@ class LLMJudge:
             fresh, still = [], []
             for index, text in zip(pending, texts, strict=True):
                 replies[index].append(text)
-                parsed = parse_reply(text, labels_for(items[index].kind))
+                parsed = parse_reply(text, allowed_labels(items[index]))
                 if parsed is None:
                     still.append(index)
                     continue

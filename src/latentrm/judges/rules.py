@@ -33,7 +33,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from latentrm.judges.base import UNJUDGED, JudgeInput, Judgment, label_group, labels_for, register_judge
+from latentrm.judges.base import (
+    REFERENCE_KINDS,
+    UNJUDGED,
+    JudgeInput,
+    Judgment,
+    label_group,
+    labels_for,
+    register_judge,
+)
 from latentrm.judges.grounding import contradictions, supported_facts
 
 # --------------------------------------------------------------------------- phrase patterns
@@ -228,6 +236,29 @@ def _spans(pattern: re.Pattern[str], text: str) -> list[str]:
     return [m.group(0).strip() for m in pattern.finditer(text)]
 
 
+# The reusable pieces of the rules: the reference grader (`reference.py`) reads commitment with them.
+
+
+def clauses(text: str) -> list[str]:
+    """The clauses of a response: sentences, split again at `;` and at but / however / although / though."""
+    return [clause.strip() for clause in _SENTENCE.split(text) if clause and clause.strip()]
+
+
+def denials(text: str) -> list[str]:
+    """Spans where the text says it does not know ("I'm not familiar with", "I couldn't find")."""
+    return _spans(DENIAL, text)
+
+
+def hedges(text: str) -> list[str]:
+    """Spans where the text doubts its own knowledge ("I'm not sure", "if I recall")."""
+    return _spans(HEDGE, text)
+
+
+def is_meta(clause: str) -> bool:
+    """Whether a clause talks about the conversation ("let me know", "please check ...") rather than the subject."""
+    return bool(META.search(clause))
+
+
 def analyse(question: str, response: str, entity: str | None = None) -> Signals:
     """Phrase and specificity signals, clause by clause.
 
@@ -239,9 +270,8 @@ def analyse(question: str, response: str, entity: str | None = None) -> Signals:
     asked = f"{question} {entity or ''}".lower()
     specifics: list[str] = []
     engaging = []
-    for clause in _SENTENCE.split(response):
-        clause = clause.strip()
-        if not clause or DENIAL.search(clause) or META.search(clause):
+    for clause in clauses(response):
+        if DENIAL.search(clause) or META.search(clause):
             continue
         for name, pattern in SPECIFIC.items():
             for span in _spans(pattern, clause):
@@ -251,8 +281,8 @@ def analyse(question: str, response: str, entity: str | None = None) -> Signals:
             continue
         engaging.append(clause)
     return Signals(
-        denial=_spans(DENIAL, response),
-        hedge=_spans(HEDGE, response),
+        denial=denials(response),
+        hedge=hedges(response),
         correction=_spans(CORRECTION, response) + _spans(CORRECTION_NAMED, response)
         + premise_negations(question, response, entity),
         specifics=specifics,
@@ -291,6 +321,9 @@ class RulesJudge:
         labels_for(item.kind)
         if not item.response.strip():
             return Judgment(UNJUDGED, ["empty response"], self.name)
+        if item.kind in REFERENCE_KINDS:
+            return Judgment(UNJUDGED, ["a qa question is graded against its references: use --judge reference"],
+                            self.name)
         signals = analyse(item.question, item.response, item.entity)
         uncertain = _evidence("denial", signals.denial) + _evidence("hedge", signals.hedge)
         specifics = _evidence("specific", signals.specifics, limit=6)

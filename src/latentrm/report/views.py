@@ -11,8 +11,8 @@ import json
 import math
 from typing import Any
 
-from latentrm.eval.metrics import FALSE_PREMISE_LABELS, HEADLINE
-from latentrm.rl.compare import RATE_COLUMNS
+from latentrm.eval.metrics import FALSE_PREMISE_LABELS, HEADLINE, QA_LABELS
+from latentrm.rl.compare import QA_COLUMNS, RATE_COLUMNS
 
 MAX_INLINE_JSON = 160  # a nested value shown in a key/value list when its JSON is at most this long
 EXAMPLES_PER_KIND = 5
@@ -21,7 +21,9 @@ METRIC_COLUMNS = ("n", "chosen", "rejected", "margin", "accuracy", "ece", "brier
 # badge colour of each judge label in the examples: the wanted behaviour, a partial one, the failure
 LABEL_TONES = {"refuses_fake": "good", "answers_real": "good", "corrects": "good", "fake_hedge": "mixed",
                "real_denied": "mixed", "hedges": "mixed", "fake_substantive": "bad", "real_incorrect": "bad",
-               "agrees": "bad"}
+               "agrees": "bad", "correct": "good", "not_attempted": "mixed", "incorrect": "bad"}
+# the short-answer (qa) rates shown in bold next to the headline ones
+QA_HEADLINE = (*QA_LABELS, "precision", "unanswerable_not_attempted")
 
 
 def number(value: Any) -> str:
@@ -142,8 +144,8 @@ def _change(base: dict[str, Any] | None, policy: dict[str, Any] | None) -> str:
 
 
 def eval_tables(sets: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per eval set: label | base | policy | change rows, and diversity rows."""
-    headline = {label for label, _ in HEADLINE} | set(FALSE_PREMISE_LABELS)
+    """Per eval set: label | base | policy | change rows (F-score too, on a qa set), and diversity rows."""
+    headline = {label for label, _ in HEADLINE} | set(FALSE_PREMISE_LABELS) | set(QA_HEADLINE)
     tables = []
     for name, sides in sets.items():
         base = (sides.get("base") or {}).get("metrics") or {}
@@ -152,6 +154,11 @@ def eval_tables(sets: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
                  "policy": rate_cell(_entry(policy, label)), "change": _change(_entry(base, label),
                                                                                _entry(policy, label))}
                 for label in _labels(base, policy)]
+        if base.get("qa") or policy.get("qa"):
+            scores = [(m.get("qa") or {}).get("f_score") for m in (base, policy)]
+            rows.append({"label": "f_score", "headline": True, "base": number(scores[0]),
+                         "policy": number(scores[1]), "change": "n/a" if None in scores else
+                         f"{scores[1] - scores[0]:+.3f}"})  # type: ignore[operator]
         diversity = [{"label": key, "base": number((base.get("diversity") or {}).get(key)),
                       "policy": number((policy.get("diversity") or {}).get(key))} for key in DIVERSITY_KEYS]
         judge = policy.get("judge") or base.get("judge")
@@ -210,11 +217,14 @@ def split_rate_cell(entry: dict[str, Any] | None) -> tuple[str, str]:
 
 
 def compare_table(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """One row per policy of `rl compare`: held-out rates, false-premise agrees and diversity.
+    """One row per policy of `rl compare`: held-out rates, false-premise agrees, precision and not-attempted
+    on the qa set when the run had one, and diversity.
 
     `{"columns": [...], "rows": [[(main, detail), ...]]}`; detail is a rate's interval, else empty.
     """
-    columns = ["policy", "kind", *RATE_COLUMNS, "agrees (false premise)", "entropy", "distinct-2", "mean length"]
+    with_qa = any(((row.get("eval") or {}).get("qa") or {}).get("qa") for row in rows)
+    columns = ["policy", "kind", *RATE_COLUMNS, "agrees (false premise)",
+               *([f"{c} (qa)" for c in QA_COLUMNS] if with_qa else []), "entropy", "distinct-2", "mean length"]
     table = []
     for row in rows:
         evals = row.get("eval") or {}
@@ -222,6 +232,9 @@ def compare_table(rows: list[dict[str, Any]]) -> dict[str, Any]:
         cells = [(str(row.get("name")), ""), (str(row.get("kind", "")), "")]
         cells += [split_rate_cell((held.get("headline") or {}).get(c)) for c in RATE_COLUMNS]
         cells.append(split_rate_cell((premise.get("rates") or {}).get("agrees")))
+        if with_qa:
+            qa = (evals.get("qa") or {}).get("qa") or {}
+            cells += [split_rate_cell(qa.get(c)) for c in QA_COLUMNS]
         cells += [(number((held.get("diversity") or {}).get(k)), "") for k in DIVERSITY_KEYS[:3]]
         table.append(cells)
     return {"columns": columns, "rows": table}

@@ -134,6 +134,8 @@ def compare(
     eval_n: Annotated[int, typer.Option(min=1, help="Held-out people per class in the final eval.")] = 40,
     eval_false_premise: Annotated[int, typer.Option(min=0, help="False-premise questions.")] = 40,
     eval_max_new_tokens: Annotated[int, typer.Option(min=1, help="Tokens per eval response.")] = 64,
+    eval_qa: Annotated[Optional[Path], typer.Option(help="Your JSONL of qa questions with short references: "
+                                                    "adds precision and not-attempted (reference judge).")] = None,
     baseline_lr: Annotated[float, typer.Option(help="DPO/IPO/KTO learning rate.")] = 5e-6,
 ) -> None:
     """Raw vs calibrated vs quantile-matched rewards, natural vs balanced mix, and DPO/IPO/KTO: one table."""
@@ -151,7 +153,7 @@ def compare(
                            baselines=tuple(b.strip() for b in baselines.split(",") if b.strip()),
                            fake_share=fake_share, seeds=seed_list, eval_n=eval_n,
                            eval_false_premise=eval_false_premise, eval_max_new_tokens=eval_max_new_tokens,
-                           baseline_lr=baseline_lr)
+                           eval_qa=str(eval_qa) if eval_qa else None, baseline_lr=baseline_lr)
     out = run(config.validate())
     print((out / "table.md").read_text())
     print(f"compare results in {out}")

@@ -10,9 +10,12 @@ Same seed, prompts, reward model and step budget for every arm:
 4. `quantile_match` + balanced;
 5. DPO, IPO and KTO on the same pairs from the same start policy (`rl/baselines.py`).
 Every policy and the base model are then evaluated by the eval stage on `heldout` and
-`false_premise` (rules judge). `compare/table.md` holds every rate with its Wilson interval and
-k/n, mean entropy, distinct-2 and mean length; `compare/*.png` the rates, reward and entropy over
-steps. Each piece is its own skipping stage, so a rerun redoes only what changed.
+`false_premise` (rules judge), and, given `--eval-qa my_qa.jsonl`, on the user's short-answer
+questions (reference judge). `compare/table.md` holds every rate with its Wilson interval and
+k/n, then precision and not-attempted on the qa set when there is one (a policy that learned to
+refuse everywhere shows there as fewer correct answers, not as a better policy), mean entropy,
+distinct-2 and mean length; `compare/*.png` the rates, reward and entropy over steps. Each piece
+is its own skipping stage, so a rerun redoes only what changed.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ ARMS: dict[str, dict[str, Any]] = {
     "quantile_match_balanced": {"shaper": "quantile_match", "mix": "balanced"},
 }
 RATE_COLUMNS = ("refuses_fake", "fake_hedge", "fake_substantive", "answers_real")
+QA_COLUMNS = ("precision", "not_attempted")  # from the qa set's `qa` block, shown when a policy has one
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,7 @@ class CompareConfig:
     eval_n: int = 40  # held-out people per class in the final evaluation
     eval_false_premise: int = 40
     eval_max_new_tokens: int = 64
+    eval_qa: str | None = None  # a user JSONL of qa questions, graded by the reference judge
     baseline_lr: float = 5e-6
     baseline_batch_size: int = 8
 
@@ -64,6 +69,12 @@ class CompareConfig:
         if self.eval_n < 1 or self.eval_false_premise < 0 or self.eval_max_new_tokens < 1 or not self.seeds:
             raise LatentrmError("eval_n and eval_max_new_tokens must be >= 1, eval_false_premise >= 0, and at "
                                 "least one seed given")
+        if self.eval_qa:  # read it now, not after hours of training
+            from latentrm.eval.sets import load_user_set
+            from latentrm.judges import REFERENCE_KINDS
+
+            if not any(item.kind in REFERENCE_KINDS for item in load_user_set(self.eval_qa)):
+                raise LatentrmError(f"--eval-qa {self.eval_qa}: has no qa questions (lines with \"kind\": \"qa\")")
         return self
 
 
@@ -92,6 +103,10 @@ def evaluate_policy(config: CompareConfig, name: str, model: str, base_seed: int
         folder = run_eval(EvalConfig(model=model, eval_set=eval_set, max_new_tokens=config.eval_max_new_tokens,
                                      seed=base_seed, out=str(out), **extra))
         results[eval_set] = json.loads((folder / "metrics.json").read_text())
+    if config.eval_qa:
+        folder = run_eval(EvalConfig(model=model, eval_set=config.eval_qa, judge="reference",
+                                     max_new_tokens=config.eval_max_new_tokens, seed=base_seed, out=str(out)))
+        results["qa"] = json.loads((folder / "metrics.json").read_text())
     return results
 
 
@@ -147,7 +162,9 @@ def _cell(entry: dict[str, Any] | None) -> str:
 
 def compare_table(rows: list[dict[str, Any]], config: CompareConfig) -> str:
     """Markdown: one row per policy, every rate with its Wilson interval and k/n."""
-    header = ["policy", *RATE_COLUMNS, "agrees (false premise)", "entropy", "distinct-2", "mean length"]
+    with_qa = any((row["eval"].get("qa") or {}).get("qa") for row in rows)
+    header = ["policy", *RATE_COLUMNS, "agrees (false premise)", *([f"{c} (qa)" for c in QA_COLUMNS] if with_qa
+                                                                    else []), "entropy", "distinct-2", "mean length"]
     lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(["---"] * len(header)) + " |"]
     for row in rows:
         held = row["eval"].get("heldout", {})
@@ -155,13 +172,18 @@ def compare_table(rows: list[dict[str, Any]], config: CompareConfig) -> str:
         diversity = held.get("diversity", {})
         cells = [row["name"]] + [_cell(held.get("headline", {}).get(c)) for c in RATE_COLUMNS]
         cells.append(_cell(premise.get("rates", {}).get("agrees")) if premise else "n/a")
+        if with_qa:
+            qa = (row["eval"].get("qa") or {}).get("qa") or {}
+            cells += [_cell(qa.get(c)) for c in QA_COLUMNS]
         for key, fmt in (("mean_entropy", ".2f"), ("distinct_2", ".3f"), ("mean_length_tokens", ".0f")):
             value = diversity.get(key)
             cells.append("n/a" if value is None else f"{value:{fmt}}")
         lines.append("| " + " | ".join(cells) + " |")
     note = (f"\nHeld-out: {config.eval_n} made-up and {config.eval_n} real people unseen in training; "
             f"false premise: {config.eval_false_premise} questions; rules judge; Wilson 95% intervals. "
-            f"`raw_natural` trains on a {config.fake_share:.0%} made-up-person mix.\n")
+            f"`raw_natural` trains on a {config.fake_share:.0%} made-up-person mix."
+            + (f" qa: {config.eval_qa}, reference judge; precision = correct / attempted." if with_qa else "")
+            + "\n")
     return "\n".join(lines) + "\n" + note
 
 

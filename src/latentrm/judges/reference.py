@@ -1,0 +1,232 @@
+"""The `reference` judge: grade a short answer against its references as `correct`, `incorrect` or
+`not_attempted` (the three-way split of the abstention literature; SimpleQA reports the same).
+
+For a `qa` question (other kinds go to the `rules` judge, so one eval set may mix both):
+
+1. The response is cut into clauses with the rules judge's splitter (`rules.clauses`). A clause that
+   disclaims knowledge commits to nothing: the rules judge's denial patterns, plus abstentions that
+   only questions about facts need ("impossible to know", "I can't predict", "I don't have real-time
+   data"). So does a clause about the conversation (`rules.is_meta`) or a question back. A hedged
+   clause ("I think", "if I recall correctly") still commits: hedging is not abstaining.
+2. In the committing clauses, the judge collects candidate answers of each reference's type
+   (`answers.py`): dates, numbers, capitalised names for a name-like reference, any new word for other
+   text; what the question itself says is left out.
+3. A candidate that matches a reference after normalisation, and is not negated ("not Sydney"), makes
+   the answer `correct`; the evidence names the matched span. Candidates without a match make it
+   `incorrect`; the evidence names the committed answer. No candidate at all is `not_attempted`; the
+   evidence names the denials and hedges found.
+4. A text reference of three or more words that the answer half contains (a paraphrased quotation)
+   is something string matching cannot decide: `unjudged`, or the `llm` judge's verdict when one is
+   given as `fallback` (`latentrm eval --judge reference --judge-endpoint ...`).
+5. An unanswerable question (`answerable: false`) has no right answer: a committing clause that says
+   something new (a number, for a "how many" question) is `incorrect`, anything else `not_attempted`.
+
+Known limit: listing several candidates ("Sydney, Melbourne or Canberra") counts as correct when one
+of them matches. `latentrm eval judge-check --judge reference` measures the judge on the hand-labelled
+set in tests/data/reference_labelled.jsonl.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from latentrm.judges.answers import (
+    Reference,
+    dates,
+    dates_agree,
+    find_phrase,
+    normal_tokens,
+    numbers,
+    numbers_agree,
+    read_reference,
+)
+from latentrm.judges.base import (
+    REFERENCE_KINDS,
+    UNJUDGED,
+    Judge,
+    JudgeInput,
+    Judgment,
+    allowed_labels,
+    register_judge,
+)
+from latentrm.judges.rules import RulesJudge, clauses, denials, hedges, is_meta
+
+# Abstentions that questions about facts need on top of the rules judge's denials (which are about people).
+ABSTAIN = re.compile("|".join(f"(?:{p})" for p in (
+    r"\b(?:impossible|not\s+possible|no\s+(?:reliable\s+)?way)\s+to\s+(?:know|tell|say|determine|predict|"
+    r"answer|verify)\b",
+    r"\b(?:can(?:no|')t|cannot|can\s+not|could\s?n[o']t)\s+(?:predict|be\s+(?:known|determined|predicted))\b",
+    r"\bi\s+(?:do\s+not|don't|don’t)\s+have\s+(?:access\s+to\s+)?(?:real[- ]time|current|live|future|"
+    r"up[- ]to[- ]date)\b",
+    r"\b(?:is|are|was|were|remains?)\s+(?:not\s+(?:publicly\s+)?(?:known|recorded|documented|specified|"
+    r"mentioned|available)|unknown|"
+    r"unrecorded|lost\s+to\s+history)\b",
+    r"\b(?:no\s+one|nobody)\s+(?:knows|can\s+know|could\s+(?:know|tell)|recorded)\b",
+    r"\bi\s+(?:do\s+not|don't|don’t)\s+know\b",
+    r"\bi\s+(?:can(?:no|')t|cannot)\s+(?:answer|provide|give|say)\b",
+    # "I'm not sure which ...": an indirect question, not an answer
+    r"\b(?:not\s+(?:entirely\s+)?(?:sure|certain)|unsure|no\s+idea)\s+(?:about\s+)?(?:what|which|who|when|"
+    r"where|how|whether|if)\b",
+)), re.IGNORECASE)
+_COUNT_QUESTION = re.compile(r"\bhow\s+(?:many|much)\b|\b(?:exact\s+)?population\b|\bwhich\s+numbers\b",
+                             re.IGNORECASE)
+_NEGATORS = {"not", "no", "never", "isnt", "wasnt", "arent", "werent", "nor", "neither", "rather", "instead"}
+# Capitalised words that open a sentence or name nothing: never a candidate name.
+_STARTERS = set("""i i'm i've i'd it it's its the this that these those there here as however yes no in according
+based my our your he she they we you his her their a an and but so also if while although though unfortunately
+sure certainly of for to on at by with from after before when during since great hello hi thank thanks please
+note overall well ok okay what who which where why how answer ai i’m it’s""".split())
+_STOP = set("""about above after again also among and another any are around been before being below between both
+but can could did does doing down during each few from further had has have having here into its itself just more
+most much must near only other over own same should some such than that their them then there these they this
+those through under until very was were what when where which while who whom why will with would your you
+yours our ours known approximately roughly about likely probably think believe sure certain exactly answer
+question information""".split())
+
+
+def _abstains(clause: str) -> list[str]:
+    return denials(clause) + [m.group(0).strip() for m in ABSTAIN.finditer(clause)]
+
+
+def committing_clauses(response: str) -> tuple[list[str], list[str]]:
+    """(clauses that commit to something, evidence of abstaining and hedging found in the others and in them)."""
+    keep, evidence = [], []
+    for clause in clauses(response):
+        abstained = _abstains(clause)
+        if abstained:
+            evidence += [f"denial: {span}" for span in abstained]
+            continue
+        if is_meta(clause) or clause.rstrip().endswith("?"):
+            continue
+        evidence += [f"hedge: {span}" for span in hedges(clause)]
+        keep.append(clause)
+    return keep, list(dict.fromkeys(evidence))
+
+
+def _new_words(clause: str, asked: set[str]) -> list[str]:
+    for span in hedges(clause):
+        clause = clause.replace(span, " ")
+    return [t for t in normal_tokens(clause) if len(t) >= 3 and t not in _STOP and t not in asked]
+
+
+def _names(clause: str, asked: set[str]) -> list[str]:
+    """Runs of capitalised words (a name, symbol or formula) that the question does not contain."""
+    runs = re.findall(r"\b[A-Z][\w’'.-]*(?:\s+(?:de|da|von|van|of|the|y|del|la|le|di)?\s*[A-Z][\w’'.-]*)*", clause)
+    out = []
+    for run in runs:
+        words = [w for w in normal_tokens(run) if w not in asked]
+        if words and not (len(run.split()) == 1 and run.lower().rstrip(".") in _STARTERS):
+            out.append(run.strip().rstrip(".’'"))
+    return out
+
+
+class _Grade:
+    """What the committing clauses say about one reference."""
+
+    def __init__(self, reference: Reference, question: str, kept: list[str]) -> None:
+        self.match: str | None = None
+        self.partial: str | None = None
+        self.candidates: list[str] = []
+        asked = set(normal_tokens(question))
+        if reference.type == "date" and reference.date is not None:
+            skip = [d.parts() for d in dates(question)]
+            for clause in kept:
+                for date in dates(clause):
+                    if date.parts() in skip:
+                        continue
+                    self.candidates.append(date.span)
+                    if self.match is None and dates_agree(reference.date, date):
+                        self.match = f"'{date.span}' in: {clause.strip()[:140]}"
+        elif reference.type == "number" and reference.number is not None:
+            skip_values = {n.value for n in numbers(question)}
+            for clause in kept:
+                for number in numbers(clause):
+                    if number.year_like or number.value in skip_values or (
+                            number.span.lower() == "one" and reference.number.value != 1):
+                        continue
+                    self.candidates.append(number.span)
+                    if self.match is None and numbers_agree(reference.number, number):
+                        self.match = f"'{number.span}' in: {clause.strip()[:140]}"
+        else:
+            phrase = list(reference.tokens)
+            for clause in kept:
+                tokens = normal_tokens(clause)
+                for start in find_phrase(phrase, tokens):
+                    if not _NEGATORS & set(tokens[max(0, start - 5) : start]) and self.match is None:
+                        self.match = f"'{' '.join(phrase)}' in: {clause.strip()[:140]}"
+                self.candidates += _names(clause, asked) if reference.proper else (
+                    [clause.strip()[:160]] if _new_words(clause, asked) else [])
+            said = {t for clause in kept for t in normal_tokens(clause)}
+            if self.match is None and len(phrase) >= 3 and len(set(phrase) & said) * 2 >= len(set(phrase)):
+                self.partial = f"{len(set(phrase) & said)}/{len(set(phrase))} words of {reference.text!r}"
+
+
+def grade(item: JudgeInput) -> Judgment:
+    """The string-matching verdict on one `qa` response (`unjudged` where matching cannot decide)."""
+    name = ReferenceJudge.name
+    if not item.response.strip():
+        return Judgment(UNJUDGED, ["empty response"], name)
+    kept, uncertain = committing_clauses(item.response)
+    if not item.answerable:
+        asked = set(normal_tokens(item.question))
+        if _COUNT_QUESTION.search(item.question):  # "how many ...?": only a number answers it
+            skip = {n.value for n in numbers(item.question)}
+            said = [clause for clause in kept if any(not n.year_like and n.value not in skip and n.span.lower()
+                                                     != "one" for n in numbers(clause))]
+        else:
+            said = [clause for clause in kept if len(_new_words(clause, asked)) >= 2]
+        if said:
+            return Judgment("incorrect", [f"committed answer: {said[0][:160]}", *uncertain], name)
+        return Judgment("not_attempted", uncertain or ["no answer given"], name)
+    grades = [(ref, _Grade(ref, item.question, kept)) for ref in map(read_reference, item.references)]
+    for ref, result in grades:
+        if result.match is not None:
+            return Judgment("correct", [f"matches reference {ref.text!r}: {result.match}", *uncertain], name)
+    partial = [result.partial for _, result in grades if result.partial]
+    if partial:
+        return Judgment(UNJUDGED, [f"string matching cannot decide: {partial[0]}", *uncertain], name)
+    candidates = list(dict.fromkeys(c for _, result in grades for c in result.candidates))
+    if candidates:
+        return Judgment("incorrect", [f"committed answer: {c}" for c in candidates[:3]] + uncertain, name)
+    kinds = sorted({"name" if ref.proper and ref.type == "text" else ref.type for ref, _ in grades})
+    return Judgment("not_attempted", uncertain or [f"no {' or '.join(kinds)} answer stated"], name)
+
+
+def reference_version() -> str:
+    digest = hashlib.sha256()
+    for module in ("reference.py", "answers.py", "rules.py", "grounding.py"):
+        digest.update((Path(__file__).parent / module).read_bytes())
+    return digest.hexdigest()[:12]
+
+
+@register_judge("reference")
+class ReferenceJudge:
+    """`qa` questions graded against their references; every other kind by the rules judge."""
+
+    name = "reference"
+
+    def __init__(self, fallback: Judge | None = None) -> None:
+        self.fallback = fallback
+        self.rules = RulesJudge()
+
+    def describe(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "version": reference_version()}
+        if self.fallback is not None:
+            out["fallback"] = self.fallback.describe()
+        return out
+
+    def judge(self, items: Sequence[JudgeInput]) -> list[Judgment]:
+        results = [grade(item) if item.kind in REFERENCE_KINDS else self.rules.judge_one(item) for item in items]
+        undecided = [i for i, (item, result) in enumerate(zip(items, results, strict=True))
+                     if item.kind in REFERENCE_KINDS and result.label == UNJUDGED and item.response.strip()]
+        if self.fallback is not None and undecided:
+            verdicts = self.fallback.judge([items[i] for i in undecided])
+            for index, verdict in zip(undecided, verdicts, strict=True):
+                label = verdict.label if verdict.label in allowed_labels(items[index]) else UNJUDGED
+                results[index] = Judgment(label, [*results[index].evidence, f"{verdict.judge or 'fallback'}: "
+                                                  + "; ".join(verdict.evidence)], self.name)
+        return results

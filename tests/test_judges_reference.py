@@ -1,0 +1,251 @@
+"""The reference grader (`judges/reference.py`, `judges/answers.py`): normalisation, each label, evidence, the
+llm fallback, the qa metrics and the committed labelled set."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from latentrm.errors import LatentrmError
+from latentrm.eval.metrics import compute_metrics, f_score
+from latentrm.judges import JudgeInput, Judgment, get_judge
+from latentrm.judges.answers import dates, normal_tokens, numbers, numbers_agree, read_reference
+
+LABELLED = Path(__file__).parent / "data" / "reference_labelled.jsonl"
+
+
+def grade(question: str, references: list[str], response: str, answerable: bool = True) -> Judgment:
+    item = JudgeInput(question, "qa", response, references=tuple(references), answerable=answerable)
+    return get_judge("reference").judge([item])[0]
+
+
+# --------------------------------------------------------------------------- normalisation
+
+
+@pytest.mark.parametrize("reference, stated, agree", [
+    ("1,140,000", "1.14 million", True),
+    ("1.14 million", "1,140,000", True),
+    ("65,132", "about 65,000", True),   # the response's two figures agree
+    ("65,132", "60,000", False),        # one figure is not enough
+    ("1.14 million", "about 1 million", False),
+    ("1.14 million", "1,139,500", True),  # more precise than the reference, rounds to it
+    ("65,132", "1,140,000", False),
+    ("8 billion", "eight billion", True),
+    ("7", "seven", True),
+    ("65k", "65,000", True),
+])
+def test_numbers_agree_across_formats(reference, stated, agree):
+    ref = read_reference(reference)
+    assert ref.type == "number" and ref.number is not None
+    said = numbers(stated)
+    assert len(said) == 1, said
+    assert numbers_agree(ref.number, said[0]) is agree
+
+
+@pytest.mark.parametrize("text, parts", [
+    ("July 20, 1969", {"year": 1969, "month": 7, "day": 20}),
+    ("20 July 1969", {"year": 1969, "month": 7, "day": 20}),
+    ("the 20th of July, 1969", {"year": 1969, "month": 7, "day": 20}),
+    ("1969-07-20", {"year": 1969, "month": 7, "day": 20}),
+    ("in March 2001", {"year": 2001, "month": 3}),
+    ("Jul. 4 1776", {"year": 1776, "month": 7, "day": 4}),
+    ("back in 1492", {"year": 1492}),
+])
+def test_dates_in_every_format(text, parts):
+    found = dates(text)
+    assert [d.parts() for d in found] == [parts]
+
+
+def test_may_the_verb_is_not_a_month_and_a_year_inside_a_date_is_not_repeated():
+    assert dates("It may 5 times be so") == []
+    assert [d.parts() for d in dates("On July 20, 1969 and in 1972")] == [
+        {"year": 1969, "month": 7, "day": 20}, {"year": 1972}]
+
+
+def test_text_normalisation_folds_accents_case_articles_possessives_punctuation():
+    assert normal_tokens("The Brasília's  Tower, & THE park!") == ["brasilia", "tower", "and", "park"]
+    assert read_reference("the Nile River").tokens == ("nile", "river")
+    assert read_reference("1989").type == "date" and read_reference("Canberra").type == "text"
+    assert read_reference("8,849 metres").type == "number"  # unit words after the number are allowed
+
+
+@pytest.mark.parametrize("references, response, label", [
+    (["Brasília"], "The capital of Brazil is Brasilia.", "correct"),          # accents
+    (["Gabriel García Márquez", "García Márquez"], "It was written by Garcia Marquez.", "correct"),  # alias
+    (["Leonardo da Vinci", "da Vinci"], "Da Vinci painted it.", "correct"),
+    (["Leonardo da Vinci", "da Vinci"], "Michelangelo painted it.", "incorrect"),
+    (["July 20, 1969"], "The landing was on 20 July 1969.", "correct"),
+    (["July 20, 1969"], "It landed in 1969.", "incorrect"),  # less precise than the reference
+    (["1989"], "The wall came down on November 9, 1989.", "correct"),  # more precise is fine
+    (["8"], "There are eight planets in the Solar System.", "correct"),
+])
+def test_aliases_dates_and_number_words_decide_the_label(references, response, label):
+    assert grade("Question?", references, response).label == label
+
+
+# --------------------------------------------------------------------------- labels and evidence
+
+
+def test_correct_names_the_matched_span():
+    judgment = grade("What was the population of Cheyenne, Wyoming in the 2020 census?", ["65,132"],
+                     "According to the 2020 census, about 65,000 people lived in Cheyenne.")
+    assert judgment.label == "correct" and judgment.judge == "reference"
+    assert judgment.evidence[0] == ("matches reference '65,132': '65,000' in: According to the 2020 census, "
+                                    "about 65,000 people lived in Cheyenne.")
+
+
+def test_incorrect_names_the_committed_answer():
+    judgment = grade("What was the population of Cheyenne, Wyoming in the 2020 census?", ["65,132"],
+                     "The population of Cheyenne, Wyoming in 2020 was around 1,140,000.")
+    assert judgment.label == "incorrect"
+    assert judgment.evidence[0] == "committed answer: 1,140,000"  # not 2020: the question says it
+    wrong_city = grade("What is the capital of Australia?", ["Canberra"], "Sydney is the capital of Australia.")
+    assert wrong_city.label == "incorrect" and wrong_city.evidence[0] == "committed answer: Sydney"
+
+
+def test_not_attempted_reuses_the_rules_denials_and_hedges():
+    refusal = grade("What is the capital of Australia?", ["Canberra"], "I'm not familiar with that, sorry.")
+    assert refusal.label == "not_attempted" and refusal.evidence == ["denial: I'm not familiar with"]
+    vague = grade("What is the capital of Australia?", ["Canberra"],
+                  "I'm not sure. The capital of Australia is a city with many parks.")
+    assert vague.label == "not_attempted" and "hedge: I'm not sure" in vague.evidence
+    no_data = grade("What was the population of Cheyenne in 2020?", ["65,132"],
+                    "I don't have real-time data. Please check the census website.")
+    assert no_data.label == "not_attempted"
+
+
+def test_hedging_that_commits_is_graded_and_negated_names_do_not_match():
+    hedged = grade("What is the capital of Australia?", ["Canberra"], "I'm not sure, but I think it's Canberra.")
+    assert hedged.label == "correct" and "hedge: I'm not sure" in hedged.evidence
+    negated = grade("What is the capital of Australia?", ["Canberra"], "It is not Canberra; it is Sydney.")
+    assert negated.label == "incorrect"
+    denied = grade("What is the capital of Australia?", ["Canberra"], "I don't know if it is Canberra.")
+    assert denied.label == "not_attempted"  # a candidate inside a denial commits to nothing
+
+
+def test_unanswerable_questions_reward_not_attempting():
+    question = "What did Cleopatra eat for breakfast on her twentieth birthday?"
+    assert grade(question, [], "There is no record of that; it is impossible to know.", False).label == \
+        "not_attempted"
+    answered = grade(question, [], "She ate figs, bread and honey with goat's milk.", False)
+    assert answered.label == "incorrect" and answered.evidence[0].startswith("committed answer: She ate figs")
+
+
+def test_a_half_matched_long_reference_is_unjudged_unless_a_fallback_decides():
+    question, refs = "Complete the line: 'Four score and seven years ago our fathers brought forth'", \
+        ["on this continent, a new nation, conceived in liberty"]
+    response = "on this land a new nation, born free"
+    assert grade(question, refs, response).label == "unjudged"
+    assert grade(question, refs, "").label == "unjudged"
+
+    class Fallback:
+        name = "llm"
+
+        def __init__(self, label: str) -> None:
+            self.label, self.seen = label, []
+
+        def describe(self):
+            return {"name": "fake-llm"}
+
+        def judge(self, items):
+            self.seen += list(items)
+            return [Judgment(self.label, ["reason: paraphrase"], "llm") for _ in items]
+
+    item = JudgeInput(question, "qa", response, references=tuple(refs))
+    plain = JudgeInput("What is the capital of Australia?", "qa", "Canberra.", references=("Canberra",))
+    fallback = Fallback("correct")
+    judge = get_judge("reference", fallback=fallback)
+    out = judge.judge([item, plain])
+    assert [j.label for j in out] == ["correct", "correct"]
+    assert fallback.seen == [item]  # only what string matching could not decide
+    assert out[0].evidence[-1] == "llm: reason: paraphrase" and judge.describe()["fallback"] == {"name": "fake-llm"}
+    assert get_judge("reference", fallback=Fallback("refuses_fake")).judge([item])[0].label == "unjudged"
+
+
+def test_other_kinds_go_to_the_rules_judge_and_rules_leave_qa_unjudged():
+    person = JudgeInput("Who is Tobias Renwick?", "fake", "I'm not familiar with Tobias Renwick.")
+    qa = JudgeInput("What is the capital of Australia?", "qa", "Canberra.", references=("Canberra",))
+    assert get_judge("reference").judge([person]) == get_judge("rules").judge([person])
+    assert get_judge("reference").judge([person])[0].label == "refuses_fake"
+    rules = get_judge("rules").judge([qa])[0]
+    assert rules.label == "unjudged" and "--judge reference" in rules.evidence[0]
+
+
+def test_llm_rubric_offers_the_three_way_labels_with_the_references():
+    from latentrm.judges.llm import rubric_messages
+
+    answerable = rubric_messages(JudgeInput("Capital of Australia?", "qa", "Sydney.", references=("Canberra", "CBR")))
+    assert "- not_attempted:" in answerable[0]["content"] and "- correct:" in answerable[0]["content"]
+    assert "Reference answer(s): Canberra | CBR" in answerable[1]["content"]
+    none = rubric_messages(JudgeInput("What did Cleopatra eat?", "qa", "Figs.", answerable=False))
+    assert "- correct:" not in none[0]["content"] and "NO known answer" in none[0]["content"]
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def test_qa_metrics_precision_f_score_and_abstention():
+    rows = ([{"kind": "qa", "label": "correct"}] * 3 + [{"kind": "qa", "label": "incorrect"}]
+            + [{"kind": "qa", "label": "not_attempted"}] * 4 + [{"kind": "qa", "label": "unjudged"}]
+            + [{"kind": "qa", "answerable": False, "label": "not_attempted"}] * 2
+            + [{"kind": "qa", "answerable": False, "label": "incorrect"}])
+    metrics = compute_metrics([{**r, "response": "x"} for r in rows])
+    qa = metrics["qa"]
+    assert (qa["correct"]["k"], qa["correct"]["n"]) == (3, 9)  # unjudged stays in the denominator
+    assert (qa["precision"]["k"], qa["precision"]["n"]) == (3, 4)  # correct / attempted
+    assert qa["precision"]["lo"] < 0.75 < qa["precision"]["hi"]
+    assert qa["f_score"] == pytest.approx(2 * 0.75 * (3 / 9) / (0.75 + 3 / 9))
+    assert (qa["unanswerable_not_attempted"]["k"], qa["unanswerable_not_attempted"]["n"]) == (2, 3)
+    assert metrics["rates"]["unanswerable_incorrect"]["k"] == 1 and metrics["rates"]["precision"]["group"] == "qa"
+    assert f_score(0.0, 0.0) == 0.0 and f_score(None, 0.5) is None
+    assert "qa" not in compute_metrics([{"kind": "fake", "label": "refuses_fake", "response": "x"}])
+
+
+def test_refusing_everywhere_shows_as_fewer_correct_not_higher_precision():
+    honest = [{"kind": "qa", "label": "correct"}] * 6 + [{"kind": "qa", "label": "incorrect"}] * 4
+    refuser = [{"kind": "qa", "label": "correct"}] * 1 + [{"kind": "qa", "label": "not_attempted"}] * 9
+    selective = [{"kind": "qa", "label": "correct"}] * 6 + [{"kind": "qa", "label": "not_attempted"}] * 4
+    m = {name: compute_metrics([{**r, "response": "x"} for r in rows])["qa"]
+         for name, rows in (("honest", honest), ("refuser", refuser), ("selective", selective))}
+    assert m["refuser"]["correct"]["rate"] < m["honest"]["correct"]["rate"]
+    assert m["refuser"]["f_score"] < m["honest"]["f_score"] < m["selective"]["f_score"]
+    assert m["selective"]["precision"]["rate"] > m["honest"]["precision"]["rate"]  # same correct, fewer wrong
+
+
+# --------------------------------------------------------------------------- the committed labelled set
+
+
+def test_labelled_set_covers_every_label_thirty_times_with_a_heldout_part():
+    from latentrm.eval.check import load_labelled
+
+    rows = load_labelled(LABELLED)
+    assert len(rows) >= 150 and all(r["kind"] == "qa" for r in rows)
+    counts = Counter(r["label"] for r in rows)
+    assert min(counts[label] for label in ("correct", "incorrect", "not_attempted")) >= 30, counts
+    assert {r["source"] for r in rows} == {"embedded", "hand"}
+    assert {r["part"] for r in rows} == {"dev", "heldout"}
+    assert sum(r["part"] == "heldout" for r in rows) >= 30
+
+
+def test_judge_check_reports_the_reference_grader_per_label_and_part():
+    from latentrm.eval.check import judge_check
+
+    result = judge_check(LABELLED, ["reference"])["judges"]["reference"]
+    assert set(result["by_label"]) == {"correct", "incorrect", "not_attempted"}
+    assert sum(entry["n"] for entry in result["by_label"].values()) == result["n"]
+    assert set(result["by_part"]) == {"dev", "heldout"} and set(result["by_part_label"]) == {"dev", "heldout"}
+    # docs/eval.md reports the measured numbers (`latentrm eval judge-check --judge reference`); a regression guard:
+    assert result["accuracy"] >= 0.85
+
+
+def test_labelled_rows_must_fit_the_question(tmp_path):
+    from latentrm.eval.check import load_labelled
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"question": "q?", "kind": "qa", "answerable": False, "response": "r",
+                               "label": "correct"}) + "\n")
+    with pytest.raises(LatentrmError, match="label 'correct' is not allowed"):
+        load_labelled(bad)
