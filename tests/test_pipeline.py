@@ -79,8 +79,12 @@ def test_a_rerun_skips_every_stage(tiny_run):
 
     _, _, config, folder, _ = tiny_run
     before = _stamps(folder)
+    built = json.loads((folder / "run.json").read_text())["stages"]
     run(config, log=print)
     assert _stamps(folder) == before
+    stages = json.loads((folder / "run.json").read_text())["stages"]
+    assert all(stages[name].get("skipped") for name in stages if name != "report"), stages
+    assert stages["rl"]["built_seconds"] == built["rl"]["seconds"]  # the report shows how long it took to build
 
 
 def test_a_change_redoes_only_the_stages_after_it(tiny_run):

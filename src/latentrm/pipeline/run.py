@@ -199,6 +199,18 @@ def _pairs(ctx: Context) -> Path:
 # --------------------------------------------------------------------------- the run
 
 
+STAGE_FOLDERS = {"data": "data", "features": "features", "sweep": "rm_sweep", "rm": "rm", "audit": "audit",
+                 "eval_base": "eval/base", "rl": "rl", "eval_policy": "eval/policy"}
+
+
+def _manifest_stamps(run_dir: Path, stage: str) -> dict[str, int]:
+    """The stage's manifest files and their modification times (empty for the report, or before a first run)."""
+    folder = run_dir / STAGE_FOLDERS[stage] if stage in STAGE_FOLDERS else None
+    if folder is None or not folder.is_dir():
+        return {}
+    return {str(p): p.stat().st_mtime_ns for p in sorted(folder.rglob("manifest.json"))}
+
+
 def _write_run_json(ctx: Context, stages: dict[str, dict[str, Any]], command: str) -> None:
     atomic_write_text(ctx.config.run_dir / "run.json", json.dumps({
         "name": ctx.config.name, "preset": ctx.config.preset, "command": command, "config": ctx.config.to_dict(),
@@ -231,9 +243,14 @@ def run(config: PipelineConfig, *, from_stage: str | None = None, log: Callable[
     for index, name in enumerate(STAGE_NAMES):
         if on_stage:
             on_stage(index, name, {})
-        started = time.perf_counter()
+        started, before = time.perf_counter(), _manifest_stamps(config.run_dir, name)
         summary = STAGES[name](ctx)
-        records[name] = {"summary": summary, "seconds": round(time.perf_counter() - started, 1)}
+        record: dict[str, Any] = {"summary": summary, "seconds": round(time.perf_counter() - started, 1)}
+        if before and _manifest_stamps(config.run_dir, name) == before:  # every manifest untouched: skipped
+            earlier = records.get(name) or {}
+            record["skipped"] = True
+            record["built_seconds"] = earlier.get("built_seconds", earlier.get("seconds"))  # when it last ran
+        records[name] = record
         _write_run_json(ctx, records, command)
         if on_stage:
             on_stage(index, name, records[name])

@@ -62,7 +62,10 @@ def stage_rows(run: dict[str, Any] | None) -> list[dict[str, str]]:
     for name, stage in ((run or {}).get("stages") or {}).items():
         stage = stage if isinstance(stage, dict) else {"summary": stage}
         rows.append({"stage": str(name), "summary": str(stage.get("summary", "")),
-                     "seconds": number(stage.get("seconds")), "skipped": "yes" if stage.get("skipped") else "no"})
+                     # a skipped stage shows how long it took when it last ran (`built_seconds`)
+                     "seconds": number(stage.get("built_seconds") if stage.get("skipped") and
+                                       stage.get("built_seconds") is not None else stage.get("seconds")),
+                     "skipped": "yes" if stage.get("skipped") else "no"})
     return rows
 
 
