@@ -20,8 +20,8 @@ What it does
   right padding give the same vectors as an unpadded pass.
 - Texts are sorted by length and packed into batches under a token budget.
 - `extract_features` adds a content-addressed cache: key = model revision, dtype,
-  pooling (each part of a `+` read-out on its own), max_length and a hash of the rendered texts (never batch size or
-  device). One `.npy` per layer is written atomically and `manifest.json` last,
+  pooling (each part of a `+` read-out on its own), max_length and a hash of the
+  rendered texts (never batch size or device). One `.npy` per layer is written atomically and `manifest.json` last,
   so an interrupted run never leaves a cache that looks finished. A hit does not
   load or call the model.
 
@@ -37,7 +37,7 @@ import json
 import os
 import re
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
@@ -71,7 +71,7 @@ def pooling_parts(spec: str) -> list[str]:
     return parts
 
 
-def stack_readout(features: dict[int, np.ndarray], layers: Sequence[int], parts: int = 1) -> np.ndarray:
+def stack_readout(features: Mapping[int, np.ndarray], layers: Sequence[int], parts: int = 1) -> np.ndarray:
     """`{layer: [n, parts * hidden]}` -> `[n, parts * len(layers) * hidden]`, part-major.
 
     Part-major (every layer's first part, then every layer's second part) keeps a two-part read-out's halves

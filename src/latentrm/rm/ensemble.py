@@ -129,10 +129,9 @@ def feature_layers(head: RewardHead, layer: int) -> list[int]:
 
 def stack_layers(features: Mapping[int, np.ndarray], layers: Sequence[int]) -> np.ndarray:
     """Per-layer features `{layer: [n, hidden]}` -> `[n, len(layers) * hidden]`, in `layers` order."""
-    missing = [layer for layer in layers if layer not in features]
-    if missing:
-        raise LatentrmError(f"no features for layer(s) {missing}; extract them first")
-    return features[layers[0]] if len(layers) == 1 else np.concatenate([features[x] for x in layers], axis=1)
+    from latentrm.features import stack_readout
+
+    return stack_readout(features, layers)  # one part per layer
 
 
 def member_scores(head: RewardHead, features: np.ndarray, batch_size: int = 4096) -> np.ndarray:

@@ -6,8 +6,9 @@
 Every function takes a frozen config and returns the folder it wrote. Features
 come from the content-addressed cache (`<run-dir>/cache` unless `cache_dir` is
 set), so re-training with another head, seed or margin costs no forward pass.
-The sweep over layers, read-outs and heads is `rm/sweep.py`. The stage contract is `latentrm.stages`: a run whose config and pairs
-hash match the folder's `manifest.json` is skipped (pass `force=True` to redo it).
+The sweep over layers, read-outs and heads is `rm/sweep.py`. The stage contract
+is `latentrm.stages`: a run whose config and pairs hash match the folder's
+`manifest.json` is skipped (pass `force=True` to redo it).
 Nothing here prints: the CLI (`rm/cli.py`) prints `rich_metrics_table`, which
 the report can reuse.
 
