@@ -127,9 +127,10 @@ def rm_train(
         raise LatentrmError(f"--pooling {pooling!r}: rm train reads one read-out; compare several with rm sweep")
     from latentrm.rm.sweep import parse_layer_specs
 
-    spec = parse_layer_specs(layer, "--layer")[0] if layer is not None else None
-    if layer is not None and len(parse_layer_specs(layer, "--layer")) > 1:
+    specs = parse_layer_specs(layer, "--layer") if layer is not None else []
+    if len(specs) > 1:
         raise LatentrmError(f"--layer {layer!r}: give one layer, or several joined by '+' (e.g. 15+21)")
+    spec = specs[0] if specs else None
     config = RMStageConfig(pairs=str(pairs), run_dir=str(run_dir), model=model,
                            layer=spec[-1] if spec else None, concat_layers=spec if spec and len(spec) > 1 else (),
                            pooling=pooling, dtype=dtype, max_length=max_length, batch_size=batch_size,
