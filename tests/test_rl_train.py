@@ -209,6 +209,18 @@ def test_compare_trains_every_arm_and_baseline_and_writes_one_table(tiny_model_d
     assert "| raw_natural-s0 |" in rendered and "s/step" in rendered and " -> " in rendered
 
 
+def test_the_masked_arm_is_the_calibrated_arm_with_truncated_completions_masked(tiny_rm, tmp_path):
+    from dataclasses import replace
+
+    from latentrm.rl.compare import CompareConfig, rl_config
+
+    pairs, rm = tiny_rm
+    config = CompareConfig(pairs=str(pairs), rm=str(rm), run_dir=str(tmp_path))
+    masked, plain = rl_config(config, "calibrated_balanced_masked", 0), rl_config(config, "calibrated_balanced", 0)
+    assert masked.mask_truncated and not plain.mask_truncated
+    assert replace(masked, mask_truncated=False, run_dir=plain.run_dir) == plain
+
+
 def test_accelerate_configs_parse_with_accelerates_own_loader():
     from accelerate.commands.config.config_args import load_config_from_file
 

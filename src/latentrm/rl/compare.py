@@ -8,6 +8,7 @@ Same seed, prompts, reward model and step budget for every arm:
 2. `raw` + balanced;
 3. `calibrated` + balanced;
 4. `quantile_match` + balanced;
+   (`calibrated_balanced_masked`, on request: arm 3 with TRL's `mask_truncated_completions`);
 5. DPO, IPO and KTO on the same pairs from the same start policy (`rl/baselines.py`).
 Every policy and the base model are then evaluated by the eval stage on `heldout` and
 `false_premise` (rules judge), and, given `--eval-qa my_qa.jsonl`, on the user's short-answer
@@ -32,6 +33,8 @@ ARMS: dict[str, dict[str, Any]] = {
     "raw_balanced": {"shaper": "raw", "mix": "balanced"},
     "calibrated_balanced": {"shaper": "calibrated", "mix": "balanced"},
     "quantile_match_balanced": {"shaper": "quantile_match", "mix": "balanced"},
+    # not in the default list: the calibrated arm with TRL's mask_truncated_completions, to measure masking
+    "calibrated_balanced_masked": {"shaper": "calibrated", "mix": "balanced", "mask_truncated": True},
 }
 RATE_COLUMNS = ("refuses_fake", "fake_hedge", "fake_substantive", "answers_real")
 QA_COLUMNS = ("precision", "not_attempted")  # from the qa set's `qa` block, shown when a policy has one

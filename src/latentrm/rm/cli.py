@@ -84,10 +84,20 @@ def features(
     print(f"features in {info['cache_dir']} ({seconds:.1f} s)")
 
 
-def _train_config(head: str, epochs: int, lr: float | None, margin: float, seed: int, scale: float) -> object:
+def _train_config(head: str, epochs: int, lr: float | None, margin: float, seed: int, scale: float,
+                  edit_loss: str = "pairs", edit_weight: float = 1.0) -> object:
     from latentrm.rm.train import TrainConfig
 
-    return TrainConfig(head=head, epochs=epochs, lr=lr, margin=margin, seed=seed, scale=scale)
+    return TrainConfig(head=head, epochs=epochs, lr=lr, margin=margin, seed=seed, scale=scale, edit_loss=edit_loss,
+                       edit_weight=edit_weight)
+
+
+def _edits(edits: str, from_audit: Path | None) -> tuple[str, ...]:
+    from latentrm.rm.augment import edits_from_audit, parse_edits
+
+    if edits and from_audit:
+        raise LatentrmError("--edits and --from-audit both name the edits; pass one")
+    return edits_from_audit(from_audit) if from_audit else parse_edits(edits) if edits else ()
 
 
 @app.command("train")
@@ -116,8 +126,18 @@ def rm_train(
                                                callback=validate.choice_option(ensemble_modes))] = "seed",
     ensemble_layers: Annotated[str, typer.Option(help="Comma-separated layers for --ensemble-mode layers "
                                                  "(one head per layer; --ensemble K > L cycles them).")] = "",
+    edits: Annotated[str, typer.Option(help="Content-free edits of the train completions to train away: "
+                                            "pad, hope, repeat, bullets, hedge_prefix (real only), or all.")] = "",
+    from_audit: Annotated[Optional[Path], typer.Option(help="An audit folder (or its report.json): train away the "
+                                                            "edits its counterfactual probe flagged.")] = None,
+    edit_loss: Annotated[str, typer.Option(help="pairs (original preferred, BT) | invariance (squared change).",
+                                           callback=validate.choice_option(lambda: ("pairs", "invariance")))
+                         ] = "pairs",
+    edit_weight: Annotated[float, typer.Option(help="Weight of the edit term in the loss.",
+                                               callback=validate.positive_float_option)] = 1.0,
+    out_name: Annotated[str, typer.Option(help="Folder name inside the run directory.")] = "rm",
 ) -> None:
-    """Train a Bradley-Terry head at one layer; print per-subset metrics; save <run-dir>/rm."""
+    """Train a Bradley-Terry head at one layer; print per-subset metrics; save <run-dir>/<out-name>."""
     from rich.console import Console
 
     from latentrm.rm.metrics import rich_metrics_table
@@ -125,6 +145,8 @@ def rm_train(
 
     if "," in pooling:
         raise LatentrmError(f"--pooling {pooling!r}: rm train reads one read-out; compare several with rm sweep")
+    if not out_name.strip() or Path(out_name).name != out_name or out_name in (".", ".."):
+        raise LatentrmError(f"--out-name {out_name!r}: give a plain folder name such as rm-edits")
     from latentrm.rm.sweep import parse_layer_specs
 
     specs = parse_layer_specs(layer, "--layer") if layer is not None else []
@@ -134,9 +156,11 @@ def rm_train(
     config = RMStageConfig(pairs=str(pairs), run_dir=str(run_dir), model=model,
                            layer=spec[-1] if spec else None, concat_layers=spec if spec and len(spec) > 1 else (),
                            pooling=pooling, dtype=dtype, max_length=max_length, batch_size=batch_size,
-                           train=_train_config(head, epochs, lr, margin, seed, scale),  # type: ignore[arg-type]
+                           train=_train_config(head, epochs, lr, margin, seed, scale,  # type: ignore[arg-type]
+                                               edit_loss, edit_weight),
                            ensemble=ensemble, ensemble_mode=ensemble_mode,
-                           ensemble_layers=tuple(_parse_layers(ensemble_layers, "--ensemble-layers")))
+                           ensemble_layers=tuple(_parse_layers(ensemble_layers, "--ensemble-layers")),
+                           edits=_edits(edits, from_audit), out_name=out_name)
     out = run(config, force=force, log=print)
     meta = json.loads((out / "rm.json").read_text())
     console = Console()

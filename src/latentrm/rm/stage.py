@@ -60,6 +60,8 @@ class RMStageConfig:
     ensemble_mode: str = field(default="seed", metadata={"help": "ensemble members differ by: seed | bootstrap | "
                                                                   "layers"})
     ensemble_layers: tuple[int, ...] = field(default=(), metadata={"help": "layers of a `layers` ensemble"})
+    edits: tuple[str, ...] = field(default=(), metadata={"help": "content-free edits of the training completions "
+                                                                 "to train away (rm/augment.py)"})
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -96,6 +98,24 @@ def stacked_pair_features(backbone: Backbone | Callable[[], Backbone], frame: pd
     by_layer = pair_features(backbone, frame, layers, config)
     return (stack_readout({k: c for k, (c, _) in by_layer.items()}, layers, parts),
             stack_readout({k: r for k, (_, r) in by_layer.items()}, layers, parts))
+
+
+def edit_features(backbone: Backbone | Callable[[], Backbone], frame: pd.DataFrame, layers: list[int],
+                  config: RMStageConfig) -> tuple[tuple[np.ndarray, np.ndarray] | None, pd.DataFrame]:
+    """(original, edited) features `[m, parts * len(layers) * hidden]` of the train completions' edits."""
+    from latentrm.features import extract_features, pooling_parts, stack_readout
+    from latentrm.rm.augment import edit_pairs
+
+    table = edit_pairs(frame, config.edits, seed=config.train.seed)
+    if table.empty:
+        return None, table
+    prompts = list(table["prompt"])
+    features = extract_features(backbone, prompts + prompts, list(table["original"]) + list(table["edited"]),  # type: ignore[arg-type]
+                                layers, config.pooling, cache_dir=_cache_dir(config), batch_size=config.batch_size,
+                                max_length=config.max_length, progress=True)
+    parts, m = len(pooling_parts(config.pooling)), len(table)
+    stacked = stack_readout(features, layers, parts)
+    return (stacked[:m], stacked[m:]), table
 
 
 def split_frame(frame: pd.DataFrame) -> pd.DataFrame:
@@ -147,6 +167,10 @@ def config_key(config: RMStageConfig, data_hash: str, revision: str) -> str:
     payload = {k: v for k, v in config.to_dict().items() if k not in ("run_dir", "cache_dir", "batch_size", "device")}
     if not payload.get("ensemble_layers"):  # keeps the keys of runs made before layer ensembles existed
         payload.pop("ensemble_layers", None)
+    if not payload.get("edits"):  # ... and before edit training existed
+        payload.pop("edits", None)
+        for name in ("edit_loss", "edit_weight"):
+            payload["train"].pop(name, None)
     payload.update({"data_hash": data_hash, "revision": revision})
     return config_hash(payload)
 
@@ -168,6 +192,9 @@ def run(config: RMStageConfig, *, force: bool = False, backbone: Backbone | None
     """Train one head and save `<run-dir>/<out_name>/` (head, rm.json, metrics.json, manifest.json last)."""
     from latentrm.rm.model import LatentRewardModel
 
+    if config.edits and (config.ensemble > 1 or config.ensemble_mode == "layers"):
+        raise LatentrmError("--edits / --from-audit train one head; drop --ensemble or train the ensemble without "
+                            "edits")
     frame = split_frame(load_pairs(config.pairs))
     out = Path(config.run_dir) / config.out_name
     data_hash = frame_hash(frame)
@@ -202,6 +229,7 @@ def run(config: RMStageConfig, *, force: bool = False, backbone: Backbone | None
     chosen_f, rejected_f = stacked_pair_features(backbone, frame, layers, config)  # [n, L * hidden]
     train_mask = (frame["split"] == "train").to_numpy()
     val_mask = (frame["split"] == "val").to_numpy()
+    edits, edit_table = edit_features(backbone, frame, layers, config) if config.edits else (None, None)
     if config.ensemble > 1 or config.ensemble_mode == "layers":  # K heads scored as their mean; rm/ensemble.py
         k = config.ensemble if config.ensemble > 1 else len(layers)
         result = train_ensemble(chosen_f[train_mask], rejected_f[train_mask],
@@ -211,7 +239,7 @@ def run(config: RMStageConfig, *, force: bool = False, backbone: Backbone | None
     else:
         result = train_head(chosen_f[train_mask], rejected_f[train_mask],
                             chosen_f[val_mask] if val_mask.any() else None,
-                            rejected_f[val_mask] if val_mask.any() else None, config.train)
+                            rejected_f[val_mask] if val_mask.any() else None, config.train, edits=edits)
     chosen_s, rejected_s = score_array(result.head, chosen_f), score_array(result.head, rejected_f)
     _check_not_tied(chosen_s[train_mask], rejected_s[train_mask], config, layer)  # before anything is saved
     metrics = _metrics_by_split(frame, chosen_s, rejected_s)
@@ -223,7 +251,10 @@ def run(config: RMStageConfig, *, force: bool = False, backbone: Backbone | None
         training={"key": key, "data_hash": data_hash, "pairs_file": str(config.pairs),
                   "n_train": int(train_mask.sum()), "n_val": int(val_mask.sum()),
                   "config": config.train.to_dict(), "best_epoch": result.best_epoch,
-                  "epochs_run": result.epochs_run},
+                  "epochs_run": result.epochs_run,
+                  **({"edits": list(config.edits), "edit_pairs": {str(k): int(v) for k, v in
+                                                                  edit_table["edit"].value_counts().items()}}
+                     if edit_table is not None else {})},
         metrics=metrics,
         chosen_quantiles=score_quantiles(chosen_s[rows], subsets[rows].tolist()),
         rejected_quantiles=score_quantiles(rejected_s[rows], subsets[rows].tolist()),

@@ -38,6 +38,9 @@ class TrainConfig:
     margin: float = field(default=0.0, metadata={"help": "BT margin: -logsigmoid(r_c - r_r - margin)"})
     patience: int = field(default=20, metadata={"help": "early-stopping patience in epochs"})
     seed: int = field(default=0, metadata={"help": "seed for init and shuffling"})
+    edit_loss: str = field(default="pairs", metadata={"help": "term on (original, edited) pairs: pairs | invariance "
+                                                              "(rm/augment.py)"})
+    edit_weight: float = field(default=1.0, metadata={"help": "weight of the edit term"})
 
     def learning_rate(self) -> float:
         # Linear-family heads on separable BT data keep improving slowly at small
@@ -68,6 +71,12 @@ def bt_loss(chosen: torch.Tensor, rejected: torch.Tensor, margin: float = 0.0) -
     return -F.logsigmoid(chosen - rejected - margin).mean()
 
 
+def edit_term(original: torch.Tensor, edited: torch.Tensor, kind: str) -> torch.Tensor:
+    """Per edit pair `[m]`: `pairs` prefers the original (BT), `invariance` penalises any change."""
+    gap = original - edited
+    return -F.logsigmoid(gap) if kind == "pairs" else gap.pow(2)
+
+
 def _check(name: str, array: np.ndarray) -> None:
     if array.ndim != 2:
         raise LatentrmError(f"{name} features must be [n, hidden], got shape {array.shape}")
@@ -85,9 +94,17 @@ def train_head(
     val_rejected: np.ndarray | None = None,
     config: TrainConfig | None = None,
     device: str = "cpu",
+    edits: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> TrainResult:
-    """Fit a head on `[n, hidden]` chosen/rejected features. Without a validation set, 10% of train is held out."""
+    """Fit a head on `[n, hidden]` chosen/rejected features. Without a validation set, 10% of train is held out.
+
+    `edits`: (original, edited) features `[m, hidden]` of content-free edits of training completions
+    (rm/augment.py); each epoch adds `config.edit_weight * edit_term(...)` over all of them, spread over
+    the epoch's batches. Early stopping still reads the validation BT loss alone.
+    """
     config = config or TrainConfig()
+    if config.edit_loss not in ("pairs", "invariance"):
+        raise LatentrmError(f"--edit-loss {config.edit_loss!r}: use pairs or invariance")
     _check("chosen", train_chosen)
     _check("rejected", train_rejected)
     if train_chosen.shape != train_rejected.shape:
@@ -110,6 +127,12 @@ def train_head(
     rejected = torch.as_tensor(train_rejected, dtype=torch.float32, device=device)
     v_chosen = torch.as_tensor(val_chosen, dtype=torch.float32, device=device)
     v_rejected = torch.as_tensor(val_rejected, dtype=torch.float32, device=device)
+    edit_o = edit_e = None
+    if edits is not None and len(edits[0]):
+        _check("edited original", edits[0])
+        _check("edited", edits[1])
+        edit_o = torch.as_tensor(edits[0], dtype=torch.float32, device=device)  # [m, hidden]
+        edit_e = torch.as_tensor(edits[1], dtype=torch.float32, device=device)
     head.standardize.fit(torch.cat([chosen, rejected]))
     optimizer = torch.optim.AdamW(head.parameters(), lr=config.learning_rate(), weight_decay=config.weight_decay)
 
@@ -117,10 +140,18 @@ def train_head(
     for epoch in range(1, config.epochs + 1):
         head.train()
         order = torch.randperm(len(chosen), generator=generator)
-        total = 0.0
-        for start in range(0, len(order), config.batch_size):
+        n_batches = -(-len(order) // config.batch_size)
+        edit_chunks = (torch.randperm(len(edit_o), generator=generator).chunk(n_batches)
+                       if edit_o is not None and edit_e is not None else ())
+        total, edit_total = 0.0, 0.0
+        for index, start in enumerate(range(0, len(order), config.batch_size)):
             batch = order[start : start + config.batch_size]
             loss = bt_loss(head(chosen[batch]), head(rejected[batch]), config.margin)
+            if index < len(edit_chunks) and edit_o is not None and edit_e is not None:
+                chunk = edit_chunks[index]
+                term = edit_term(head(edit_o[chunk]), head(edit_e[chunk]), config.edit_loss)
+                loss = loss + config.edit_weight * term.mean()
+                edit_total += float(term.detach().sum())
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -131,7 +162,8 @@ def train_head(
             val_loss = float(-F.logsigmoid(gap - config.margin).mean())
             val_acc = float((gap > 0).float().mean())
         history.append({"epoch": epoch, "train_loss": total / len(chosen), "val_loss": val_loss,
-                        "val_accuracy": val_acc})
+                        "val_accuracy": val_acc, **({"edit_term": edit_total / len(edit_o)} if edit_o is not None
+                                                    else {})})
         if val_loss < best_loss - 1e-6:
             best_loss, best_epoch = val_loss, epoch
             best_state = {k: v.detach().clone() for k, v in head.state_dict().items()}
