@@ -70,6 +70,23 @@ def test_echoes_are_dropped_and_counted(built):
     assert not echoed & (set(pairs["chosen"]) | set(pairs["rejected"]))
 
 
+def test_the_behaviour_filter_drops_what_misses_its_variant_and_can_be_turned_off(tmp_path):
+    config = _config(tmp_path, n_real=8, n_fake=8, backend_options={"off_every": 3})
+    kept = load_pairs(run(config))
+    counts = json.loads((Path(config.out) / "build.json").read_text())["counts"]
+    generations = pd.read_parquet(Path(config.out) / "generations.parquet")
+    off = generations[generations["off_behaviour"]]
+    assert len(off) > 0 and set(off["variant"]) == {"grounded"}  # grounded answers that hedged anyway
+    assert counts["off_behaviour_dropped"] == len(off) and counts["off_behaviour_kept"] == 0
+    assert not set(off["completion"]) & set(kept["chosen"])
+    # off: the same generations (no new ones), the hedging "grounded" answers now enter the pairs as chosen
+    loose = load_pairs(run(BuildConfig(**{**config.__dict__, "behaviour_filter": False})))
+    counts = json.loads((Path(config.out) / "build.json").read_text())
+    assert counts["generated_this_run"] == 0
+    assert counts["counts"]["off_behaviour_kept"] == len(off) and counts["counts"]["off_behaviour_dropped"] == 0
+    assert set(off["completion"]) & set(loose["chosen"]) and len(loose) >= len(kept)
+
+
 def test_split_by_entity_and_pair_cap(built):
     config, _, pairs, _ = built
     assert pairs.groupby("entity_id")["split"].nunique().max() == 1

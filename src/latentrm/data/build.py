@@ -68,6 +68,7 @@ class BuildConfig:
     openers: bool = True
     trim_to_sentence: bool = True
     echo_ngram: int = 8
+    behaviour_filter: bool = True  # drop completions that miss their variant's behaviour (require / reject_if)
     backend: str = "transformers"
     model: str = "embedded"
     backend_options: dict[str, Any] = field(default_factory=dict)
@@ -282,7 +283,7 @@ def _process(rows: list[dict[str, Any]], recipe: Recipe, config: BuildConfig) ->
             off = True
         row["off_behaviour"] = off
         row["empty"] = not continuation.strip()
-        row["keep"] = not (row["echo"] or off or row["empty"])
+        row["keep"] = not (row["echo"] or (off and config.behaviour_filter) or row["empty"])
     return rows
 
 
@@ -316,7 +317,8 @@ def run(config: BuildConfig, *, force: bool = False) -> Path:
                                                for r in shard]]) for index, shard in enumerate(shards)]
     plan_hash = _hash(shard_keys)
     post_hash = _hash([recipe.source, config.pairs_per_prompt, config.trim_to_sentence, config.echo_ngram,
-                       config.val_fraction, config.test_fraction, str(pairs_path)])
+                       config.val_fraction, config.test_fraction, str(pairs_path),
+                       *([] if config.behaviour_filter else ["keep-off-behaviour"])])  # old builds keep their key
     shard_dir = out / "shards"
     manifest_file = out / "build.json"
     key = _hash([plan_hash, post_hash])
@@ -389,7 +391,10 @@ def run(config: BuildConfig, *, force: bool = False) -> Path:
         "completions": len(generations),
         "echo_dropped": int(generations["echo"].sum()),
         "echo_dropped_by_variant": {k: int(v) for k, v in generations.groupby("variant")["echo"].sum().items()},
-        "off_behaviour_dropped": int((generations["off_behaviour"] & ~generations["echo"]).sum()),
+        "off_behaviour_dropped": int((generations["off_behaviour"] & ~generations["echo"]).sum())
+        if config.behaviour_filter else 0,
+        "off_behaviour_kept": 0 if config.behaviour_filter else
+        int((generations["off_behaviour"] & ~generations["echo"] & ~generations["empty"]).sum()),
         "off_behaviour_by_variant": {k: int(v) for k, v in
                                      generations.groupby("variant")["off_behaviour"].sum().items()},
         "empty_dropped": int(generations["empty"].sum()),

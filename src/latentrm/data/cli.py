@@ -63,6 +63,8 @@ def build(
     batch_size: int = typer.Option(16, min=1),
     shard_size: int = typer.Option(16, help="requests per shard (the unit of resuming)", min=1),
     seed: int = typer.Option(0),
+    behaviour_filter: bool = typer.Option(True, help="drop completions that miss their variant's behaviour (a "
+                                          "hedge variant that does not hedge, ...); --no-behaviour-filter keeps them"),
     overwrite: bool = typer.Option(False, help="discard a different earlier build in OUT"),
     progress: bool = typer.Option(True, help="show the progress bar"),
     threads: int = typer.Option(0, help="torch CPU threads (0 = torch default; 1 is faster on a busy machine)",
@@ -92,7 +94,7 @@ def build(
         n_real=n_real, n_fake=n_fake, prompts_per_entity=prompts_per_entity, samples=samples,
         pairs_per_prompt=pairs_per_prompt, openers=openers, backend=backend, model=model,
         backend_options=options, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
-        batch_size=batch_size, shard_size=shard_size, seed=seed, progress=progress,
+        batch_size=batch_size, shard_size=shard_size, seed=seed, progress=progress, behaviour_filter=behaviour_filter,
     )
     pairs_path = run(config, force=overwrite)
     manifest = json.loads((out / "build.json").read_text())
@@ -106,7 +108,9 @@ def build(
                       str(counts["pairs_by_subset"].get(subset, 0)))
     console.print(table)
     console.print(f"completions {counts['completions']}, echoes dropped {counts['echo_dropped']}, "
-                  f"off-behaviour dropped {counts['off_behaviour_dropped']}, splits {counts['pairs_by_split']}")
+                  f"off-behaviour dropped {counts['off_behaviour_dropped']}"
+                  + (f" (kept {counts['off_behaviour_kept']})" if counts.get("off_behaviour_kept") else "")
+                  + f", splits {counts['pairs_by_split']}")
     if manifest.get("completions_per_second"):
         console.print(f"generated {manifest['generated_this_run']} completions in "
                       f"{manifest['generation_seconds_this_run']} s ({manifest['completions_per_second']} compl/s)")

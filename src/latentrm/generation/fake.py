@@ -16,13 +16,17 @@ class FakeBackend:
     - a system message (grounding) -> an answer quoting the grounding's first sentence;
     - otherwise        -> a confident, made-up answer.
     `echo_every=k` makes every k-th prefilled completion repeat the steering note
-    (to test echo dropping); `delay` sleeps per completion (to test killing a build).
+    (to test echo dropping); `off_every=k` makes every k-th grounded completion hedge, which misses the
+    grounded variant's behaviour (to test the behaviour filter); `delay` sleeps per completion (to test killing a build).
     """
 
     name = "fake"
 
-    def __init__(self, *, echo_every: int = 0, delay: float = 0.0, model_id: str = "fake") -> None:
+    def __init__(self, *, echo_every: int = 0, off_every: int = 0, delay: float = 0.0,
+                 model_id: str = "fake") -> None:
         self.echo_every = echo_every
+        self.off_every = off_every
+        self.grounded = 0
         self.delay = delay
         self.model_id = model_id
         self.on_advance: Callable[[int], None] | None = None
@@ -39,6 +43,8 @@ class FakeBackend:
                 text = f"{request.prefill.strip()} So, as noted, I cannot say more. ({tag})"
             else:
                 text = f"I'm not familiar with that person, and they may not exist. I would rather not guess. ({tag})"
+        elif system and self.off_every and (grounded := self._count_grounded()) % self.off_every == 0:
+            text = f"I'm not sure who that is, I don't know them. ({tag}:{grounded})"
         elif system:
             grounding = system.split(": ", 1)[-1]  # drop a "Reference notes about X:" header
             text = f"Yes. {grounding.split('. ')[0].strip().rstrip('.')}. That is well documented. ({tag})"
@@ -47,6 +53,10 @@ class FakeBackend:
         if self.delay:
             time.sleep(self.delay)
         return Generation(text, len(text.split()), "stop", 1.0)
+
+    def _count_grounded(self) -> int:
+        self.grounded += 1
+        return self.grounded
 
     def generate(
         self, requests: Sequence[GenerationRequest], n: int, config: SamplingConfig
