@@ -209,6 +209,25 @@ def test_compare_trains_every_arm_and_baseline_and_writes_one_table(tiny_model_d
     assert "| raw_natural-s0 |" in rendered and "s/step" in rendered and " -> " in rendered
 
 
+def test_a_warm_start_trains_the_baseline_first_and_every_arm_starts_from_it(tiny_model_dir, tiny_rm, tmp_path):
+    from latentrm.rl.compare import CompareConfig, run
+
+    pairs, rm = tiny_rm
+    config = CompareConfig(pairs=str(pairs), rm=str(rm), run_dir=str(tmp_path), preset="cpu-small",
+                           rl_sets={"policy": str(tiny_model_dir), "steps": 1, "prompts_per_step": 2,
+                                    "num_generations": 2, "max_completion_length": 4, "eval_n": 1,
+                                    "eval_false_premise": 0, "eval_max_new_tokens": 2, "threads": 1},
+                           arms=("calibrated_balanced",), baselines=("kto",), warm_start="kto", eval_n=1,
+                           eval_false_premise=0, eval_max_new_tokens=2)
+    out = run(config, log=lambda *_: None)
+    rows = [line.split(" | ")[0].lstrip("| ") for line in (out / "table.md").read_text().splitlines()[2:5]]
+    assert rows == ["base", "kto-warm", "calibrated_balanced-s0"]  # the kto baseline is the warm-start row
+    arm = json.loads((tmp_path / "calibrated_balanced-s0" / "rl" / "config.json").read_text())["config"]
+    assert arm["policy"] == str(tmp_path / "baseline-kto" / "policy")
+    results = json.loads((out / "results.json").read_text())["rows"]
+    assert results[0]["model"] == str(tiny_model_dir)  # the base row is the original start
+
+
 def test_the_masked_arm_is_the_calibrated_arm_with_truncated_completions_masked(tiny_rm, tmp_path):
     from dataclasses import replace
 

@@ -137,6 +137,8 @@ def compare(
     eval_qa: Annotated[Optional[Path], typer.Option(help="Your JSONL of qa questions with short references: "
                                                     "adds precision and not-attempted (reference judge).")] = None,
     baseline_lr: Annotated[float, typer.Option(help="DPO/IPO/KTO learning rate.")] = 5e-6,
+    warm_start: Annotated[Optional[str], typer.Option(help="dpo | ipo | kto: train it first and start every GRPO "
+                                                      "arm from its policy.")] = None,
 ) -> None:
     """Raw vs calibrated vs quantile-matched rewards, natural vs balanced mix, and DPO/IPO/KTO: one table."""
     from latentrm.rl.compare import CompareConfig, run
@@ -153,7 +155,8 @@ def compare(
                            baselines=tuple(b.strip() for b in baselines.split(",") if b.strip()),
                            fake_share=fake_share, seeds=seed_list, eval_n=eval_n,
                            eval_false_premise=eval_false_premise, eval_max_new_tokens=eval_max_new_tokens,
-                           eval_qa=str(eval_qa) if eval_qa else None, baseline_lr=baseline_lr)
+                           eval_qa=str(eval_qa) if eval_qa else None, baseline_lr=baseline_lr,
+                           warm_start=warm_start)
     out = run(config.validate())
     print((out / "table.md").read_text())
     print(f"compare results in {out}")

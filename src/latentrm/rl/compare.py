@@ -10,6 +10,9 @@ Same seed, prompts, reward model and step budget for every arm:
 4. `quantile_match` + balanced;
    (`calibrated_balanced_masked`, on request: arm 3 with TRL's `mask_truncated_completions`);
 5. DPO, IPO and KTO on the same pairs from the same start policy (`rl/baselines.py`).
+With `--warm-start kto` (or dpo, ipo) that baseline is trained first and every GRPO arm starts
+from its policy: GRPO can only reweight what the policy samples, and a base policy that never
+hedges gives it no hedge to favour.
 Every policy and the base model are then evaluated by the eval stage on `heldout` and
 `false_premise` (rules judge), and, given `--eval-qa my_qa.jsonl`, on the user's short-answer
 questions (reference judge). `compare/table.md` holds every rate with its Wilson interval and
@@ -57,6 +60,7 @@ class CompareConfig:
     eval_qa: str | None = None  # a user JSONL of qa questions, graded by the reference judge
     baseline_lr: float = 5e-6
     baseline_batch_size: int = 8
+    warm_start: str | None = None  # dpo | ipo | kto: train it first; every GRPO arm starts from its policy
 
     def validate(self) -> CompareConfig:
         unknown = [arm for arm in self.arms if arm not in ARMS]
@@ -64,6 +68,8 @@ class CompareConfig:
             raise LatentrmError(f"--arms: unknown arm(s) {', '.join(unknown)}; use {', '.join(ARMS)}")
         from latentrm.rl.baselines import METHODS
 
+        if self.warm_start is not None and self.warm_start not in METHODS:
+            raise LatentrmError(f"--warm-start {self.warm_start!r}: use one of {', '.join(METHODS)}")
         bad = [b for b in self.baselines if b not in METHODS]
         if bad:
             raise LatentrmError(f"--baselines: unknown method(s) {', '.join(bad)}; use {', '.join(METHODS)}")
@@ -81,14 +87,27 @@ class CompareConfig:
         return self
 
 
-def rl_config(config: CompareConfig, arm: str, seed: int) -> Any:
+def rl_config(config: CompareConfig, arm: str, seed: int, policy: str | None = None) -> Any:
+    """The arm's RLConfig; `policy` (a warm start) replaces the start policy of the preset and `--set`."""
     from latentrm.rl.grpo_config import build_config
 
     overrides = dict(ARMS[arm])
     if overrides["mix"] == "natural":
         overrides["fake_share"] = config.fake_share
+    if policy is not None:
+        overrides["policy"] = policy
     return build_config(config.preset, dict(config.rl_sets), pairs=config.pairs, rm=config.rm,
                         run_dir=str(Path(config.run_dir) / f"{arm}-s{seed}"), seed=seed, **overrides)
+
+
+def _baseline(config: CompareConfig, method: str, policy: str, steps: int, base_rl: Any, log: Any) -> Path:
+    from latentrm.rl.baselines import BaselineConfig
+    from latentrm.rl.baselines import run as run_baseline
+
+    return run_baseline(BaselineConfig(method=method, pairs=config.pairs, policy=policy, run_dir=config.run_dir,
+                                       steps=steps, batch_size=config.baseline_batch_size,
+                                       learning_rate=config.baseline_lr, lora=bool(base_rl and base_rl.lora),
+                                       seed=config.seeds[0], threads=base_rl.threads if base_rl else None), log=log)
 
 
 def evaluate_policy(config: CompareConfig, name: str, model: str, base_seed: int = 0) -> dict[str, Any]:
@@ -117,32 +136,32 @@ def run(config: CompareConfig, *, log: Any = print) -> Path:
     """Train every arm and baseline, evaluate them and the base model, write the table and plots."""
     from latentrm.io import atomic_write_text
     from latentrm.rl import grpo_trainer
-    from latentrm.rl.baselines import BaselineConfig
-    from latentrm.rl.baselines import run as run_baseline
 
     config.validate()
     out = Path(config.run_dir) / "compare"
     policies: dict[str, dict[str, Any]] = {}
-    start_policy = None
-    steps = None
+    base_rl = rl_config(config, config.arms[0], config.seeds[0]) if config.arms else None
+    start_policy = base_rl.policy if base_rl else "embedded"
+    steps = base_rl.steps if base_rl else None
+    warm = None
+    if config.warm_start:  # e.g. KTO first, so the GRPO arms start from a policy that sometimes hedges
+        log(f"== warm start: {config.warm_start}")
+        folder = _baseline(config, config.warm_start, start_policy or "embedded", steps or 30, base_rl, log)
+        warm = str(folder / "policy")
+        policies[f"{config.warm_start}-warm"] = {"arm": config.warm_start, "seed": config.seeds[0],
+                                                         "model": warm, "kind": "warm_start"}
     for seed in config.seeds:
         for arm in config.arms:
-            rl = rl_config(config, arm, seed)
-            start_policy, steps = start_policy or rl.policy, steps or rl.steps
+            rl = rl_config(config, arm, seed, policy=warm)
             log(f"== {arm} (seed {seed})")
             folder = grpo_trainer.run(rl, log=log)
             policies[f"{arm}-s{seed}"] = {"arm": arm, "seed": seed, "model": str(folder / "policy"),
                                           "metrics": str(folder / "metrics.jsonl"), "kind": "rl"}
-    base_rl = rl_config(config, config.arms[0], config.seeds[0]) if config.arms else None
-    start_policy = start_policy or (base_rl.policy if base_rl else "embedded")
     for method in config.baselines:
+        if method == config.warm_start:  # the same run: its row is the warm-start row
+            continue
         log(f"== baseline {method}")
-        folder = run_baseline(BaselineConfig(method=method, pairs=config.pairs, policy=start_policy or "embedded",
-                                             run_dir=config.run_dir, steps=steps or 30,
-                                             batch_size=config.baseline_batch_size,
-                                             learning_rate=config.baseline_lr,
-                                             lora=bool(base_rl and base_rl.lora), seed=config.seeds[0],
-                                             threads=base_rl.threads if base_rl else None), log=log)
+        folder = _baseline(config, method, start_policy or "embedded", steps or 30, base_rl, log)
         policies[method] = {"arm": method, "seed": config.seeds[0], "model": str(folder / "policy"),
                             "kind": "baseline"}
     rows = []
@@ -185,6 +204,9 @@ def compare_table(rows: list[dict[str, Any]], config: CompareConfig) -> str:
     note = (f"\nHeld-out: {config.eval_n} made-up and {config.eval_n} real people unseen in training; "
             f"false premise: {config.eval_false_premise} questions; rules judge; Wilson 95% intervals. "
             f"`raw_natural` trains on a {config.fake_share:.0%} made-up-person mix."
+            + (f" Every GRPO arm starts from the {config.warm_start} policy (row `{config.warm_start}-warm`, trained "
+               f"from the base model); the base row and the other baselines start from the base model."
+               if config.warm_start else "")
             + (f" qa: {config.eval_qa}, reference judge; precision = correct / attempted." if with_qa else "")
             + "\n")
     return "\n".join(lines) + "\n" + note
