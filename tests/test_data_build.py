@@ -254,3 +254,36 @@ def test_changed_pairing_reuses_generations(tmp_path):
     assert shard.stat().st_mtime_ns == mtime
     manifest = json.loads((Path(config.out) / "build.json").read_text())
     assert manifest["generated_this_run"] == 0
+
+
+def _pairs_file(path, rows):
+    pd.DataFrame(rows).to_json(path, orient="records", lines=True)
+    return path
+
+
+def test_data_merge_mixes_recipes_and_keeps_entities_in_one_split(tmp_path, run_cli):
+    a = _pairs_file(tmp_path / "a.jsonl", [
+        {"prompt": "Who is X?", "chosen": "No idea.", "rejected": "X paints.", "subset": "fake", "entity_id": "x",
+         "split": "train"},
+        {"prompt": "Who is Curie?", "chosen": "A physicist.", "rejected": "No idea.", "subset": "real",
+         "entity_id": "curie", "split": "test"}])
+    b = _pairs_file(tmp_path / "b.jsonl", [
+        {"prompt": "Curie was born in 1900, right?", "chosen": "No, 1867.", "rejected": "Yes.",
+         "subset": "false_claim", "entity_id": "curie", "split": "test"},
+        {"prompt": "Who is X?", "chosen": "No idea.", "rejected": "X paints.", "subset": "fake", "entity_id": "x",
+         "split": "train"}])
+    out = tmp_path / "mixed.parquet"
+    code, stdout, err = run_cli(["data", "merge", str(a), str(b), "--out", str(out)])
+    assert code == 0, err
+    merged = load_pairs(out)
+    assert sorted(merged["subset"]) == ["fake", "false_claim", "real"]  # the repeated row is kept once
+    assert "1 repeated rows dropped" in stdout
+    assert merged.set_index("subset")["split"].to_dict() == {"fake": "train", "real": "test", "false_claim": "test"}
+    c = _pairs_file(tmp_path / "c.jsonl", [
+        {"prompt": "Curie won what?", "chosen": "Two Nobels.", "rejected": "Yes.", "subset": "true_claim",
+         "entity_id": "curie", "split": "train"}])
+    code, _, err = run_cli(["data", "merge", str(a), str(c), "--out", str(tmp_path / "bad.parquet")])
+    assert code == 2 and "entity 'curie' is in different splits" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "bad.parquet").exists()
+    code, _, err = run_cli(["data", "merge", str(a), "--out", str(tmp_path / "one.parquet")])
+    assert code == 2 and "at least two" in err

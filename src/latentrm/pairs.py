@@ -132,6 +132,37 @@ def assign_splits(frame: pd.DataFrame, val_fraction: float = 0.15, test_fraction
     return frame
 
 
+def merge_pairs(paths: list[str | Path]) -> pd.DataFrame:
+    """Several pairs files as one (e.g. sycophancy pairs mixed into a knowledge-awareness build).
+
+    Rows keep their split; a row without one gets the hashed split by entity, the same rule
+    `data build` uses, so one entity never lands in two splits. An entity that two files put in
+    different splits is refused (it would leak from train into test). Rows repeated across files
+    are kept once.
+    """
+    if len(paths) < 2:
+        raise LatentrmError("data merge needs at least two pairs files")
+    frames = []
+    for path in paths:
+        frame = assign_splits(load_pairs(path))
+        frame["source_file"] = str(path)
+        frames.append(frame)
+    merged = pd.concat(frames, ignore_index=True)
+    if "entity_id" in merged.columns:
+        with_entity = merged[merged["entity_id"].notna()]
+        splits = with_entity.groupby(with_entity["entity_id"].astype(str))["split"].nunique()
+        if (splits > 1).any():
+            entity = str(splits[splits > 1].index[0])
+            rows = with_entity[with_entity["entity_id"].astype(str) == entity]
+            where = ", ".join(f"{f}: {s}" for f, s in rows.groupby("source_file")["split"].first().items())
+            raise LatentrmError(f"entity {entity!r} is in different splits ({where}); give the files the same "
+                                "split for it, or drop the split column so both are split by entity")
+    before = len(merged)
+    merged = merged.drop_duplicates(subset=["prompt", "chosen", "rejected"]).reset_index(drop=True)
+    merged.attrs["duplicates_dropped"] = before - len(merged)
+    return merged.drop(columns=["source_file"])
+
+
 def save_pairs(frame: pd.DataFrame, path: str | Path) -> Path:
     """Write a pairs file atomically (Parquet or JSONL by suffix)."""
     from latentrm.io import atomic_write_text

@@ -166,6 +166,20 @@ def show(
 
 
 @app.command()
+def merge(
+    paths: list[Path] = typer.Argument(..., help="two or more pairs files (.parquet or .jsonl)"),
+    out: Path = typer.Option(..., help="merged pairs file (.parquet or .jsonl)", callback=validate.writable_file_option),
+) -> None:
+    """Merge pairs files into one (e.g. mix sycophancy pairs into a knowledge-awareness build)."""
+    from latentrm.pairs import merge_pairs, save_pairs
+
+    merged = merge_pairs(list(paths))
+    save_pairs(merged, out)
+    counts = ", ".join(f"{k} {v}" for k, v in merged["subset"].value_counts().sort_index().items())
+    print(f"{len(merged)} pairs ({counts}; {merged.attrs['duplicates_dropped']} repeated rows dropped) -> {out}")
+
+
+@app.command()
 def recipes() -> None:
     """List the available recipes, their classes and the polarity per class."""
     from rich.console import Console
