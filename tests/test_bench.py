@@ -43,11 +43,12 @@ def test_scoring_items_crosses_prompts_only_when_short():
 
     direct, crossed = scoring_items(20)
     assert crossed == 0 and len(direct) == 20
-    items, crossed = scoring_items(300)  # examples/pairs.jsonl: 136 pairs -> 272 direct items
-    assert len(items) == 300 and crossed == 28
     pairs = [json.loads(line) for line in (BENCH.parent / "examples" / "pairs.jsonl").read_text().splitlines()]
+    direct = 2 * len(pairs)  # each pair's chosen and rejected
+    items, crossed = scoring_items(direct + 28)
+    assert len(items) == direct + 28 and crossed == 28
     assert (items[1].prompt, items[1].completion) == (pairs[0]["prompt"], pairs[0]["rejected"])
-    assert (items[272].prompt, items[272].completion) == (pairs[0]["prompt"], pairs[1]["chosen"])
+    assert (items[direct].prompt, items[direct].completion) == (pairs[0]["prompt"], pairs[1]["chosen"])
 
 
 def test_reward_cost_runs_all_methods(tiny_model_dir, capsys):
