@@ -73,3 +73,25 @@ def run_cli(capsys):
         return code, captured.out, captured.err
 
     return run
+
+
+@pytest.fixture
+def person_pairs(tmp_path):
+    """person_pairs(n, ...) -> a pairs.jsonl of `n` people: a hedge against an answer, chosen flipping by class
+    (person i is made-up when i % 2 == fake_when), split by entity (train, train, train, val, test)."""
+    import pandas as pd
+
+    def write(n: int, hedge: str = "I am not familiar with person {i}.",
+              answer: str = "Person {i} is a chemist in Lyon.", fake_when: int = 1) -> Path:
+        rows = []
+        for i in range(n):
+            fake = i % 2 == fake_when
+            said_hedge, said_answer = hedge.format(i=i), answer.format(i=i)
+            rows.append({"prompt": f"Who is person {i}?", "chosen": said_hedge if fake else said_answer,
+                         "rejected": said_answer if fake else said_hedge, "subset": "fake" if fake else "real",
+                         "entity_id": f"p{i}", "split": ["train", "train", "train", "val", "test"][i % 5]})
+        path = tmp_path / "pairs.jsonl"
+        pd.DataFrame(rows).to_json(path, orient="records", lines=True)
+        return path
+
+    return write

@@ -138,23 +138,8 @@ def test_candidates_pair_bilinear_only_with_prompt_read_outs():
         parse_layer_specs("2,x")
 
 
-def _pairs(tmp_path):
-    import pandas as pd
-
-    rows = []
-    for i in range(40):
-        fake = i % 2 == 1
-        hedge, answer = f"I am not familiar with person {i}.", f"Person {i} is a chemist in Lyon."
-        rows.append({"prompt": f"Who is person {i}?", "chosen": hedge if fake else answer,
-                     "rejected": answer if fake else hedge, "subset": "fake" if fake else "real",
-                     "entity_id": f"p{i}", "split": ["train", "train", "train", "val", "test"][i % 5]})
-    path = tmp_path / "pairs.jsonl"
-    pd.DataFrame(rows).to_json(path, orient="records", lines=True)
-    return path
-
-
-def test_sweep_over_read_outs_chooses_by_cv_and_trains_the_choice(tiny_model_dir, tmp_path, run_cli):
-    pairs = _pairs(tmp_path)
+def test_sweep_over_read_outs_chooses_by_cv_and_trains_the_choice(tiny_model_dir, tmp_path, run_cli, person_pairs):
+    pairs = person_pairs(40)
     code, out, err = run_cli(["rm", "sweep", "--pairs", str(pairs), "--run-dir", str(tmp_path), "--model",
                               str(tiny_model_dir), "--layers", "1,1+2", "--pooling", "last,prompt+mean",
                               "--head", "linear,bilinear", "--cv", "3", "--curve", "0.5,1"])
@@ -178,10 +163,10 @@ def test_sweep_over_read_outs_chooses_by_cv_and_trains_the_choice(tiny_model_dir
     assert all(m["layers"] == [1, 2] for m in manifests)
 
 
-def test_a_model_reading_two_layers_and_two_parts_scores_as_trained(tiny_model_dir, tmp_path, run_cli):
+def test_a_model_reading_two_layers_and_two_parts_scores_as_trained(tiny_model_dir, tmp_path, run_cli, person_pairs):
     from latentrm.rm.model import LatentRewardModel
 
-    pairs = _pairs(tmp_path)
+    pairs = person_pairs(40)
     code, _, err = run_cli(["rm", "train", "--pairs", str(pairs), "--run-dir", str(tmp_path), "--model",
                             str(tiny_model_dir), "--layer", "1+2", "--pooling", "prompt+mean", "--head", "bilinear",
                             "--epochs", "5"])
@@ -208,7 +193,7 @@ def test_a_model_reading_two_layers_and_two_parts_scores_as_trained(tiny_model_d
     (["--curve", "0,1"], "--curve"),
     (["--layers", "1+x"], "'1+x'"),
 ])
-def test_sweep_bad_options_are_one_line_errors(tmp_path, run_cli, argv, message):
-    pairs = _pairs(tmp_path)
+def test_sweep_bad_options_are_one_line_errors(tmp_path, run_cli, argv, message, person_pairs):
+    pairs = person_pairs(40)
     code, _, err = run_cli(["rm", "sweep", "--pairs", str(pairs), "--run-dir", str(tmp_path), *argv])
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err

@@ -133,23 +133,14 @@ def test_the_edit_term_stops_the_head_paying_for_the_edit(kind):
     assert acc > (0.7 if kind == "pairs" else 0.85)
 
 
-def _pairs(tmp_path):
-    rows = []
-    for i in range(30):
-        fake = i % 2 == 0
-        rows.append({"prompt": f"Who is person {i}?", "subset": "fake" if fake else "real",
-                     "chosen": f"I am not familiar with person {i}. I cannot say." if fake else
-                     f"Person {i} was a famous chemist. They won prizes.",
-                     "rejected": f"Person {i} was a famous chemist. They won prizes." if fake else
-                     f"I am not familiar with person {i}. I cannot say.",
-                     "entity_id": f"p{i}", "split": ["train", "train", "train", "val", "test"][i % 5]})
-    path = tmp_path / "pairs.jsonl"
-    pd.DataFrame(rows).to_json(path, orient="records", lines=True)
-    return path
+def _two_sentence_pairs(person_pairs):
+    """Two sentences per answer, so `repeat` has a sentence to repeat; 18 train rows, 36 distinct completions."""
+    return person_pairs(30, hedge="I am not familiar with person {i}. I cannot say.",
+                        answer="Person {i} was a famous chemist. They won prizes.", fake_when=0)
 
 
-def test_rm_train_with_edits_from_an_audit_records_them(tiny_model_dir, tmp_path, run_cli):
-    pairs = _pairs(tmp_path)
+def test_rm_train_with_edits_from_an_audit_records_them(tiny_model_dir, tmp_path, run_cli, person_pairs):
+    pairs = _two_sentence_pairs(person_pairs)
     (tmp_path / "audit").mkdir()
     audit = _report(tmp_path / "audit", {"pad": True, "repeat": True})
     base = ["rm", "train", "--pairs", str(pairs), "--run-dir", str(tmp_path), "--model", str(tiny_model_dir),
@@ -177,8 +168,8 @@ def test_rm_train_with_edits_from_an_audit_records_them(tiny_model_dir, tmp_path
     (["--out-name", "a/b"], "--out-name 'a/b'"),
     (["--edits", "pad", "--ensemble", "3"], "train one head"),
 ])
-def test_edit_options_bad_input_is_one_line(tmp_path, run_cli, argv, message):
-    pairs = _pairs(tmp_path)
+def test_edit_options_bad_input_is_one_line(tmp_path, run_cli, argv, message, person_pairs):
+    pairs = _two_sentence_pairs(person_pairs)
     code, _, err = run_cli(["rm", "train", "--pairs", str(pairs), "--run-dir", str(tmp_path), *argv])
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "rm").exists()
