@@ -46,7 +46,9 @@ def curves(runs: dict[str, Path], out: Path) -> list[Path]:
         ax.set_xlabel("step")
         ax.set_ylim(-0.02, 1.02)
     axes[0].set_ylabel("rate (held-out eval)")
-    axes[-1].legend(fontsize=7, loc="best")
+    labelled = [ax for ax in axes if ax.get_legend_handles_labels()[0]]
+    if labelled:  # a run without periodic evals has no curve to name
+        labelled[-1].legend(fontsize=7, loc="best")
     fig.tight_layout()
     written.append(out / "rates.png")
     fig.savefig(written[-1], dpi=110)
