@@ -156,6 +156,13 @@ def check_choice(value: str, names: Sequence[str], option: str) -> str:
     return value
 
 
+def check_name(value: str, option: str) -> str:
+    """A folder *name* (not a path): non-empty, no separators, not `.` or `..`."""
+    if not value.strip() or value in (".", "..") or "/" in value or "\\" in value or value != value.strip():
+        raise LatentrmError(f"{option} {value!r}: give a plain folder name (letters, digits, - or _), not a path")
+    return value
+
+
 def choice_option(names: Callable[[], Sequence[str]]) -> Callable[[typer.CallbackParam, str | None], str | None]:
     """A callback checking a name against `names()`; lazy, so a registry module loads only when used."""
 

@@ -92,6 +92,49 @@ def goodhart(
     print(f"Goodhart curve written to {out / 'goodhart.json'} and {out / 'goodhart.png'}")
 
 
+def onpolicy(
+    rm: RmDir,
+    run_dir: RunDirOpt = None,
+    policy: Annotated[str, typer.Option(help="Policy to sample: embedded | HF folder | cached hub id.")] = "embedded",
+    backend: Annotated[str, typer.Option(help="Generation backend: transformers | fake.")] = "transformers",
+    prompts: Annotated[str, typer.Option(help="Comma-separated prompt sets: heldout, false_premise or JSONL "
+                                              "eval files (made-up and real prompts are both needed).")]
+    = "heldout,false_premise",
+    pairs: Annotated[Path | None, typer.Option(help="Pairs whose people are held out (default: rm.json's).")] = None,
+    n_real: Annotated[int, typer.Option(help="Held-out real people.", min=0)] = 40,
+    n_fake: Annotated[int, typer.Option(help="Held-out made-up people.", min=0)] = 40,
+    n_false_premise: Annotated[int, typer.Option(help="False-premise questions.", min=0)] = 20,
+    samples: Annotated[int, typer.Option("--samples", "-m", help="Samples per prompt (m).")] = 8,
+    n_max: Annotated[int | None, typer.Option(help="Largest best-of-n (default: m).")] = None,
+    max_new_tokens: Annotated[int, typer.Option(help="Tokens per sample.", min=1)] = 48,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature (RL samples at 1.0).",
+                                               callback=validate.temperature_option)] = 1.0,
+    top_p: Annotated[float, typer.Option(help="Nucleus sampling.", callback=validate.top_p_option)] = 1.0,
+    judge: Annotated[str, typer.Option(help="Judge: rules | reference | llm.")] = "rules",
+    name: Annotated[str, typer.Option(help="Output folder under the run directory.")] = "onpolicy",
+    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+    batch_size: Annotated[int, typer.Option(help="Generation batch size.", min=1)] = 16,
+) -> None:
+    """Does the reward rank this policy's own samples the right way? AUROC, label shares, best-of-n per class."""
+    from latentrm.audit.onpolicy import OnPolicyConfig, check_config, run
+    from latentrm.audit.tables import onpolicy_tables
+    from latentrm.models import resolve_model
+
+    validate.check_writable_dir(run_dir or rm.parent, "--run-dir")  # the default sits next to --rm
+    validate.check_name(name, "--name")
+    config = OnPolicyConfig(rm=str(rm), run_dir=str(run_dir) if run_dir else None, name=name, policy=policy,
+                            backend=backend, prompts=_split_names(prompts), pairs=str(pairs) if pairs else None,
+                            n_real=n_real, n_fake=n_fake, n_false_premise=n_false_premise, samples=samples,
+                            n_max=n_max, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+                            seed=seed, batch_size=batch_size, judge=judge)
+    check_config(config)
+    if backend != "fake":
+        resolve_model(policy)  # a folder that is not a model fails here, before the reward model loads
+    out = run(config)
+    _print_all(onpolicy_tables(json.loads((out / "onpolicy.json").read_text())))
+    print(f"on-policy check written to {out / 'onpolicy.json'} and {out / 'onpolicy.png'}")
+
+
 def _print_all(renderables: list[Any]) -> None:
     from rich.console import Console
 
@@ -101,6 +144,7 @@ def _print_all(renderables: list[Any]) -> None:
 
 
 def register(rm_app: typer.Typer) -> None:
-    """Add `audit` and `goodhart` to the `latentrm rm` group."""
+    """Add `audit`, `goodhart` and `onpolicy` to the `latentrm rm` group."""
     rm_app.command("audit")(audit)
     rm_app.command("goodhart")(goodhart)
+    rm_app.command("onpolicy")(onpolicy)

@@ -137,7 +137,7 @@ def items_from_set(name_or_path: str, limit: int | None = None, seed: int = 0, *
     from latentrm.eval.sets import load_set
 
     items = [GoldItem(stable_id(e.kind, e.question), e.question, e.kind, e.question, e.reference, e.entity)
-             for e in load_set(name_or_path, **options)]
+             for e in load_set(name_or_path, **{"seed": seed, **options})]
     return _balanced(items, limit, seed)
 
 

@@ -147,3 +147,52 @@ def _mark_optimum(ax: Any, fit: dict[str, Any], base: float, d_max: float, name:
     else:
         ax.plot([], [], " ", label=f"gold-optimal ({name}) beyond the plot: d={fit['d_opt']:.2f}, "
                 f"KL={fit['kl_opt']:.2f}")
+
+
+def onpolicy(classes: dict[str, dict[str, Any]], path: Path) -> Path:
+    """Per prompt class: the reward of the policy's samples by judged label, and best-of-n headline rates."""
+    plt = _pyplot()
+    names = list(classes) or ["none"]
+    fig, axes = plt.subplots(2, len(names), figsize=(4.4 * len(names), 6.4), squeeze=False)
+    for column, name in enumerate(names):
+        top, bottom = axes[0][column], axes[1][column]
+        report = classes.get(name)
+        if report is None:
+            continue
+        by_label = report["reward_by_label"]
+        labels = sorted(by_label, key=lambda la: (la not in report["wanted"], la))
+        for x, label in enumerate(labels):
+            row = by_label[label]
+            colour = "tab:green" if label in report["wanted"] else \
+                "tab:red" if label in report["unwanted"] else "tab:gray"
+            lo, hi = row["lo"], row["hi"]
+            err = None if lo is None or not np.isfinite(lo) else [[row["mean"] - lo], [hi - row["mean"]]]
+            top.errorbar([x], [row["mean"]], yerr=err, fmt="o", color=colour, capsize=3)
+            top.annotate(f"n={row['n']}", (x, row["mean"]), textcoords="offset points", xytext=(6, 0), fontsize=7)
+        top.set_xticks(range(len(labels)), labels, rotation=20, fontsize=8)
+        a = report["auroc"]
+        pooled = a["pooled"]
+        top.set_title(f"{name}: AUROC {pooled:.2f} ({report['verdict']})" if pooled is not None and
+                      np.isfinite(pooled) else f"{name}: {report['verdict']}", fontsize=10)
+        top.set_ylabel("mean reward (95% CI)")
+        top.grid(alpha=0.3)
+        ns = [row["n"] for row in report["best_of_n"]]
+        for label in report["best_of_n"][0]:
+            if label == "n":
+                continue
+            means = [row[label]["mean"] for row in report["best_of_n"]]
+            los = [row[label]["lo"] for row in report["best_of_n"]]
+            his = [row[label]["hi"] for row in report["best_of_n"]]
+            line = bottom.plot(ns, means, marker="o", label=label)[0]
+            if all(v is not None and np.isfinite(v) for v in los + his):
+                bottom.fill_between(ns, los, his, alpha=0.15, color=line.get_color())
+        bottom.set_xscale("log", base=2)
+        bottom.set_xticks(ns, [str(n) for n in ns])
+        bottom.set_ylim(-0.02, 1.02)
+        bottom.set_xlabel("best of n under the reward (n = 1: random pick)")
+        bottom.set_ylabel("rate")
+        bottom.grid(alpha=0.3)
+        bottom.legend(fontsize=8)
+    fig.suptitle("On-policy check: the reward on the policy's own judged samples", fontsize=11)
+    fig.tight_layout()
+    return _save(fig, path)

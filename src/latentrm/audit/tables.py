@@ -89,3 +89,47 @@ def goodhart_tables(report: dict[str, Any]) -> list[Any]:
     measured = report["gold_optimal_measured"]
     out.append(Text(f"measured gold-optimal: n = {measured['n']} (gold {measured['gold']:.3f})"))
     return out
+
+
+def _num(value: Any, fmt: str = ".2f") -> str:
+    return "-" if value is None or not math.isfinite(float(value)) else format(float(value), fmt)
+
+
+def onpolicy_tables(report: dict[str, Any]) -> list[Any]:
+    """Per class: label shares and reward by label; the AUROC line; best-of-n headline rates."""
+    from rich.table import Table
+    from rich.text import Text
+
+    out: list[Any] = []
+    labels = Table(title=f"On-policy check: {report['policy']}, {report['samples_per_prompt']} samples per prompt")
+    for column in ("class", "label", "share", "95% CI", "mean reward", "n"):
+        labels.add_column(column, justify="left" if column in ("class", "label") else "right")
+    for name, c in report["classes"].items():
+        for label, share in c["shares"].items():
+            reward = c["reward_by_label"][label]
+            side = "+" if label in c["wanted"] else "-" if label in c["unwanted"] else " "
+            labels.add_row(name, f"{side} {label}", _num(share["rate"]), f"[{_num(share['lo'])}, {_num(share['hi'])}]",
+                           _num(reward["mean"], "+.3f"), str(c["counts"][label]))
+    out.append(labels)
+    bon = Table(title="Best-of-n under the reward (n = 1 is the random pick), mean over prompts [95% CI]")
+    bon.add_column("class")
+    bon.add_column("rate")
+    ns = sorted({row["n"] for c in report["classes"].values() for row in c["best_of_n"]})
+    for n in ns:
+        bon.add_column(f"n={n}", justify="right")
+    for name, c in report["classes"].items():
+        rows = {row["n"]: row for row in c["best_of_n"]}
+        for label in [k for k in c["best_of_n"][0] if k != "n"]:
+            bon.add_row(name, label, *[f"{_num(rows[n][label]['mean'])} [{_num(rows[n][label]['lo'])}, "
+                                       f"{_num(rows[n][label]['hi'])}]" if n in rows else "" for n in ns])
+    out.append(bon)
+    for name, c in report["classes"].items():
+        a = c["auroc"]
+        style = {"prefers": "green", "inverted": "bold red", "undecided": "yellow"}.get(c["verdict"], "cyan")
+        line = Text(f"{c['verdict'].upper():>11}", style=style)
+        line.append(f" {name:<14} AUROC {_num(a['pooled'])} [{_num(a['lo'])}, {_num(a['hi'])}], within-prompt "
+                    f"{_num(a['within_prompt']['mean'])} over {a['prompts_with_both']} prompts; "
+                    f"{c['n_wanted']} wanted vs {c['n_unwanted']} unwanted samples")
+        out.append(line)
+    out.append(Text(report["answer"]))
+    return out

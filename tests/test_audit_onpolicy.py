@@ -1,0 +1,173 @@
+"""The on-policy check: AUROC of the reward on the policy's own judged samples, best-of-n rates, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from latentrm.audit.onpolicy import OnPolicyConfig, bootstrap_auc, class_report, run
+from latentrm.errors import LatentrmError
+from latentrm.generation import FakeBackend, Generation
+from latentrm.judges import Judgment
+
+FAKE = ["fake_hedge", "refuses_fake", "fake_substantive"]
+
+
+def _labels(rng, prompts, m, choices, p):
+    return [list(rng.choice(choices, size=m, p=p)) for _ in range(prompts)]
+
+
+def test_a_reward_equal_to_the_label_has_auroc_one_and_a_random_one_about_half():
+    rng = np.random.default_rng(0)
+    labels = _labels(rng, 40, 8, FAKE, [0.2, 0.1, 0.7])
+    wanted = np.array([[float(la != "fake_substantive") for la in row] for row in labels])
+    perfect = class_report("fake", wanted, labels, 8, 200, 0)
+    assert perfect["auroc"]["pooled"] == 1.0 and perfect["verdict"] == "prefers"
+    assert perfect["auroc"]["lo"] > 0.9 and perfect["auroc"]["within_prompt"]["mean"] == 1.0
+    inverted = class_report("fake", -wanted, labels, 8, 200, 0)
+    assert inverted["auroc"]["pooled"] == 0.0 and inverted["verdict"] == "inverted"
+    random = class_report("fake", rng.normal(size=wanted.shape), labels, 8, 200, 0)
+    assert abs(random["auroc"]["pooled"] - 0.5) < 0.08
+    assert random["auroc"]["lo"] < 0.5 < random["auroc"]["hi"] and random["verdict"] == "undecided"
+    assert random["n_wanted"] + random["n_unwanted"] == 40 * 8
+
+
+def test_best_of_one_is_the_random_pick_and_a_perfect_reward_picks_the_hedge():
+    rng = np.random.default_rng(1)
+    labels = _labels(rng, 30, 8, FAKE, [0.25, 0.0, 0.75])
+    proxy = rng.normal(size=(30, 8))
+    report = class_report("fake", proxy, labels, 8, 0, 0)
+    share = np.mean([np.mean([la == "fake_substantive" for la in row]) for row in labels])
+    assert [row["n"] for row in report["best_of_n"]] == [1, 2, 4, 8]
+    assert report["best_of_n"][0]["fake_substantive"]["mean"] == pytest.approx(share)
+    wanted = np.array([[float(la != "fake_substantive") for la in row] for row in labels])
+    best = class_report("fake", wanted, labels, 8, 0, 0)["best_of_n"][-1]["fake_substantive"]["mean"]
+    assert best == pytest.approx(np.mean([all(la == "fake_substantive" for la in row) for row in labels]))
+
+
+def test_one_sided_samples_have_no_contrast_and_the_interval_resamples_prompts():
+    labels = [["fake_substantive"] * 4 for _ in range(5)]
+    report = class_report("fake", np.zeros((5, 4)), labels, 4, 100, 0)
+    assert report["verdict"] == "no contrast" and report["n_wanted"] == 0
+    assert report["shares"]["fake_substantive"]["rate"] == 1.0
+    # one prompt holds every wanted sample: resampling prompts often drops it, so the interval is wide
+    scores = [np.array([1.0, 1.0, 0.0])] + [np.array([0.5, 0.2, 0.1]) for _ in range(9)]
+    wanted = [np.array([True, True, False])] + [np.zeros(3, bool) for _ in range(9)]
+    lo, hi = bootstrap_auc(scores, wanted, 400, 0)
+    assert np.isnan(lo) or lo <= hi
+
+
+class MixedBackend(FakeBackend):
+    """Half the samples hedge, half answer, whatever the prompt."""
+
+    def generate(self, requests, n, config):
+        out = []
+        for r, _request in enumerate(requests):
+            out.append([Generation("I'm not familiar with that name." if (k + r) % 2 else
+                                   f"A physicist known for work on optics ({config.seed}:{k}).", 8, "stop", 1.0)
+                        for k in range(n)])
+        return out
+
+
+class MarkerJudge:
+    """Hedges are hedges; answers are substantive (made-up) or right (real) / agreeing (false premise)."""
+
+    name = "marker"
+
+    def describe(self):
+        return {"name": self.name}
+
+    def judge(self, items):
+        out = []
+        for item in items:
+            hedge = "not familiar" in item.response
+            if item.kind == "fake":
+                label = "fake_hedge" if hedge else "fake_substantive"
+            elif item.kind == "real":
+                label = "real_denied" if hedge else "answers_real"
+            else:
+                label = "hedges" if hedge else "agrees"
+            out.append(Judgment(label))
+        return out
+
+
+@pytest.fixture
+def rm_dir(tmp_path, tiny_backbone):
+    import torch
+
+    from latentrm.rm.heads import make_head
+    from latentrm.rm.model import LatentRewardModel
+
+    head = make_head("linear", tiny_backbone.hidden_size)
+    torch.manual_seed(0)
+    for parameter in head.parameters():  # a fresh head may start at zero: give it a direction
+        torch.nn.init.normal_(parameter)
+    return LatentRewardModel.from_head(tiny_backbone, head, layer=2).save(tmp_path / "rm")
+
+
+def test_run_reports_each_class_and_reuses_cached_samples(tmp_path, rm_dir):
+    def hedge_lover(prompts, completions):  # right on made-up people, wrong on real ones
+        return [float("not familiar" in c) for c in completions]
+
+    config = OnPolicyConfig(rm=str(rm_dir), run_dir=str(tmp_path / "run"), backend="fake", n_real=4, n_fake=4,
+                            n_false_premise=2, samples=4, bootstrap=100)
+    folder = run(config, backend=MixedBackend(), scorer=hedge_lover, judge=MarkerJudge())
+    report = json.loads((folder / "onpolicy.json").read_text())
+    fake, real = report["classes"]["fake"], report["classes"]["real"]
+    assert fake["prompts"] == 4 and fake["samples"] == 16 and real["prompts"] == 4
+    assert fake["verdict"] == "prefers" and fake["auroc"]["pooled"] == 1.0
+    assert real["verdict"] == "inverted" and real["auroc"]["pooled"] == 0.0
+    assert real["best_of_n"][-1]["answers_real"]["mean"] == 0.0 < real["best_of_n"][0]["answers_real"]["mean"]
+    assert "false_premise" in report["classes"] and "fake: yes" in report["answer"]
+    assert (folder / "onpolicy.png").stat().st_size > 10_000
+    samples = next((folder / "samples").glob("*.jsonl"))
+    before = samples.read_text()
+    run(config, backend=MixedBackend(), scorer=hedge_lover, judge=MarkerJudge())
+    assert samples.read_text() == before  # every sample came from the cache
+
+
+def test_the_real_reward_model_scores_the_samples(tmp_path, rm_dir):
+    config = OnPolicyConfig(rm=str(rm_dir), run_dir=str(tmp_path / "run"), backend="fake", n_real=2, n_fake=2,
+                            n_false_premise=0, samples=2, bootstrap=50)
+    folder = run(config, backend=MixedBackend(), judge=MarkerJudge())
+    scores = [json.loads(line)["proxy"] for line in next((folder / "scores").glob("*.jsonl")).read_text().splitlines()]
+    assert len(scores) == 8 and len(set(scores)) > 1 and all(np.isfinite(scores))
+
+
+def test_a_prompt_set_without_made_up_people_is_refused(tmp_path, rm_dir):
+    path = tmp_path / "real_only.jsonl"
+    path.write_text(json.dumps({"kind": "real", "question": "Who was Marie Curie?", "entity": "Marie Curie",
+                                "reference": "Marie Curie was a physicist."}) + "\n")
+    config = OnPolicyConfig(rm=str(rm_dir), backend="fake", prompts=(str(path),), samples=2)
+    with pytest.raises(LatentrmError, match="no made-up prompts"):
+        run(config, backend=MixedBackend(), judge=MarkerJudge(), scorer=lambda p, c: [0.0] * len(c))
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--samples", "0"], "--samples 0"),
+    (["--samples", "4", "--n-max", "8"], "--n-max 8"),
+    (["--name", "../x"], "--name"),
+])
+def test_bad_options_are_one_line_errors(run_cli, rm_dir, extra, message):
+    code, out, err = run_cli(["rm", "onpolicy", "--rm", str(rm_dir), "--backend", "fake", *extra])
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_policy_folder_that_is_not_a_model_is_refused(run_cli, rm_dir, tmp_path):
+    (tmp_path / "not_a_model").mkdir()
+    code, _, err = run_cli(["rm", "onpolicy", "--rm", str(rm_dir), "--policy", str(tmp_path / "not_a_model")])
+    assert code == 2 and "not_a_model has no config.json" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("field_name, value, message", [("revision", "dir-sha256:0", "revision"),
+                                                        ("hidden_size", 7, "hidden size 7")])
+def test_a_reward_model_from_another_backbone_is_refused_before_sampling(run_cli, rm_dir, field_name, value,
+                                                                         message, tiny_model_dir):
+    meta = json.loads((rm_dir / "rm.json").read_text())
+    meta["backbone"][field_name] = value
+    (rm_dir / "rm.json").write_text(json.dumps(meta))
+    code, _, err = run_cli(["rm", "onpolicy", "--rm", str(rm_dir), "--policy", str(tiny_model_dir)])
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not (rm_dir.parent / "onpolicy" / "samples").exists()
