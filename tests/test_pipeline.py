@@ -12,7 +12,8 @@ import yaml
 
 from latentrm.errors import LatentrmError
 
-STAGE_FOLDERS = ["data", "features", "rm_sweep", "rm", "audit", "eval/base/heldout", "rl", "eval/policy/heldout"]
+STAGE_FOLDERS = ["data", "features", "rm_sweep", "rm", "audit", "eval/base/heldout", "onpolicy/base", "rl",
+                 "eval/policy/heldout", "onpolicy/policy"]
 
 
 def _preset(tmp_path: Path, model: Path) -> Path:
@@ -27,6 +28,8 @@ def _preset(tmp_path: Path, model: Path) -> Path:
                "learning_rate": 1e-3, "eval_n": 2, "eval_false_premise": 1, "eval_max_new_tokens": 4,
                "save_steps": 2},
         "eval": {"sets": ["heldout"], "n_real": 3, "n_fake": 3, "max_new_tokens": 4},
+        "onpolicy": {"n_real": 2, "n_fake": 2, "n_false_premise": 1, "samples": 2, "max_new_tokens": 4,
+                     "bootstrap": 50},
         "estimates": {"data": 1.0, "rl": 5.0},
     }
     path = tmp_path / "tiny.yaml"
@@ -55,8 +58,9 @@ def tiny_run(tiny_model_dir, tmp_path_factory):
 def test_every_stage_runs_and_writes_its_manifest(tiny_run):
     preset, root, config, folder, calls = tiny_run
     assert folder == root / "runs" / "tiny"
-    assert [name for name, done in calls if done] == ["data", "features", "sweep", "rm", "audit", "eval_base", "rl",
-                                                      "eval_policy", "report"]
+    assert [name for name, done in calls if done] == ["data", "features", "sweep", "rm", "audit", "eval_base",
+                                                      "onpolicy_base", "rl", "eval_policy", "onpolicy_policy",
+                                                      "report"]
     for stage in STAGE_FOLDERS:
         assert (folder / stage / "manifest.json").is_file(), stage
     record = json.loads((folder / "run.json").read_text())
@@ -69,7 +73,11 @@ def test_every_stage_runs_and_writes_its_manifest(tiny_run):
     policy = json.loads((folder / "eval" / "policy" / "heldout" / "metrics.json").read_text())
     assert policy["policy"].startswith(str(folder / "rl" / "policy"))
     html = (folder / "report.html").read_text()  # its content is tested in test_report.py
-    for section in ("rm", "rm-sweep", "audit", "rl", "eval", "examples", "reproduce"):
+    base = json.loads((folder / "onpolicy" / "base" / "onpolicy.json").read_text())
+    assert base["policy"] == str(config.model) and set(base["classes"]) >= {"fake", "real"}
+    trained = json.loads((folder / "onpolicy" / "policy" / "onpolicy.json").read_text())
+    assert trained["policy"] == str(folder / "rl" / "policy")
+    for section in ("rm", "rm-sweep", "audit", "onpolicy", "rl", "eval", "examples", "reproduce"):
         assert f'id="{section}"' in html
     assert "not run" not in html.split('id="rm-sweep"')[1].split("</section>")[0]  # the sweep section is filled
 
@@ -107,7 +115,8 @@ def test_from_forces_a_stage_and_every_later_one(tiny_run):
     before = _stamps(folder)
     run(config, from_stage="eval_base", log=print)
     after = _stamps(folder)
-    assert [s for s in STAGE_FOLDERS if after[s] != before[s]] == ["eval/base/heldout", "rl", "eval/policy/heldout"]
+    assert [s for s in STAGE_FOLDERS if after[s] != before[s]] == ["eval/base/heldout", "onpolicy/base", "rl",
+                                                                   "eval/policy/heldout", "onpolicy/policy"]
 
 
 @pytest.mark.parametrize("sets, message", [
@@ -118,6 +127,9 @@ def test_from_forces_a_stage_and_every_later_one(tiny_run):
     (["data.n_real=many"], "n_real='many' should be int"),
     (["datan_real=3"], "unknown section"),
     (["data.n_real"], "write section.field=value"),
+    (["onpolicy.samples=0"], "--samples 0"),
+    (["onpolicy.samples=2", "onpolicy.n_max=4"], "--n-max 4"),
+    (["onpolicy.enabled=maybe"], "onpolicy.enabled"),
 ])
 def test_bad_overrides_fail_in_one_line(tiny_model_dir, tmp_path, sets, message):
     from latentrm.pipeline import plan

@@ -177,7 +177,28 @@ def make_run(run: Path) -> Path:
     _write(run / "goodhart" / "goodhart.json", {"n_prompts": 20, "plot": "goodhart.png",
                                                 "gold_optimal_measured": {"n": 4, "d": 1.1, "gold": 0.7}})
     _png(run / "goodhart" / "goodhart.png", "goodhart")
+    _onpolicy(run)
     return run
+
+
+def _onpolicy(run: Path) -> None:
+    """onpolicy/{base,policy}/onpolicy.json from the check's own statistics on made-up samples."""
+    from latentrm.audit.onpolicy import answer, class_report
+    from latentrm.audit.stats import json_safe
+
+    rng = np.random.default_rng(3)
+    for side, hedge_share in (("base", 0.1), ("policy", 0.5)):
+        fake = [list(rng.choice(["fake_hedge", "fake_substantive"], size=4, p=[hedge_share, 1 - hedge_share]))
+                for _ in range(6)]
+        real = [list(rng.choice(["answers_real", "real_incorrect"], size=4, p=[0.7, 0.3])) for _ in range(6)]
+        classes = {"fake": class_report("fake", rng.normal(size=(6, 4)), fake, 4, 50, 0),
+                   "real": class_report("real", rng.normal(size=(6, 4)), real, 4, 50, 0)}
+        examples = [{"class": "fake", "question": "Who is <Zorblat>?", "which": "top", "reward": 1.5,
+                     "label": "fake_substantive", "text": "A chemist."}]
+        _write(run / "onpolicy" / side / "onpolicy.json", json_safe({
+            "policy": side, "prompts": 12, "samples_per_prompt": 4, "classes": classes, "answer": answer(classes),
+            "plot": "onpolicy.png", "examples": examples}))
+        _png(run / "onpolicy" / side / "onpolicy.png", f"onpolicy {side}")
 
 
 @pytest.fixture(scope="module")
@@ -234,8 +255,8 @@ def test_report_has_every_section_filled(report_path: Path, run_dir: Path, html:
 
 def test_every_image_is_an_inline_png(html: str) -> None:
     sources = [attrs["src"] for tag, attrs in parse(html).tags if tag == "img"]
-    # sweep, 3 audit PNGs, RL curves, eval bars, compare/rates.png, goodhart.png
-    assert len(sources) == 8
+    # sweep, 3 audit PNGs, 2 on-policy PNGs, RL curves, eval bars, compare/rates.png, goodhart.png
+    assert len(sources) == 10
     prefix = "data:image/png;base64,"
     for src in sources:
         assert src.startswith(prefix)
@@ -262,6 +283,9 @@ def test_tables_show_the_run_numbers(html: str, run_dir: Path) -> None:
     assert "refuses_fake" in html and "(0/6)" in html and "(4/6)" in html and "+66.7 pp" in html
     assert "latentrm run --preset cpu-small --name quick-test" in html and "4.56.1" in html
     assert "444 pairs from 120 prompts" in html and "calibrated_balanced" in html
+    onpolicy = html.split('id="onpolicy"')[1].split("</section>")[0]
+    assert "start policy" in onpolicy and "trained policy" in onpolicy and "fake_substantive" in onpolicy
+    assert "onpolicy/base/onpolicy.png" in onpolicy and "Who is &lt;Zorblat&gt;?" in onpolicy
 
 
 def test_examples_match_base_and_policy_by_item(run_dir: Path) -> None:

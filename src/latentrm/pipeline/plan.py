@@ -8,6 +8,7 @@
       rm_sweep/                     sweep.json (layers x read-out x head, chosen on val or by cv), manifest.json
       rm/                           the reward model (rm.json, head.safetensors), manifest.json
       audit/                        report.json and plots, manifest.json
+      onpolicy/base/, onpolicy/policy/   the reward on the start / trained policy's own judged samples
       eval/base/<set>/              the start policy: responses.jsonl, metrics.json, manifest.json
       rl/                           GRPO: metrics.jsonl, eval/, policy/, summary.json, manifest.json
       eval/policy/<set>/            the trained policy, same files
@@ -126,6 +127,26 @@ def audit_config(config: PipelineConfig) -> Any:
     return from_mapping(AuditConfig, values, _where(config, "audit"))
 
 
+def onpolicy_config(config: PipelineConfig, which: str, policy: str, pairs: str | Path) -> Any | None:
+    """The on-policy check of the start (`base`) or trained (`policy`) policy; None when the section disables it."""
+    from latentrm.audit.onpolicy import OnPolicyConfig, check_config
+
+    values = dict(config.onpolicy)
+    enabled = values.pop("enabled", True)
+    if not isinstance(enabled, bool):
+        raise LatentrmError(f"{_where(config, 'onpolicy')}.enabled: {enabled!r} must be true or false")
+    if "prompts" in values and isinstance(values["prompts"], list):
+        values["prompts"] = tuple(values["prompts"])
+    values = {"seed": 0, **values, "rm": str(config.run_dir / "rm"), "run_dir": str(config.run_dir / "onpolicy"),
+              "name": which, "policy": policy, "pairs": str(pairs)}
+    checked = from_mapping(OnPolicyConfig, values, _where(config, "onpolicy"))
+    try:
+        check_config(checked)
+    except LatentrmError as exc:
+        raise LatentrmError(f"{_where(config, 'onpolicy')}: {exc}") from None
+    return checked if enabled else None
+
+
 def rl_config(config: PipelineConfig, pairs: str | Path) -> Any:
     from latentrm.rl.grpo_config import build_config
 
@@ -171,6 +192,7 @@ def resolve(preset: str = "quick", *, sets: list[str] | None = None, name: str |
     sweep_options(config)
     rm_config(config, "pairs.parquet", layers=(1,), head="mlp")
     audit_config(config)
+    onpolicy_config(config, "base", config.model, "pairs.parquet")
     rl_config(config, "pairs.parquet")
     eval_configs(config, "base", config.model, "pairs.parquet")
     return config

@@ -24,7 +24,8 @@ from latentrm.io import atomic_write_text
 from latentrm.pipeline import plan
 from latentrm.pipeline.config import PipelineConfig
 
-STAGE_NAMES = ("data", "features", "sweep", "rm", "audit", "eval_base", "rl", "eval_policy", "report")
+STAGE_NAMES = ("data", "features", "sweep", "rm", "audit", "eval_base", "onpolicy_base", "rl", "eval_policy",
+               "onpolicy_policy", "report")
 
 
 @dataclass
@@ -160,6 +161,30 @@ def stage_eval_base(ctx: Context) -> str:
     return _eval(ctx, "base", ctx.config.model)
 
 
+def _onpolicy(ctx: Context, which: str, policy: str) -> str:
+    from latentrm.audit.onpolicy import run
+
+    config = plan.onpolicy_config(ctx.config, which, policy, _pairs(ctx))
+    if config is None:
+        return "disabled (onpolicy.enabled: false)"
+    report = json.loads((run(config, force=ctx.force(f"onpolicy_{which}")) / "onpolicy.json").read_text())
+    ctx.summaries[f"onpolicy_{which}"] = {name: c["auroc"]["pooled"] for name, c in report["classes"].items()}
+    parts = []
+    for name, c in report["classes"].items():
+        a = c["auroc"]
+        value = "-" if a["pooled"] is None else f"{a['pooled']:.2f}"
+        parts.append(f"{name} AUROC {value} ({c['verdict']}, {c['n_wanted']}/{c['n_unwanted']} wanted/unwanted)")
+    return f"{report['prompts']} prompts x {report['samples_per_prompt']}: " + "; ".join(parts)
+
+
+def stage_onpolicy_base(ctx: Context) -> str:
+    return _onpolicy(ctx, "base", ctx.config.model)
+
+
+def stage_onpolicy_policy(ctx: Context) -> str:
+    return _onpolicy(ctx, "policy", ctx.policy or str(ctx.config.run_dir / "rl" / "policy"))
+
+
 def stage_rl(ctx: Context) -> str:
     from latentrm.rl.grpo_trainer import run
 
@@ -184,7 +209,8 @@ def stage_report(ctx: Context) -> str:
 
 STAGES: dict[str, Callable[[Context], str]] = {
     "data": stage_data, "features": stage_features, "sweep": stage_sweep, "rm": stage_rm, "audit": stage_audit,
-    "eval_base": stage_eval_base, "rl": stage_rl, "eval_policy": stage_eval_policy, "report": stage_report,
+    "eval_base": stage_eval_base, "onpolicy_base": stage_onpolicy_base, "rl": stage_rl,
+    "eval_policy": stage_eval_policy, "onpolicy_policy": stage_onpolicy_policy, "report": stage_report,
 }
 
 
@@ -200,7 +226,8 @@ def _pairs(ctx: Context) -> Path:
 
 
 STAGE_FOLDERS = {"data": "data", "features": "features", "sweep": "rm_sweep", "rm": "rm", "audit": "audit",
-                 "eval_base": "eval/base", "rl": "rl", "eval_policy": "eval/policy"}
+                 "eval_base": "eval/base", "onpolicy_base": "onpolicy/base", "rl": "rl", "eval_policy": "eval/policy",
+                 "onpolicy_policy": "onpolicy/policy"}
 
 
 def _manifest_stamps(run_dir: Path, stage: str) -> dict[str, int]:

@@ -1,7 +1,7 @@
 """Read a run directory's files into one plain dict; every part is optional.
 
 `load_run(run_dir)` returns `{"run_dir", "run", "data", "sweep", "rm", "audit", "rl",
-"eval", "compare", "goodhart"}`. A section whose files are missing is `None` (the
+"eval", "compare", "goodhart", "onpolicy"}`. A section whose files are missing is `None` (the
 report says "not run"); a JSON file that does not parse raises a `LatentrmError`
 naming it. JSONL files skip unparsable lines (a crash can leave half a last line).
 PNG files are kept as raw bytes; nothing here imports torch or loads a model.
@@ -121,6 +121,19 @@ def load_goodhart(folder: Path) -> dict[str, Any] | None:
     return {"report": report or {}, "images": images}
 
 
+def load_onpolicy(folder: Path) -> dict[str, dict[str, Any]] | None:
+    """`{side: report + images}`: `base` and `policy` from the pipeline, `check` for a standalone `rm onpolicy`."""
+    if not folder.is_dir():
+        return None
+    found: dict[str, dict[str, Any]] = {}
+    for side, sub in (("check", folder), *((p.name, p) for p in sorted(folder.iterdir()) if p.is_dir())):
+        report = _object(sub / "onpolicy.json")
+        if report is not None:
+            found[side] = {**report, "images": read_pngs(sub, [str(report.get("plot") or "onpolicy.png")])[:1]}
+    order = sorted(found, key=lambda side: ({"base": 0, "policy": 1}.get(side, 2), side))
+    return {side: found[side] for side in order} or None
+
+
 def load_run(run_dir: Path) -> dict[str, Any]:
     """Everything the report shows, read from `run_dir`; missing sections are None."""
     run_dir = Path(run_dir)
@@ -136,4 +149,5 @@ def load_run(run_dir: Path) -> dict[str, Any]:
         "eval": load_eval(run_dir / "eval"),
         "compare": load_compare(run_dir / "compare"),
         "goodhart": load_goodhart(run_dir / "goodhart"),
+        "onpolicy": load_onpolicy(run_dir / "onpolicy"),
     }

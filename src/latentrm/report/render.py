@@ -25,6 +25,7 @@ SECTIONS = (
     ("rm-sweep", "Read-out sweep"),
     ("rm", "Reward model"),
     ("audit", "Reward-model audit"),
+    ("onpolicy", "On-policy check"),
     ("rl", "RL training"),
     ("eval", "Evaluation: before and after RL"),
     ("examples", "Example responses"),
@@ -32,7 +33,7 @@ SECTIONS = (
     ("goodhart", "Goodhart curve"),
     ("reproduce", "Config and reproduction"),
 )
-SOURCES = {"overview": "run", "data": "data", "rm-sweep": "sweep", "rm": "rm", "audit": "audit", "rl": "rl",
+SOURCES = {"overview": "run", "data": "data", "rm-sweep": "sweep", "rm": "rm", "audit": "audit", "onpolicy": "onpolicy", "rl": "rl",
            "eval": "eval", "examples": "eval", "compare": "compare", "goodhart": "goodhart", "reproduce": "run"}
 
 
@@ -62,9 +63,19 @@ def _section_views(loaded: dict[str, Any]) -> dict[str, Any]:
         "examples": views.example_groups(evals) if evals else None,
         "compare": {"table": views.compare_table(compare["rows"]), "table_md": compare["table_md"],
                     "images": _images(compare["images"])} if compare is not None else None,
+        "onpolicy": _onpolicy(loaded["onpolicy"]),
         "goodhart": {"facts": views.key_values(goodhart["report"]), "images": _images(goodhart["images"])}
         if goodhart is not None else None,
     }
+
+
+def _onpolicy(sides: dict[str, Any] | None) -> dict[str, Any] | None:
+    if sides is None:
+        return None
+    view = views.onpolicy_view(sides)
+    view["images"] = [{"side": image["side"], "name": image["name"], "src": plots.encode_png(image["bytes"])}
+                      for image in view["images"]]
+    return view
 
 
 def context(run_dir: Path) -> dict[str, Any]:

@@ -255,3 +255,40 @@ def eval_start_end(summary: dict[str, Any]) -> list[dict[str, str]]:
 def _with_counts(row: dict[str, Any], key: str) -> str:
     k, n = row.get(f"{key}_k"), row.get(f"{key}_n")
     return number(row.get(key)) + (f" ({k}/{n})" if k is not None and n is not None else "")
+
+
+ONPOLICY_SIDES = {"base": "start policy", "policy": "trained policy", "check": "rm onpolicy"}
+
+
+def _interval(mean: Any, lo: Any, hi: Any) -> str:
+    if mean is None:
+        return "n/a"
+    if lo is None or hi is None:
+        return f"{mean:.2f}"
+    return f"{mean:.2f} [{lo:.2f}, {hi:.2f}]"
+
+
+def onpolicy_view(sides: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """One row per (class, side): AUROC, verdict, wanted / unwanted counts, headline best-of-n; the answers."""
+    rows, answers, images, examples = [], [], [], []
+    for side, report in sides.items():
+        where = ONPOLICY_SIDES.get(side, side)
+        answers.append((where, f"{report.get('policy')}, {report.get('prompts')} prompts x "
+                               f"{report.get('samples_per_prompt')} samples", report.get("answer", "")))
+        images.extend({"side": side, **image} for image in report.get("images", []))
+        for name, c in (report.get("classes") or {}).items():
+            a = c["auroc"]
+            bon = c["best_of_n"]
+            headline = [f"{label} {bon[0][label]['mean']:.2f} -> {bon[-1][label]['mean']:.2f} (n={bon[-1]['n']})"
+                        for label in bon[0] if label != "n" and bon[0][label]["mean"] is not None]
+            within = a["within_prompt"]
+            rows.append({"class": name, "side": where, "auroc": _interval(a["pooled"], a["lo"], a["hi"]),
+                         "within": "n/a" if within.get("mean") is None else
+                         f"{within['mean']:.2f} ({a['prompts_with_both']} prompts)",
+                         "verdict": c["verdict"], "counts": f"{c['n_wanted']} / {c['n_unwanted']}",
+                         "shares": ", ".join(f"{label} {share['rate']:.0%}" for label, share in c["shares"].items()
+                                             if share.get("rate") is not None),
+                         "best_of_n": "; ".join(headline)})
+        examples.extend({**e, "side": where, "tone": LABEL_TONES.get(e.get("label", ""), "skip")}
+                        for e in report.get("examples", []))
+    return {"rows": rows, "answers": answers, "images": images, "examples": examples}
