@@ -270,7 +270,10 @@ def _interval(mean: Any, lo: Any, hi: Any) -> str:
 
 def onpolicy_view(sides: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """One row per (class, side): AUROC, verdict, wanted / unwanted counts, headline best-of-n; the answers."""
-    rows, answers, images, examples = [], [], [], []
+    rows: list[dict[str, str]] = []
+    answers: list[tuple[str, str, str]] = []
+    images: list[dict[str, Any]] = []
+    examples: list[dict[str, Any]] = []
     for side, report in sides.items():
         where = ONPOLICY_SIDES.get(side, side)
         answers.append((where, f"{report.get('policy')}, {report.get('prompts')} prompts x "
