@@ -1,4 +1,4 @@
-"""`latentrm rm audit` and `latentrm rm goodhart`, added to the lead's `rm` typer group by `register(rm_app)`.
+"""`latentrm rm audit`, `goodhart`, `onpolicy` and `probe`, added to the lead's `rm` typer group by `register(rm_app)`.
 
 Only typer is imported at module level; everything else loads inside the commands.
 """
@@ -31,7 +31,7 @@ def audit(
     split: Annotated[str, typer.Option(help="heldout (val+test, else all) | all | train | val | test.")] = "heldout",
     probes: Annotated[str, typer.Option(help="Comma-separated probes (default: all): surface, counterfactual, "
                                         "steering_leakage, sycophancy, cross_class, examples, interpretability, "
-                                        "ensemble.")] = "",
+                                        "ensemble; 'all,backbone' adds the opt-in backbone probe.")] = "",
     steering_text: Annotated[list[str] | None, typer.Option(help="Steering-note text (repeatable); "
                                                                "default: the recipe's.")] = None,
     recipe: Annotated[str | None, typer.Option(help="Recipe whose steering notes to insert.")] = None,
@@ -135,6 +135,52 @@ def onpolicy(
     print(f"on-policy check written to {out / 'onpolicy.json'} and {out / 'onpolicy.png'}")
 
 
+def probe(
+    model: Annotated[str, typer.Option(help="Backbone: embedded | HF folder | cached hub id.")] = "embedded",
+    layers: Annotated[str, typer.Option(help="every3 (every third block and the last), all, or a list such as "
+                                             "3,9,15.")] = "every3",
+    n_real: Annotated[int, typer.Option(help="Real people.")] = 100,
+    n_fake: Annotated[int, typer.Option(help="Made-up people.")] = 100,
+    folds: Annotated[int, typer.Option(help="Cross-validation folds, grouped by entity.")] = 5,
+    out: Annotated[Path, typer.Option(help="Output folder (probe.json, probe.png, manifest.json).",
+                                      callback=validate.writable_dir_option)] = Path("runs/probe"),
+    template: Annotated[str, typer.Option(help="The prompt; {name} is replaced by the person.")]
+    = "Tell me about {name}.",
+    seed: Annotated[int, typer.Option(help="Sampling and fold seed.")] = 0,
+    dtype: Annotated[str, typer.Option(help="Backbone dtype (float32 keeps CPU runs exact).",
+                                       callback=validate.choice_option(validate.dtypes))] = "float32",
+    device: Annotated[str | None, typer.Option(help="cpu | cuda (default: cuda when there is one).")] = None,
+    batch_size: Annotated[int, typer.Option(help="Prompts per forward batch.", min=1)] = 32,
+    threads: Annotated[int | None, typer.Option(help="torch CPU threads (default: torch's choice).", min=1)] = None,
+    force: Annotated[bool, typer.Option("--force", help="Rerun even when probe.json is up to date.")] = False,
+) -> None:
+    """Can the backbone tell a real name from a made-up one? Per-layer CV accuracy of a linear probe."""
+    from latentrm.audit.backbone_probe import (
+        ProbeConfig,
+        check_config,
+        model_num_layers,
+        parse_layers,
+        probe_table,
+    )
+    from latentrm.audit.backbone_probe import run as run_probe
+
+    config = ProbeConfig(out=str(out), model=model, layers=parse_layers(layers), n_real=n_real, n_fake=n_fake,
+                         folds=folds, seed=seed, template=template, dtype=dtype, batch_size=batch_size,
+                         device=device)
+    check_config(config)  # folds and counts: before the model is even resolved
+    check_config(config, model_num_layers(model))  # layers against the backbone's config.json
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    folder = run_probe(config, force=force)
+    report = json.loads((folder / "probe.json").read_text())
+    _print_all([probe_table(report)])
+    print(f"best layer {report['best_layer']}: accuracy {report['best_accuracy']:.3f}, AUROC "
+          f"{report['best_auroc']:.3f} ({report['seconds']} s); written to {folder / 'probe.json'} and "
+          f"{folder / 'probe.png'}")
+
+
 def _print_all(renderables: list[Any]) -> None:
     from rich.console import Console
 
@@ -144,7 +190,8 @@ def _print_all(renderables: list[Any]) -> None:
 
 
 def register(rm_app: typer.Typer) -> None:
-    """Add `audit`, `goodhart` and `onpolicy` to the `latentrm rm` group."""
+    """Add `audit`, `goodhart`, `onpolicy` and `probe` to the `latentrm rm` group."""
     rm_app.command("audit")(audit)
     rm_app.command("goodhart")(goodhart)
     rm_app.command("onpolicy")(onpolicy)
+    rm_app.command("probe")(probe)

@@ -1,8 +1,8 @@
 """The audit's contract: `AuditContext`, `ProbeResult`, the scored set and the probe registry.
 
 Probes live in `probes.py` (surface, counterfactual, steering_leakage, sycophancy, cross_class, examples),
-`ensemble.py` and `lens.py`; they import this module, and the registry names them by module path, so this
-module imports none of them (no import circle).
+`ensemble.py`, `lens.py` and `backbone_probe.py` (opt-in); they import this module, and the registry names
+them by module path, so this module imports none of them (no import circle).
 """
 
 from __future__ import annotations
@@ -140,8 +140,15 @@ Probe = Callable[[AuditContext], ProbeResult]
 PROBES: Registry[Probe] = Registry("probe", hint="--probes")
 for _name, _module in (("surface", "probes"), ("counterfactual", "probes"), ("steering_leakage", "probes"),
                        ("sycophancy", "probes"), ("cross_class", "probes"), ("examples", "probes"),
-                       ("ensemble", "ensemble"), ("interpretability", "lens")):  # the order they run in
+                       ("ensemble", "ensemble"), ("interpretability", "lens"),
+                       ("backbone", "backbone_probe")):  # the order they run in
     PROBES.lazy(_name, f"latentrm.audit.{_module}:{_name}_probe")
+OPT_IN = ("backbone",)  # probes that run only when named: `--probes all,backbone` adds them to the default set
+
+
+def default_probes() -> list[str]:
+    """The probes an audit runs when none are named (and what `all` stands for): all but the opt-in ones."""
+    return [name for name in PROBES.names() if name not in OPT_IN]
 
 
 def register_probe(name: str) -> Callable[[Probe], Probe]:
@@ -149,8 +156,9 @@ def register_probe(name: str) -> Callable[[Probe], Probe]:
 
 
 def run_probes(ctx: AuditContext, names: Sequence[str] | None = None) -> list[ProbeResult]:
-    """Run the named probes (all registered ones by default), in registry order."""
-    wanted = list(names) if names else PROBES.names()
+    """Run the named probes (the default set when none are named; `all` names it too), in the order given."""
+    wanted = list(dict.fromkeys(part for name in (names or ["all"])
+                                for part in (default_probes() if name == "all" else [name])))
     unknown = [n for n in wanted if n not in PROBES]
     if unknown:
         raise LatentrmError(f"unknown probe(s) {', '.join(unknown)}; choose from {', '.join(PROBES.names())}")

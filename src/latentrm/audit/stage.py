@@ -2,6 +2,7 @@
 
     latentrm rm audit --rm runs/quick/rm                     # pairs file recorded in rm.json
     latentrm rm audit --rm runs/quick/rm --completions gens.jsonl --probes surface,examples
+    latentrm rm audit --rm runs/quick/rm --probes all,backbone  # and the backbone probe (audit/probe.json)
 
 What it does: scores the pairs' chosen and rejected completions (held-out rows by
 default: split val+test, else all rows; or a generations file with prompt, completion
@@ -136,6 +137,11 @@ def write_plots(ctx: AuditContext, results: list[ProbeResult], folder: Path) -> 
         written.append(plots.effects(by_name["steering_leakage"].numbers["effects"], threshold,
                                      folder / "steering.png",
                                      title="Steering-note leakage: score change beyond max(0, an ordinary hedge's), 95% interval").name)
+    if by_name.get("backbone") and by_name["backbone"].verdict != "skip":
+        from latentrm.audit.backbone_probe import write_outputs
+
+        write_outputs(by_name["backbone"].numbers, folder)  # probe.json (what the report's probe table reads)
+        written.append("probe.png")
     return written
 
 
@@ -191,11 +197,15 @@ def run(config: AuditConfig, *, force: bool = False, log: Callable[[str], None] 
     log(f"audited {config.rm} on {source}; {len(scorer.memo)} texts scored")
     folder.mkdir(parents=True, exist_ok=True)
     written = write_plots(ctx, results, folder)
+    probe_files = ["probe.json"] if "probe.png" in written else []
+    if not probe_files:  # an earlier audit's backbone probe must not pass for this one's
+        for stale in ("probe.json", "probe.png"):
+            (folder / stale).unlink(missing_ok=True)
     atomic_write_text(folder / "config.json", json.dumps(asdict(config), indent=1, default=str))
     report = {"rm": str(config.rm), "source": source, "created_at": _dt.datetime.now(_dt.UTC).isoformat(
         timespec="seconds"), "thresholds": asdict(ctx.thresholds), "n_scored": int(len(scored.scores)),
         "verdicts": {r.name: r.verdict for r in results}, "probes": [r.to_dict() for r in results], "plots": written}
     atomic_write_text(folder / "report.json", json.dumps(json_safe(report), indent=1))
-    write_manifest(folder, "audit", key, config, inputs=inputs, outputs=["report.json", "config.json", *written],
+    write_manifest(folder, "audit", key, config, inputs=inputs, outputs=["report.json", "config.json", *written, *probe_files],
                    summary={"verdicts": report["verdicts"]}, seconds=timer.seconds())
     return folder

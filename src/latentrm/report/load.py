@@ -1,6 +1,6 @@
 """Read a run directory's files into one plain dict; every part is optional.
 
-`load_run(run_dir)` returns `{"run_dir", "run", "data", "sweep", "rm", "audit", "rl",
+`load_run(run_dir)` returns `{"run_dir", "run", "data", "sweep", "rm", "audit", "probe", "rl",
 "eval", "compare", "goodhart", "onpolicy"}`. A section whose files are missing is `None` (the
 report says "not run"); a JSON file that does not parse raises a `LatentrmError`
 naming it. JSONL files skip unparsable lines (a crash can leave half a last line).
@@ -17,6 +17,7 @@ from latentrm.errors import LatentrmError
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 EVAL_SIDES = ("base", "policy")
+PROBE_PNG = "probe.png"
 
 
 def read_json(path: Path) -> Any:
@@ -72,7 +73,18 @@ def load_audit(folder: Path) -> dict[str, Any] | None:
     report = _object(folder / "report.json")
     if report is None:
         return None
-    return {**report, "images": read_pngs(folder, [str(n) for n in report.get("plots") or []])}
+    images = read_pngs(folder, [str(n) for n in report.get("plots") or []])
+    return {**report, "images": [image for image in images if image["name"] != PROBE_PNG]}  # shown with its table
+
+
+def load_probe(run_dir: Path) -> dict[str, Any] | None:
+    """The backbone probe: `audit/probe.json` (the audit's `backbone` probe), else `probe/probe.json`."""
+    for folder in (run_dir / "audit", run_dir / "probe"):
+        report = _object(folder / "probe.json")
+        if report is not None:
+            images = [image for image in read_pngs(folder, [PROBE_PNG]) if image["name"] == PROBE_PNG]
+            return {**report, "folder": folder.name, "images": images}
+    return None
 
 
 def load_rl(folder: Path) -> dict[str, Any] | None:
@@ -145,6 +157,7 @@ def load_run(run_dir: Path) -> dict[str, Any]:
         "sweep": _object(run_dir / "rm_sweep" / "sweep.json"),
         "rm": _object(run_dir / "rm" / "rm.json"),
         "audit": load_audit(run_dir / "audit"),
+        "probe": load_probe(run_dir),
         "rl": load_rl(run_dir / "rl"),
         "eval": load_eval(run_dir / "eval"),
         "compare": load_compare(run_dir / "compare"),

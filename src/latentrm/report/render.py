@@ -64,6 +64,8 @@ def _section_views(loaded: dict[str, Any]) -> dict[str, Any]:
         "compare": {"table": views.compare_table(compare["rows"]), "table_md": compare["table_md"],
                     "images": _images(compare["images"])} if compare is not None else None,
         "onpolicy": _onpolicy(loaded["onpolicy"]),
+        "probe": {**views.probe_view(loaded["probe"]), "images": _images(loaded["probe"]["images"])}
+        if loaded["probe"] is not None else None,
         "goodhart": {"facts": views.key_values(goodhart["report"]), "images": _images(goodhart["images"])}
         if goodhart is not None else None,
     }

@@ -295,3 +295,22 @@ def onpolicy_view(sides: dict[str, dict[str, Any]]) -> dict[str, Any]:
         examples.extend({**e, "side": where, "tone": LABEL_TONES.get(e.get("label", ""), "skip")}
                         for e in report.get("examples", []))
     return {"rows": rows, "answers": answers, "images": images, "examples": examples}
+
+
+def probe_view(report: dict[str, Any]) -> dict[str, Any]:
+    """The backbone probe: one row per layer (accuracy and AUROC as mean ± std over folds), the best marked."""
+    rows = [{"layer": str(row.get("layer")), "best": row.get("layer") == report.get("best_layer"),
+             "accuracy": _spread(row, "accuracy"), "auroc": _spread(row, "auroc"),
+             "majority": _fixed(row.get("majority"), "majority")} for row in report.get("layers") or []]
+    facts = [(key.replace("_", " "), number(report.get(key)))
+             for key in ("model", "template", "n_real", "n_fake", "folds", "grouped_by", "read_out", "classifier",
+                         "seconds") if key in report]
+    return {"rows": rows, "facts": facts, "folder": str(report.get("folder", "audit")),
+            "best_layer": number(report.get("best_layer"))}
+
+
+def _spread(row: dict[str, Any], metric: str) -> str:
+    mean, std = row.get(metric), row.get(f"{metric}_std")
+    if not isinstance(mean, int | float):
+        return "n/a"
+    return f"{mean:.3f} ± {std:.3f}" if isinstance(std, int | float) else f"{mean:.3f}"
