@@ -26,9 +26,15 @@ Where it departs from the seed method
 - Variants may `require` / `reject_if` a behaviour regex (e.g. a "plain" answer
   that already hedges is dropped rather than labelled rejected).
 - Length-truncated completions are trimmed back to their last full sentence.
+- `--contrasts right_vs_wrong` adds a second contrast for real people: the grounded answer against a
+  confident answer from perturbed notes (`latentrm.data.perturb`), kept only when it contradicts the true
+  notes on a checkable fact (`latentrm.judges.grounding.contradictions`).
+- `--policy CKPT` (the iterated update: policy k -> data -> rm k) samples every variant from that checkpoint;
+  its spec and revision (`latentrm.models.resolve_model`) enter the shard keys and the `generator` column.
 
 How to run
     latentrm data build --recipe knowledge_awareness --out runs/data
+    latentrm data build --policy runs/quick/rl/policy --contrasts right_vs_wrong --out runs/data-round1
     latentrm data show runs/data/pairs.parquet
 """
 
@@ -37,16 +43,19 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-import re
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from latentrm.data.entities import Entity, fold, load_real_entities
+from latentrm.data.perturb import wrong_grounding
 from latentrm.data.recipes import PromptClass, Recipe, Variant, fill, load_recipe, make_claim, usable
+from latentrm.data.text import is_echo, join_opener, trim_to_sentence
 from latentrm.errors import LatentrmError
 from latentrm.io import config_hash
+from latentrm.judges.grounding import contradictions
 from latentrm.stages import Timer, forget, is_done, write_manifest
 
 
@@ -71,6 +80,10 @@ class BuildConfig:
     behaviour_filter: bool = True  # drop completions that miss their variant's behaviour (require / reject_if)
     backend: str = "transformers"
     model: str = "embedded"
+    # the iterated update: sample every variant from this checkpoint (folder, "embedded" or a cached hub id)
+    # instead of `model`; its spec + revision enter the shard keys and the generator column
+    policy: str | None = None
+    contrasts: tuple[str, ...] = ()  # extra contrasts the recipe declares, e.g. ("right_vs_wrong",)
     backend_options: dict[str, Any] = field(default_factory=dict)
     max_new_tokens: int = 40
     temperature: float = 0.8
@@ -157,60 +170,58 @@ def make_prompts(recipe: Recipe, pools: dict[str, list[Entity]], config: BuildCo
     return rows
 
 
+def build_contrasts(prompt_class: PromptClass, config: BuildConfig) -> list[tuple[str, str, str]]:
+    """The (name, chosen variant, rejected variant) contrasts a build makes for a class: the class's own
+    (named "") first, then the extra ones `config.contrasts` asks for."""
+    return [("", prompt_class.chosen, prompt_class.rejected)] + [
+        c for c in prompt_class.contrasts if c[0] in config.contrasts]
+
+
 def make_requests(recipe: Recipe, prompts: list[dict[str, Any]], config: BuildConfig) -> list[dict[str, Any]]:
-    """Two requests per prompt (the class's chosen and rejected variant), with the context to strip later."""
+    """One request per prompt and variant its contrasts need, with the context to strip later: first the
+    class's chosen and rejected variant for every prompt, then the variants only an extra contrast needs (so
+    asking for a contrast later leaves the earlier shards, and their keys, as they were)."""
     classes = {c.name: c for c in recipe.classes}
-    requests = []
+    # other real people's facts: the swaps of a perturbed grounding text (sorted inside `wrong_grounding`)
+    real_fields = {row["entity_id"]: row["fields"] for row in prompts if classes[row["subset"]].entities == "real"}
+    main, extra = [], []
     for row in prompts:
-        prompt_class = classes[row["subset"]]
-        for side, variant_name in (("chosen", prompt_class.chosen), ("rejected", prompt_class.rejected)):
-            variant: Variant = recipe.variants[variant_name]
-            fields = row["fields"]
-            messages = [{"role": "system", "content": fill(variant.system, fields)}] if variant.system else []
-            messages += [{"role": role, "content": fill(content, fields)} for role, content in variant.shots]
-            messages.append({"role": "user", "content": row["prompt"]})
-            opener = ""
-            if config.openers and variant.openers:
-                opener = fill(_rng(config.seed, row["prompt_id"], variant_name).choice(variant.openers), fields)
-            note = fill(variant.prefill, fields)
-            requests.append({"request_id": f"{row['prompt_id']}/{variant_name}", "prompt_id": row["prompt_id"],
-                             "variant": variant_name, "side": side, "messages": messages, "note": note,
-                             "opener": opener, "steering": variant.steering_texts(fields)})
-    return requests
+        (_, chosen, rejected), *others = build_contrasts(classes[row["subset"]], config)
+        main += [_request(recipe, row, chosen, "chosen", config, real_fields),
+                 _request(recipe, row, rejected, "rejected", config, real_fields)]
+        seen = {chosen, rejected}
+        for _, other_chosen, other_rejected in others:
+            for name, side in ((other_chosen, "chosen"), (other_rejected, "rejected")):
+                if name not in seen:
+                    seen.add(name)
+                    extra.append(_request(recipe, row, name, side, config, real_fields))
+    return [r for r in main + extra if r is not None]
+
+
+def _request(recipe: Recipe, row: dict[str, Any], variant_name: str, side: str, config: BuildConfig,
+             real_fields: dict[str, dict[str, str]]) -> dict[str, Any] | None:
+    variant: Variant = recipe.variants[variant_name]
+    fields = row["fields"]
+    if variant.wrong:
+        others = [f for entity_id, f in real_fields.items() if entity_id != row["entity_id"]]
+        wrong = wrong_grounding(fields.get("grounding", ""), fields, others,
+                                _rng(config.seed, "wrong_grounding", row["entity_id"]))
+        if wrong is None:
+            return None  # nothing in this person's notes can be made wrong: no such request
+        fields = {**fields, "wrong_grounding": wrong}
+    messages = [{"role": "system", "content": fill(variant.system, fields)}] if variant.system else []
+    messages += [{"role": role, "content": fill(content, fields)} for role, content in variant.shots]
+    messages.append({"role": "user", "content": row["prompt"]})
+    opener = ""
+    if config.openers and variant.openers:
+        opener = fill(_rng(config.seed, row["prompt_id"], variant_name).choice(variant.openers), fields)
+    return {"request_id": f"{row['prompt_id']}/{variant_name}", "prompt_id": row["prompt_id"],
+            "variant": variant_name, "side": side, "messages": messages, "note": fill(variant.prefill, fields),
+            "opener": opener, "steering": variant.steering_texts(fields),
+            "reference": row["fields"].get("grounding", "") if variant.contradicts_grounding else ""}
 
 
 # --------------------------------------------------------------------------- post-processing
-
-
-def join_opener(opener: str, continuation: str) -> str:
-    if not opener:
-        return continuation
-    if not continuation:
-        return opener
-    glue = "" if continuation[:1] in ",.;:!?'’)" or opener.endswith((" ", "\n")) else " "
-    return opener + glue + continuation
-
-
-def trim_to_sentence(text: str) -> str:
-    """Cut a length-truncated completion back to its last full sentence (if that keeps >= 30% of it)."""
-    ends = [m.end() for m in re.finditer(r"[.!?](?=\s|$)", text)]
-    if ends and ends[-1] >= 0.3 * len(text):
-        return text[: ends[-1]]
-    return text
-
-
-def is_echo(text: str, markers: tuple[str, ...], steering: list[str], ngram: int) -> bool:
-    """True when a completion repeats a steering marker or any `ngram`-word run of the steering text."""
-    lowered = text.lower()
-    if any(marker.lower() in lowered for marker in markers):
-        return True
-    words = fold(text).split()
-    grams = {" ".join(words[i : i + ngram]) for i in range(len(words) - ngram + 1)}
-    for source in steering:
-        source_words = fold(source).split()
-        if any(" ".join(source_words[i : i + ngram]) in grams for i in range(len(source_words) - ngram + 1)):
-            return True
-    return False
 
 
 def make_pairs(generations: Any, prompts: list[dict[str, Any]], recipe: Recipe, config: BuildConfig,
@@ -223,20 +234,20 @@ def make_pairs(generations: Any, prompts: list[dict[str, Any]], recipe: Recipe, 
     kept = generations[generations["keep"]]
     rows = []
     for prompt_id, group in kept.groupby("prompt_id", sort=True):
-        chosen = list(dict.fromkeys(group.loc[group["side"] == "chosen", "completion"]))
-        rejected = list(dict.fromkeys(group.loc[group["side"] == "rejected", "completion"]))
-        combos = [(c, r) for c in chosen for r in rejected if fold(c) != fold(r)]
-        _rng(config.seed, "pairs", prompt_id).shuffle(combos)
         prompt = by_prompt[prompt_id]
-        prompt_class = classes[prompt["subset"]]
-        for c, r in combos[: config.pairs_per_prompt]:
-            rows.append({
-                "pair_id": "p" + _hash([prompt_id, c, r])[:12], "prompt": prompt["prompt"], "chosen": c,
-                "rejected": r, "subset": prompt["subset"], "entity_id": prompt["entity_id"],
-                "entity_name": prompt["entity_name"], "prompt_id": prompt_id, "recipe": recipe.name,
-                "variants": f"{prompt_class.chosen}>{prompt_class.rejected}", "generator": generator,
-                "seed": config.seed,
-            })
+        for name, chosen_variant, rejected_variant in build_contrasts(classes[prompt["subset"]], config):
+            chosen = list(dict.fromkeys(group.loc[group["variant"] == chosen_variant, "completion"]))
+            rejected = list(dict.fromkeys(group.loc[group["variant"] == rejected_variant, "completion"]))
+            combos = [(c, r) for c in chosen for r in rejected if fold(c) != fold(r)]
+            _rng(config.seed, "pairs", prompt_id, *([name] if name else [])).shuffle(combos)
+            for c, r in combos[: config.pairs_per_prompt]:  # the cap k is per prompt and contrast
+                rows.append({
+                    "pair_id": "p" + _hash([prompt_id, c, r])[:12], "prompt": prompt["prompt"], "chosen": c,
+                    "rejected": r, "subset": prompt["subset"], "entity_id": prompt["entity_id"],
+                    "entity_name": prompt["entity_name"], "prompt_id": prompt_id, "recipe": recipe.name,
+                    "variants": f"{chosen_variant}>{rejected_variant}", "generator": generator,
+                    "seed": config.seed,
+                })
     frame = pd.DataFrame(rows)
     if frame.empty:
         raise LatentrmError("no pairs survived filtering (every prompt lost its chosen or rejected side); "
@@ -247,10 +258,33 @@ def make_pairs(generations: Any, prompts: list[dict[str, Any]], recipe: Recipe, 
 # --------------------------------------------------------------------------- the stage
 
 
-def _make_backend(config: BuildConfig) -> Any:
+def policy_identity(config: BuildConfig) -> str | None:
+    """`spec@revision` of `config.policy` (None without one), as the transformers backend records it;
+    resolved before anything is generated, so a folder that is no model is a one-line error."""
+    if config.policy is None:
+        return None
+    from latentrm.models import resolve_model
+
+    if config.backend == "openai":
+        raise LatentrmError("--policy samples the checkpoint in process: use --backend transformers or vllm "
+                            "(an endpoint serves its own model, named with --backend-opt model=...)")
+    try:
+        resolved = resolve_model(config.policy)
+    except LatentrmError as exc:
+        raise LatentrmError(f"--policy: {exc}") from None
+    return f"{resolved.spec}@{resolved.revision}"
+
+
+def _make_backend(config: BuildConfig, policy_id: str | None) -> Any:
     from latentrm.generation import get_backend
 
     options = dict(config.backend_options)
+    if config.policy is not None and policy_id is not None:  # the policy replaces the default generator
+        options.pop("model", None)
+        if config.backend == "fake":
+            options["model_id"] = policy_id
+        else:
+            options["model"] = config.policy
     if config.backend in ("transformers", "openai", "vllm"):
         options.setdefault("model", config.model)
     if config.backend in ("transformers", "openai"):
@@ -276,11 +310,14 @@ def _process(rows: list[dict[str, Any]], recipe: Recipe, config: BuildConfig) ->
         row["completion"] = join_opener(row["opener"], continuation).strip()
         variant = recipe.variants[row["variant"]]
         row["echo"] = is_echo(continuation, recipe.echo_markers, row.pop("steering"), config.echo_ngram)
+        reference = row.pop("reference")
         off = False
         if variant.require and not recipe.behaviour(variant.require, row["completion"]):
             off = True
         if variant.reject_if and recipe.behaviour(variant.reject_if, row["completion"]):
             off = True
+        if variant.contradicts_grounding and not contradictions(row["completion"], reference):
+            off = True  # a "wrong" answer that states nothing the true notes contradict
         row["off_behaviour"] = off
         row["empty"] = not continuation.strip()
         row["keep"] = not (row["echo"] or (off and config.behaviour_filter) or row["empty"])
@@ -302,6 +339,11 @@ def run(config: BuildConfig, *, force: bool = False) -> Path:
     if config.samples < 1 or config.pairs_per_prompt < 1 or config.shard_size < 1:
         raise LatentrmError("--samples, --pairs-per-prompt and --shard-size must be at least 1")
     recipe = load_recipe(config.recipe)
+    unknown = sorted(set(config.contrasts) - set(recipe.contrast_names()))
+    if unknown:
+        raise LatentrmError(f"recipe {recipe.name} declares no contrast {', '.join(unknown)}; it declares "
+                            f"{', '.join(recipe.contrast_names()) or 'none'}")
+    policy_id = policy_identity(config)  # before any generation: a bad checkpoint fails here
     out = Path(config.out)
     pairs_path = Path(config.pairs_out) if config.pairs_out else out / "pairs.parquet"
     pools = select_entities(recipe, config)
@@ -311,14 +353,16 @@ def run(config: BuildConfig, *, force: bool = False) -> Path:
     options = {k: v for k, v in config.backend_options.items() if k not in ("api_key", "delay", "progress")}
     # Each shard is keyed by a hash of exactly what it generates (requests + sampling), so a resumed or
     # changed build regenerates only the shards whose inputs changed; filters and pairing never regenerate.
-    sampling_key = [config.samples, config.backend, config.model, options, config.max_new_tokens,
-                    config.temperature, config.top_p, config.seed]
+    # a policy is keyed by spec and revision, so round k never reuses round k-1's shards; no policy: as before
+    sampling_key = [config.samples, config.backend, config.model if policy_id is None else ["policy", policy_id],
+                    options, config.max_new_tokens, config.temperature, config.top_p, config.seed]
     shard_keys = [_hash([index, sampling_key, [[r["request_id"], r["messages"], r["note"], r["opener"]]
                                                for r in shard]]) for index, shard in enumerate(shards)]
     plan_hash = _hash(shard_keys)
     post_hash = _hash([recipe.source, config.pairs_per_prompt, config.trim_to_sentence, config.echo_ngram,
                        config.val_fraction, config.test_fraction, str(pairs_path),
-                       *([] if config.behaviour_filter else ["keep-off-behaviour"])])  # old builds keep their key
+                       *([] if config.behaviour_filter else ["keep-off-behaviour"]),
+                       *([["contrasts", sorted(config.contrasts)]] if config.contrasts else [])])  # old builds keep their key
     shard_dir = out / "shards"
     manifest_file = out / "build.json"
     key = _hash([plan_hash, post_hash])
@@ -341,10 +385,10 @@ def run(config: BuildConfig, *, force: bool = False) -> Path:
     _write_parquet(prompt_frame, out / "prompts.parquet")
 
     todo = [index for index, path in enumerate(shard_files) if not path.exists()]
-    generator = f"{config.backend}:{config.model}"
+    generator = policy_id or f"{config.backend}:{config.model}"
     generated, gen_seconds = 0, 0.0
     if todo:
-        backend = _make_backend(config)
+        backend = _make_backend(config, policy_id)
         generator = str(getattr(backend, "model_id", generator))
         total = len(requests) * config.samples
         done = sum(len(shards[i]) for i in range(len(shards)) if i not in set(todo)) * config.samples
@@ -375,7 +419,8 @@ def run(config: BuildConfig, *, force: bool = False) -> Path:
         raise LatentrmError(f"{shard_dir}: duplicated generations; remove the folder and rebuild")
     generator = str(raw["generator"].iloc[0]) if len(raw) else generator
     by_request = {r["request_id"]: r for r in requests}
-    rows = [{**row, "steering": by_request[row["request_id"]]["steering"]} for row in raw.to_dict("records")]
+    rows = [{**row, "steering": by_request[row["request_id"]]["steering"],
+             "reference": by_request[row["request_id"]]["reference"]} for row in raw.to_dict("records")]
     generations = pd.DataFrame(_process(rows, recipe, config))
     meta = pd.DataFrame(prompts)[["prompt_id", "subset", "entity_id", "entity_name", "prompt"]]
     generations = generations.merge(meta, on="prompt_id", how="left")
@@ -404,6 +449,10 @@ def run(config: BuildConfig, *, force: bool = False) -> Path:
                                          pairs.groupby("subset")["prompt_id"].nunique().items()},
         "pairs_by_split": {k: int(v) for k, v in pairs["split"].value_counts().items()},
     }
+    if config.contrasts:  # only then: a default build's build.json keeps its keys
+        counts["pairs_by_variants"] = {k: int(v) for k, v in pairs["variants"].value_counts().items()}
+        # a wrong_grounded request is missing where the notes had nothing to perturb
+        counts["requests_by_variant"] = dict(sorted(Counter(r["variant"] for r in requests).items()))
     manifest = {"plan_hash": plan_hash, "post_hash": post_hash, "recipe": recipe.name, "generator": generator,
                 "pairs_file": str(pairs_path), "generations_file": str(out / "generations.parquet"),
                 "counts": counts, "generated_this_run": generated,

@@ -53,6 +53,11 @@ def build(
     openers: bool = typer.Option(True, help="keep answer openers in hedge variants (needed by tiny policies)"),
     backend: str = typer.Option("transformers", help="transformers | openai | vllm | fake"),
     model: str = typer.Option("embedded", help="policy model: embedded, a local folder, or a cached hub id"),
+    policy: str | None = typer.Option(None, help="the iterated update: sample every variant (steered and plain) "
+                                      "from this checkpoint (a model folder, embedded, or a cached hub id) instead "
+                                      "of --model; its revision enters the shard keys"),
+    contrasts: list[str] = typer.Option([], help="extra contrasts the recipe declares, e.g. right_vs_wrong "
+                                        "(repeatable or comma-separated)"),
     base_url: str | None = typer.Option(None, help="openai backend: server URL, e.g. http://localhost:8000/v1"),
     api_key: str | None = typer.Option(None, envvar="LATENTRM_API_KEY", help="openai backend: API key"),
     backend_opt: list[str] = typer.Option([], help="extra backend option key=value (repeatable)"),
@@ -92,7 +97,8 @@ def build(
         recipe=recipe, out=str(out), pairs_out=str(pairs_out) if pairs_out else None, real=tuple(real),
         notability=notability, views_csv=str(views_csv) if views_csv else None, min_views=min_views,
         n_real=n_real, n_fake=n_fake, prompts_per_entity=prompts_per_entity, samples=samples,
-        pairs_per_prompt=pairs_per_prompt, openers=openers, backend=backend, model=model,
+        pairs_per_prompt=pairs_per_prompt, openers=openers, backend=backend, model=model, policy=policy,
+        contrasts=tuple(dict.fromkeys(c.strip() for item in contrasts for c in item.split(",") if c.strip())),
         backend_options=options, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
         batch_size=batch_size, shard_size=shard_size, seed=seed, progress=progress, behaviour_filter=behaviour_filter,
     )
@@ -111,6 +117,8 @@ def build(
                   f"off-behaviour dropped {counts['off_behaviour_dropped']}"
                   + (f" (kept {counts['off_behaviour_kept']})" if counts.get("off_behaviour_kept") else "")
                   + f", splits {counts['pairs_by_split']}")
+    if counts.get("pairs_by_variants"):
+        console.print(f"pairs by contrast {counts['pairs_by_variants']}", highlight=False)
     if manifest.get("completions_per_second"):
         console.print(f"generated {manifest['generated_this_run']} completions in "
                       f"{manifest['generation_seconds_this_run']} s ({manifest['completions_per_second']} compl/s)")
@@ -147,7 +155,7 @@ def show(
         balance.add_row(str(subset), *cells, str(len(group)))
     console.print(balance)
     for subset, group in pairs.groupby("subset"):
-        variants = group["variants"].iloc[0] if "variants" in group.columns else ""
+        variants = ", ".join(sorted(group["variants"].unique())) if "variants" in group.columns else ""
         console.rule(f"subset {subset}  ({variants})")
         for _, row in group.sample(min(n, len(group)), random_state=seed).iterrows():
             console.print(f"[bold]prompt:[/bold] {cut(row['prompt'])}", highlight=False)

@@ -12,11 +12,15 @@ to your own works too). Schema:
     classes:
       real: {entities: real, chosen: grounded, rejected: false_hedge}
       fake: {entities: fake, chosen: hedge, rejected: plain, templates: [...extra...]}
+      # optional extra contrasts, built only when asked for (`data build --contrasts right_vs_wrong`)
+      real: {..., contrasts: {right_vs_wrong: {chosen: grounded, rejected: wrong_grounded}}}
     variants:
       grounded: {system: "Background: {grounding}", reject_if: hedge}
+      wrong_grounded: {system: "Background: {wrong_grounding}", reject_if: hedge}
       hedge: {prefill: "[Note: ...]", openers: ["I'm not familiar with {name}."], require: hedge}
 
-Variant fields: `system` (a system message; grounding when it uses {grounding},
+Variant fields: `system` (a system message; grounding when it uses {grounding}
+or {wrong_grounding}, the grounding with its facts perturbed by `latentrm.data.perturb`;
 else steering), `shots` (few-shot chat messages), `prefill` (an assistant-turn
 steering note) — all three are stripped from stored pairs. `openers` are
 answer starts that ARE kept in the stored completion (see build.py for why).
@@ -49,10 +53,16 @@ class Variant:
     openers: tuple[str, ...] = ()
     require: str | None = None
     reject_if: str | None = None
+    contradicts_grounding: bool = False  # keep only completions that contradict the TRUE grounding text
 
     @property
     def grounded(self) -> bool:
-        return "{grounding}" in self.system
+        return "{grounding}" in self.system or self.wrong
+
+    @property
+    def wrong(self) -> bool:
+        """Grounded on a perturbed copy of the grounding text (the `right_vs_wrong` contrast)."""
+        return "{wrong_grounding}" in self.system
 
     def steering_texts(self, fields: Mapping[str, str]) -> list[str]:
         """The stripped steering text (not grounding), for echo detection."""
@@ -71,6 +81,7 @@ class PromptClass:
     rejected: str
     templates: tuple[str, ...] = ()
     claim: bool | None = None  # sycophancy: render {claim} true or perturbed
+    contrasts: tuple[tuple[str, str, str], ...] = ()  # extra contrasts: (name, chosen, rejected)
 
 
 @dataclass(frozen=True)
@@ -91,6 +102,10 @@ class Recipe:
     behaviours: dict[str, str] = field(default_factory=dict)
     echo_markers: tuple[str, ...] = ()
     source: str = ""  # the YAML text, hashed into the build plan
+
+    def contrast_names(self) -> tuple[str, ...]:
+        """The extra contrasts the classes declare (built only when a build asks for them)."""
+        return tuple(dict.fromkeys(name for c in self.classes for name, _, _ in c.contrasts))
 
     def templates_for(self, prompt_class: PromptClass) -> tuple[str, ...]:
         return self.templates + prompt_class.templates
@@ -154,6 +169,26 @@ def _as_str_tuple(value: Any, where: str) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _contrasts(data: Any, variants: Mapping[str, Variant], where: str) -> tuple[tuple[str, str, str], ...]:
+    """A class's extra contrasts: `{name: {chosen: VARIANT, rejected: VARIANT}}`."""
+    if data is None:
+        return ()
+    if not isinstance(data, Mapping):
+        raise LatentrmError(f"{where} contrasts must map a name to {{chosen: VARIANT, rejected: VARIANT}}")
+    out = []
+    for name, spec in data.items():
+        if not isinstance(spec, Mapping) or set(spec) != {"chosen", "rejected"}:
+            raise LatentrmError(f"{where} contrast '{name}' needs exactly chosen and rejected")
+        for side in ("chosen", "rejected"):
+            if spec[side] not in variants:
+                raise LatentrmError(f"{where} contrast '{name}' {side} variant {spec[side]!r} is not declared "
+                                    f"under variants ({', '.join(variants)})")
+        if spec["chosen"] == spec["rejected"]:
+            raise LatentrmError(f"{where} contrast '{name}' pairs variant {spec['chosen']!r} with itself")
+        out.append((str(name), str(spec["chosen"]), str(spec["rejected"])))
+    return tuple(out)
+
+
 def parse_recipe(data: Mapping[str, Any], origin: str, source: str = "") -> Recipe:
     """Validate a recipe mapping; every problem is a one-line error naming the key."""
     if not isinstance(data, Mapping):
@@ -172,7 +207,8 @@ def parse_recipe(data: Mapping[str, Any], origin: str, source: str = "") -> Reci
         spec = spec or {}
         if not isinstance(spec, Mapping):
             raise LatentrmError(f"{origin}: variant '{name}' must be a mapping")
-        unknown = set(spec) - {"system", "shots", "prefill", "openers", "require", "reject_if"}
+        unknown = set(spec) - {"system", "shots", "prefill", "openers", "require", "reject_if",
+                               "contradicts_grounding"}
         if unknown:
             raise LatentrmError(f"{origin}: variant '{name}' has unknown key(s) {', '.join(sorted(unknown))}")
         shots = []
@@ -186,7 +222,7 @@ def parse_recipe(data: Mapping[str, Any], origin: str, source: str = "") -> Reci
         variants[str(name)] = Variant(
             str(name), str(spec.get("system") or ""), tuple(shots), str(spec.get("prefill") or ""),
             _as_str_tuple(spec.get("openers"), f"{origin}: variant '{name}' openers"),
-            spec.get("require"), spec.get("reject_if"),
+            spec.get("require"), spec.get("reject_if"), bool(spec.get("contradicts_grounding")),
         )
     classes = []
     for name, spec in (data["classes"] or {}).items():
@@ -204,7 +240,7 @@ def parse_recipe(data: Mapping[str, Any], origin: str, source: str = "") -> Reci
             raise LatentrmError(f"{origin}: class '{name}' claim must be true or false")
         classes.append(PromptClass(str(name), kind, spec["chosen"], spec["rejected"],
                                    _as_str_tuple(spec.get("templates"), f"{origin}: class '{name}' templates"),
-                                   claim))
+                                   claim, _contrasts(spec.get("contrasts"), variants, f"{origin}: class '{name}'")))
     if not classes:
         raise LatentrmError(f"{origin}: recipe declares no classes")
     claims = []
