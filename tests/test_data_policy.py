@@ -230,4 +230,6 @@ def test_cli_contrasts_option(tmp_path, run_cli):
     assert code == 0, err
     assert "grounded>wrong_grounded" in stdout
     assert json.loads((out / "config.json").read_text())["contrasts"] == ["right_vs_wrong"]
+    code, stdout, _ = run_cli(["data", "show", str(out / "pairs.parquet"), "--n", "1"])
+    assert code == 0 and "grounded>false_hedge, grounded>wrong_grounded" in stdout
     shutil.rmtree(out)

@@ -196,13 +196,14 @@ def recipes() -> None:
     from latentrm.data.recipes import list_recipes
 
     table = Table(title="recipes")
-    for column in ("recipe", "class", "entities", "chosen", "rejected"):
+    for column in ("recipe", "class", "entities", "chosen", "rejected", "extra contrasts (--contrasts)"):
         table.add_column(column, no_wrap=True)
     found = list_recipes()
     for recipe in found:
         for index, prompt_class in enumerate(recipe.classes):
+            extra = ", ".join(f"{name}: {chosen}>{rejected}" for name, chosen, rejected in prompt_class.contrasts)
             table.add_row(recipe.name if index == 0 else "", prompt_class.name, prompt_class.entities,
-                          prompt_class.chosen, prompt_class.rejected)
+                          prompt_class.chosen, prompt_class.rejected, extra)
     console = Console()
     console.print(table)
     for recipe in found:
