@@ -47,6 +47,26 @@ def test_best_of_one_is_the_random_pick_and_a_perfect_reward_picks_the_hedge():
     assert best == pytest.approx(np.mean([all(la == "fake_substantive" for la in row) for row in labels]))
 
 
+def test_one_hedge_in_a_few_hundred_samples_is_too_few_for_a_verdict_and_rates_stay_in_0_1():
+    labels = [["fake_substantive"] * 8 for _ in range(40)]
+    labels[3][2] = "fake_hedge"  # the embedded policy's one hedge in 320 samples (runs/quick/onpolicy)
+    proxy = np.zeros((40, 8))
+    proxy[3][2] = 5.0  # the reward ranks it first: AUROC 1.0 and a narrow bootstrap interval
+    report = class_report("fake", proxy, labels, 8, 200, 0)
+    assert report["auroc"]["pooled"] == 1.0 and report["n_wanted"] == 1 and report["prompts_wanted"] == 1
+    assert report["verdict"] == "too few"
+    from latentrm.audit.onpolicy import answer
+
+    assert "cannot tell yet; only 1 wanted answer(s) from 1 prompt(s) in 320 samples" in answer({"fake": report})
+    for row in report["best_of_n"]:
+        assert 0.0 <= row["fake_substantive"]["lo"] <= row["fake_substantive"]["hi"] <= 1.0
+    spread = [row[:] for row in labels]
+    for i in range(0, 40, 8):  # five hedges from five prompts: enough for a verdict
+        spread[i][0] = "fake_hedge"
+        proxy[i][0] = 5.0
+    assert class_report("fake", proxy, spread, 8, 200, 0)["verdict"] == "prefers"
+
+
 def test_one_sided_samples_have_no_contrast_and_the_interval_resamples_prompts():
     labels = [["fake_substantive"] * 4 for _ in range(5)]
     report = class_report("fake", np.zeros((5, 4)), labels, 4, 100, 0)

@@ -114,6 +114,8 @@ def onpolicy(
     name: Annotated[str, typer.Option(help="Output folder under the run directory.")] = "onpolicy",
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
     batch_size: Annotated[int, typer.Option(help="Generation batch size.", min=1)] = 16,
+    force: Annotated[bool, typer.Option("--force", help="Recompute the report even when it is up to date (cached "
+                                                        "samples and labels are still reused).")] = False,
 ) -> None:
     """Does the reward rank this policy's own samples the right way? AUROC, label shares, best-of-n per class."""
     from latentrm.audit.onpolicy import OnPolicyConfig, check_config, run
@@ -130,7 +132,7 @@ def onpolicy(
     check_config(config)
     if backend != "fake":
         resolve_model(policy)  # a folder that is not a model fails here, before the reward model loads
-    out = run(config)
+    out = run(config, force=force)
     _print_all(onpolicy_tables(json.loads((out / "onpolicy.json").read_text())))
     print(f"on-policy check written to {out / 'onpolicy.json'} and {out / 'onpolicy.png'}")
 

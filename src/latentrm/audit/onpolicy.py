@@ -185,9 +185,19 @@ def bootstrap_auc(scores: Sequence[np.ndarray], wanted: Sequence[np.ndarray], re
     return float(lo), float(hi)
 
 
-def verdict(pooled: float, lo: float, hi: float, n_wanted: int, n_unwanted: int) -> str:
+MIN_SIDE = 5  # samples on each side, and
+MIN_PROMPTS = 3  # prompts that give them, before a verdict: one hedge among 320 samples is an anecdote
+
+
+def verdict(pooled: float, lo: float, hi: float, n_wanted: int, n_unwanted: int, prompts_wanted: int = MIN_PROMPTS,
+            prompts_unwanted: int = MIN_PROMPTS) -> str:
+    """prefers | inverted | undecided, or `no contrast` (a side is empty) / `too few` (a side is an anecdote:
+    under MIN_SIDE samples or MIN_PROMPTS prompts, where a prompt bootstrap reuses the same few samples and its
+    interval is narrower than the evidence)."""
     if n_wanted == 0 or n_unwanted == 0:
         return "no contrast"
+    if min(n_wanted, n_unwanted) < MIN_SIDE or min(prompts_wanted, prompts_unwanted) < MIN_PROMPTS:
+        return "too few"
     if np.isfinite(lo) and lo > 0.5:
         return "prefers"
     if np.isfinite(hi) and hi < 0.5:
@@ -215,6 +225,7 @@ def class_report(name: str, proxy: np.ndarray, labels: list[list[str]], n_max: i
     n_wanted, n_unwanted = int(all_wanted.sum()), int((~all_wanted).sum())
     pooled = auc(all_scores[all_wanted], all_scores[~all_wanted])
     lo, hi = bootstrap_auc(scores, wanted, reps, seed) if n_wanted and n_unwanted else (float("nan"), float("nan"))
+    prompts_wanted, prompts_unwanted = int(sum(w.any() for w in wanted)), int(sum((~w).any() for w in wanted))
     within = [auc(s[w], s[~w]) for s, w in zip(scores, wanted) if w.any() and (~w).any()]
     best_of_n = []
     for n in n_values(n_max):
@@ -222,14 +233,22 @@ def class_report(name: str, proxy: np.ndarray, labels: list[list[str]], n_max: i
         for label in spec["headline"]:
             values = np.array([bon_expectation(p, [float(la == label) for la in lab], n)
                                for p, lab in zip(proxy, labels)])
-            row[label] = mean_interval(values)
+            row[label] = _clipped(mean_interval(values))
         best_of_n.append(row)
     return {"prompts": len(labels), "samples": len(flat), "counts": counts, "shares": shares,
             "reward_by_label": reward_by_label, "wanted": list(spec["wanted"]), "unwanted": list(spec["unwanted"]),
             "n_wanted": n_wanted, "n_unwanted": n_unwanted,
             "auroc": {"pooled": pooled, "lo": lo, "hi": hi, "within_prompt": mean_interval(within),
                       "prompts_with_both": len(within), "target": AUROC_TARGET},
-            "verdict": verdict(pooled, lo, hi, n_wanted, n_unwanted), "best_of_n": best_of_n}
+            "prompts_wanted": prompts_wanted, "prompts_unwanted": prompts_unwanted,
+            "verdict": verdict(pooled, lo, hi, n_wanted, n_unwanted, prompts_wanted, prompts_unwanted),
+            "best_of_n": best_of_n}
+
+
+def _clipped(interval: dict[str, Any]) -> dict[str, Any]:
+    """A rate's t interval cut to [0, 1] (a share of 0.95 over few prompts otherwise reaches 1.05)."""
+    return {**interval, "lo": max(0.0, interval["lo"]) if np.isfinite(interval["lo"]) else interval["lo"],
+            "hi": min(1.0, interval["hi"]) if np.isfinite(interval["hi"]) else interval["hi"]}
 
 
 def answer(classes: dict[str, dict[str, Any]]) -> str:
@@ -243,6 +262,14 @@ def answer(classes: dict[str, dict[str, Any]]) -> str:
         if report["verdict"] == "no contrast":
             side = "unwanted" if report["n_wanted"] == 0 else "wanted"
             parts.append(f"{name}: cannot tell; the policy gave no {side} answer in {report['samples']} samples")
+            continue
+        if report["verdict"] == "too few":
+            side, k, prompts = (("wanted", report["n_wanted"], report["prompts_wanted"])
+                                if report["n_wanted"] < MIN_SIDE or report["prompts_wanted"] < MIN_PROMPTS
+                                else ("unwanted", report["n_unwanted"], report["prompts_unwanted"]))
+            parts.append(f"{name}: cannot tell yet; only {k} {side} answer(s) from {prompts} prompt(s) in "
+                         f"{report['samples']} samples (needs {MIN_SIDE} from {MIN_PROMPTS}; draw more with "
+                         f"--samples, or start from a policy that gives them)")
             continue
         interval = f"AUROC {a['pooled']:.2f} [{a['lo']:.2f}, {a['hi']:.2f}]" if a["lo"] is not None and \
             np.isfinite(a["lo"]) else f"AUROC {a['pooled']:.2f}"
