@@ -12,8 +12,8 @@ import yaml
 
 from latentrm.errors import LatentrmError
 
-STAGE_FOLDERS = ["data", "features", "rm_sweep", "rm", "audit", "eval/base/heldout", "onpolicy/base", "rl",
-                 "eval/policy/heldout", "onpolicy/policy"]
+STAGE_FOLDERS = ["data", "features", "rm_sweep", "rm", "audit", "warm_start/baseline-sft", "eval/base/heldout",
+                 "onpolicy/base", "rl", "eval/policy/heldout", "onpolicy/policy"]
 
 
 def _preset(tmp_path: Path, model: Path) -> Path:
@@ -23,6 +23,7 @@ def _preset(tmp_path: Path, model: Path) -> Path:
         "features": {"layers": [1, 2], "max_length": 256},
         "sweep": {"heads": ["linear", "mlp"]},
         "rm": {"epochs": 20},
+        "warm_start": {"method": "sft", "steps": 1, "batch_size": 4, "learning_rate": 1e-4},
         "audit": {"max_pairs": 40, "max_edits": 4, "probes": ["surface", "counterfactual", "cross_class"]},
         "rl": {"steps": 2, "prompts_per_step": 2, "num_generations": 2, "max_completion_length": 6,
                "learning_rate": 1e-3, "eval_n": 2, "eval_false_premise": 1, "eval_max_new_tokens": 4,
@@ -58,9 +59,9 @@ def tiny_run(tiny_model_dir, tmp_path_factory):
 def test_every_stage_runs_and_writes_its_manifest(tiny_run):
     preset, root, config, folder, calls = tiny_run
     assert folder == root / "runs" / "tiny"
-    assert [name for name, done in calls if done] == ["data", "features", "sweep", "rm", "audit", "eval_base",
-                                                      "onpolicy_base", "rl", "eval_policy", "onpolicy_policy",
-                                                      "report"]
+    assert [name for name, done in calls if done] == ["data", "features", "sweep", "rm", "audit", "warm_start",
+                                                      "eval_base", "onpolicy_base", "rl", "eval_policy",
+                                                      "onpolicy_policy", "report"]
     for stage in STAGE_FOLDERS:
         assert (folder / stage / "manifest.json").is_file(), stage
     record = json.loads((folder / "run.json").read_text())
@@ -73,8 +74,11 @@ def test_every_stage_runs_and_writes_its_manifest(tiny_run):
     policy = json.loads((folder / "eval" / "policy" / "heldout" / "metrics.json").read_text())
     assert policy["policy"].startswith(str(folder / "rl" / "policy"))
     html = (folder / "report.html").read_text()  # its content is tested in test_report.py
+    warm = str(folder / "warm_start" / "baseline-sft" / "policy")  # every start-policy stage reads the warm start
     base = json.loads((folder / "onpolicy" / "base" / "onpolicy.json").read_text())
-    assert base["policy"] == str(config.model) and set(base["classes"]) >= {"fake", "real"}
+    assert base["policy"] == warm and set(base["classes"]) >= {"fake", "real"}
+    assert json.loads((folder / "rl" / "config.json").read_text())["config"]["policy"] == warm
+    assert json.loads((folder / "eval" / "base" / "heldout" / "metrics.json").read_text())["policy"].startswith(warm)
     trained = json.loads((folder / "onpolicy" / "policy" / "onpolicy.json").read_text())
     assert trained["policy"] == str(folder / "rl" / "policy")
     for section in ("rm", "rm-sweep", "audit", "onpolicy", "rl", "eval", "examples", "reproduce"):
@@ -130,6 +134,9 @@ def test_from_forces_a_stage_and_every_later_one(tiny_run):
     (["onpolicy.samples=0"], "--samples 0"),
     (["onpolicy.samples=2", "onpolicy.n_max=4"], "--n-max 4"),
     (["onpolicy.enabled=maybe"], "onpolicy.enabled"),
+    (["warm_start.method=banana"], "warm_start.method: 'banana'; use one of none, sft, kto, dpo, ipo"),
+    (["warm_start.steps=0"], "--steps must be >= 1"),
+    (["warm_start.policy=x"], "warm_start.policy is set by the pipeline itself"),
 ])
 def test_bad_overrides_fail_in_one_line(tiny_model_dir, tmp_path, sets, message):
     from latentrm.pipeline import plan

@@ -8,6 +8,7 @@
     sweep:    {heads: [mlp, linear]}                     # head types to sweep (chosen with the layer on val)
     rm:       {epochs: 200}                              # TrainConfig fields (head comes from the sweep)
     audit:    {max_pairs: 120, max_edits: 20}            # AuditConfig fields
+    warm_start: {method: sft, steps: 30}                 # BaselineConfig fields; method none | sft | kto | dpo | ipo
     onpolicy: {n_real: 8, n_fake: 8, samples: 4}         # OnPolicyConfig fields (enabled: false skips it)
     rl:       {preset: cpu-small, steps: 6}              # RLConfig fields, over an RL preset
     eval:     {sets: [heldout, false_premise], n_real: 20, n_fake: 20}   # EvalConfig fields + the sets
@@ -25,11 +26,11 @@ from typing import Any
 from latentrm.errors import LatentrmError
 
 PRESET_DIR = Path(__file__).resolve().parents[3] / "configs" / "run"
-SECTIONS = ("data", "features", "sweep", "rm", "audit", "onpolicy", "rl", "eval")
+SECTIONS = ("data", "features", "sweep", "rm", "audit", "warm_start", "onpolicy", "rl", "eval")
 # Fields a section may not set: the pipeline wires them from the run directory and earlier stages.
 WIRED = {"data": ("out", "pairs_out", "model"), "features": ("pairs", "run_dir", "model"),
          "rm": ("head",), "audit": ("rm", "run_dir", "pairs", "completions"),
-         "onpolicy": ("rm", "run_dir", "name", "policy", "pairs"),
+         "onpolicy": ("rm", "run_dir", "name", "policy", "pairs"), "warm_start": ("pairs", "policy", "run_dir"),
          "rl": ("pairs", "rm", "run_dir", "policy"), "eval": ("model", "out", "folder", "eval_set", "exclude_pairs")}
 
 
@@ -45,6 +46,7 @@ class PipelineConfig:
     sweep: dict[str, Any] = field(default_factory=dict)
     rm: dict[str, Any] = field(default_factory=dict)
     audit: dict[str, Any] = field(default_factory=dict)
+    warm_start: dict[str, Any] = field(default_factory=dict)
     onpolicy: dict[str, Any] = field(default_factory=dict)
     rl: dict[str, Any] = field(default_factory=dict)
     eval: dict[str, Any] = field(default_factory=dict)

@@ -147,6 +147,37 @@ def onpolicy_config(config: PipelineConfig, which: str, policy: str, pairs: str 
     return checked if enabled else None
 
 
+WARM_STARTS = ("none", "sft", "kto", "dpo", "ipo")
+
+
+def warm_start_config(config: PipelineConfig, pairs: str | Path) -> Any | None:
+    """The warm start RL begins from (`warm_start.method`: none | sft | kto | dpo | ipo), trained on the pairs'
+    train split from `model` into `warm_start/baseline-<method>/policy`; None for `none` (the default)."""
+    from latentrm.rl.baselines import BaselineConfig
+
+    values = dict(config.warm_start)
+    method = values.pop("method", "none")
+    if method not in WARM_STARTS:
+        raise LatentrmError(f"{_where(config, 'warm_start')}.method: {method!r}; use one of {', '.join(WARM_STARTS)}")
+    if method == "none":
+        return None
+    if config.threads and "threads" not in values:
+        values["threads"] = config.threads
+    values = {**values, "method": method, "pairs": str(pairs), "policy": config.model,
+              "run_dir": str(config.run_dir / "warm_start")}
+    checked = from_mapping(BaselineConfig, values, _where(config, "warm_start"))
+    try:
+        return checked.validate()
+    except LatentrmError as exc:
+        raise LatentrmError(f"{_where(config, 'warm_start')}: {exc}") from None
+
+
+def start_policy(config: PipelineConfig) -> str:
+    """The policy RL starts from: the warm start's when there is one, else `model`."""
+    warm = warm_start_config(config, "pairs.parquet")
+    return config.model if warm is None else str(Path(warm.run_dir) / f"baseline-{warm.method}" / "policy")
+
+
 def rl_config(config: PipelineConfig, pairs: str | Path) -> Any:
     from latentrm.rl.grpo_config import build_config
 
@@ -156,7 +187,7 @@ def rl_config(config: PipelineConfig, pairs: str | Path) -> Any:
         values["threads"] = config.threads
     try:
         return build_config(preset, sets=values, pairs=str(pairs), rm=str(config.run_dir / "rm"),
-                            run_dir=str(config.run_dir), policy=config.model)
+                            run_dir=str(config.run_dir), policy=start_policy(config))
     except LatentrmError as exc:
         raise LatentrmError(f"{_where(config, 'rl')}: {exc}") from None
 
@@ -192,6 +223,7 @@ def resolve(preset: str = "quick", *, sets: list[str] | None = None, name: str |
     sweep_options(config)
     rm_config(config, "pairs.parquet", layers=(1,), head="mlp")
     audit_config(config)
+    warm_start_config(config, "pairs.parquet")
     onpolicy_config(config, "base", config.model, "pairs.parquet")
     rl_config(config, "pairs.parquet")
     eval_configs(config, "base", config.model, "pairs.parquet")

@@ -1,7 +1,8 @@
 """`latentrm run`: the whole method in one command, by chaining the stages' own `run()` functions.
 
-data build -> features -> layer x head sweep (chosen on val) -> reward model -> audit -> eval of the start
-policy -> GRPO -> eval of the trained policy -> report. Each stage skips itself when its manifest matches
+data build -> features -> layer x head sweep (chosen on val) -> reward model -> audit -> warm start (SFT or
+KTO on the pairs, when `warm_start.method` names one) -> eval and on-policy check of the start policy ->
+GRPO -> eval and on-policy check of the trained policy -> report. Each stage skips itself when its manifest matches
 (same config, same inputs), so a rerun after a crash or a change redoes only what changed; `from_stage`
 forces a stage and every one after it. `run.json` is rewritten after each stage with its one-line summary,
 so the report (and a person) can see how far a run got.
@@ -24,8 +25,8 @@ from latentrm.io import atomic_write_text
 from latentrm.pipeline import plan
 from latentrm.pipeline.config import PipelineConfig
 
-STAGE_NAMES = ("data", "features", "sweep", "rm", "audit", "eval_base", "onpolicy_base", "rl", "eval_policy",
-               "onpolicy_policy", "report")
+STAGE_NAMES = ("data", "features", "sweep", "rm", "audit", "warm_start", "eval_base", "onpolicy_base", "rl",
+               "eval_policy", "onpolicy_policy", "report")
 
 
 @dataclass
@@ -157,8 +158,20 @@ def _eval(ctx: Context, which: str, policy: str) -> str:
     return "; ".join(lines)
 
 
+def stage_warm_start(ctx: Context) -> str:
+    from latentrm.rl.baselines import run
+
+    config = plan.warm_start_config(ctx.config, _pairs(ctx))
+    if config is None:
+        return f"none (warm_start.method: none); RL starts from {ctx.config.model}"
+    folder = run(config, force=ctx.force("warm_start"), log=ctx.log)
+    history = json.loads((folder / "history.json").read_text())
+    loss = f", loss {history[0]['loss']:.3g} -> {history[-1]['loss']:.3g}" if history else ""
+    return f"{config.method}: {config.steps} steps at lr {config.learning_rate:g}{loss}; RL starts from {folder / 'policy'}"
+
+
 def stage_eval_base(ctx: Context) -> str:
-    return _eval(ctx, "base", ctx.config.model)
+    return _eval(ctx, "base", plan.start_policy(ctx.config))  # the policy RL starts from (the warm start's)
 
 
 def _onpolicy(ctx: Context, which: str, policy: str) -> str:
@@ -178,7 +191,7 @@ def _onpolicy(ctx: Context, which: str, policy: str) -> str:
 
 
 def stage_onpolicy_base(ctx: Context) -> str:
-    return _onpolicy(ctx, "base", ctx.config.model)
+    return _onpolicy(ctx, "base", plan.start_policy(ctx.config))
 
 
 def stage_onpolicy_policy(ctx: Context) -> str:
@@ -209,7 +222,7 @@ def stage_report(ctx: Context) -> str:
 
 STAGES: dict[str, Callable[[Context], str]] = {
     "data": stage_data, "features": stage_features, "sweep": stage_sweep, "rm": stage_rm, "audit": stage_audit,
-    "eval_base": stage_eval_base, "onpolicy_base": stage_onpolicy_base, "rl": stage_rl,
+    "warm_start": stage_warm_start, "eval_base": stage_eval_base, "onpolicy_base": stage_onpolicy_base, "rl": stage_rl,
     "eval_policy": stage_eval_policy, "onpolicy_policy": stage_onpolicy_policy, "report": stage_report,
 }
 
@@ -226,6 +239,7 @@ def _pairs(ctx: Context) -> Path:
 
 
 STAGE_FOLDERS = {"data": "data", "features": "features", "sweep": "rm_sweep", "rm": "rm", "audit": "audit",
+                 "warm_start": "warm_start",
                  "eval_base": "eval/base", "onpolicy_base": "onpolicy/base", "rl": "rl", "eval_policy": "eval/policy",
                  "onpolicy_policy": "onpolicy/policy"}
 

@@ -1,11 +1,17 @@
-"""Direct preference optimisation on the same pairs: DPO, IPO (TRL `DPOTrainer`) and KTO (`KTOTrainer`).
+"""Direct preference optimisation on the same pairs: DPO, IPO (TRL `DPOTrainer`), KTO (`KTOTrainer`), and
+supervised fine-tuning on their chosen side (`SFTTrainer`).
 
     latentrm baseline dpo --pairs runs/data/pairs.parquet --run-dir runs/base-dpo
+    latentrm baseline sft --pairs runs/data/pairs.parquet --steps 30 --learning-rate 2e-5   # a warm start
 
 These answer whether the reward-model route beats optimising the policy on the pairs directly.
 Same pairs file (train split), same start policy, same LoRA option and optimizer-step budget as
 the GRPO runs they are compared with. DPO and IPO see each pair as (prompt, chosen, rejected); KTO
-sees each pair as two unpaired examples, the chosen one desirable and the rejected one not.
+sees each pair as two unpaired examples, the chosen one desirable and the rejected one not. SFT
+sees only the chosen completions (each distinct one once), with the loss on the completion tokens: the
+steered hedges about made-up people and the grounded answers about real ones, as the policy's own
+words, so an RL run that starts from it samples hedges GRPO can reinforce (a policy that never hedges
+gives GRPO no hedge to prefer).
 Output: `<run_dir>/baseline-<method>/policy/` (a plain model folder, LoRA merged) and
 `manifest.json`, written last; a finished run with the same key is skipped.
 """
@@ -23,8 +29,8 @@ from typing import Any, Literal
 from latentrm.errors import LatentrmError
 from latentrm.io import config_hash
 
-Method = Literal["dpo", "ipo", "kto"]
-METHODS: tuple[str, ...] = ("dpo", "ipo", "kto")
+Method = Literal["dpo", "ipo", "kto", "sft"]
+METHODS: tuple[str, ...] = ("dpo", "ipo", "kto", "sft")
 
 
 @dataclass(frozen=True)
@@ -63,7 +69,8 @@ class BaselineConfig:
 
 
 def preference_rows(frame: Any, method: str) -> list[dict[str, Any]]:
-    """TRL's conversational preference (DPO/IPO) or unpaired (KTO) rows from the train split."""
+    """TRL's conversational preference (DPO/IPO), unpaired (KTO) or prompt-completion (SFT: the chosen side,
+    each distinct (prompt, chosen) once) rows from the train split."""
     from latentrm.models import as_messages
 
     if "split" in frame.columns:
@@ -71,11 +78,16 @@ def preference_rows(frame: Any, method: str) -> list[dict[str, Any]]:
     if frame.empty:
         raise LatentrmError("the pairs file has no train rows to optimise on")
     rows: list[dict[str, Any]] = []
+    seen: set[tuple[str, str]] = set()
     for record in frame.to_dict("records"):
         prompt = [m for m in as_messages(record["prompt"]) if m["role"] != "assistant"]
         chosen = [{"role": "assistant", "content": str(record["chosen"])}]
         rejected = [{"role": "assistant", "content": str(record["rejected"])}]
-        if method == "kto":
+        if method == "sft":
+            if (str(record["prompt"]), str(record["chosen"])) not in seen:  # a chosen text in k pairs counts once
+                seen.add((str(record["prompt"]), str(record["chosen"])))
+                rows.append({"prompt": prompt, "completion": chosen})
+        elif method == "kto":
             rows += [{"prompt": prompt, "completion": chosen, "label": True},
                      {"prompt": prompt, "completion": rejected, "label": False}]
         else:
@@ -113,7 +125,7 @@ def run(config: BaselineConfig, *, force: bool = False, log: Any = print) -> Pat
     dataset = Dataset.from_list(preference_rows(frame, config.method))
     common: dict[str, Any] = dict(output_dir=str(out / "checkpoints"), max_steps=config.steps,
                   per_device_train_batch_size=config.batch_size, learning_rate=config.learning_rate,
-                  beta=config.beta, max_length=config.max_length, seed=config.seed, data_seed=config.seed,
+                  max_length=config.max_length, seed=config.seed, data_seed=config.seed,
                   logging_steps=1, save_strategy="no", report_to=[], use_cpu=not torch.cuda.is_available(),
                   disable_tqdm=True, lr_scheduler_type="constant", warmup_steps=0)
     peft_config = None
@@ -123,15 +135,20 @@ def run(config: BaselineConfig, *, force: bool = False, log: Any = print) -> Pat
         peft_config = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, target_modules="all-linear",
                                  task_type="CAUSAL_LM")
     started = time.time()
-    if config.method == "kto":
+    if config.method == "sft":  # no beta: plain likelihood of the chosen completions, loss on their tokens only
+        from trl import SFTConfig, SFTTrainer
+
+        trainer: Any = SFTTrainer(model=str(policy.path), args=SFTConfig(**common, completion_only_loss=True),
+                                  train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config)
+    elif config.method == "kto":
         from trl import KTOConfig, KTOTrainer
 
-        trainer: Any = KTOTrainer(model=str(policy.path), args=KTOConfig(**common), train_dataset=dataset,
-                                  processing_class=tokenizer, peft_config=peft_config)
+        trainer = KTOTrainer(model=str(policy.path), args=KTOConfig(**common, beta=config.beta),
+                             train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config)
     else:
         from trl import DPOConfig, DPOTrainer
 
-        args = DPOConfig(**common, loss_type=["ipo" if config.method == "ipo" else "sigmoid"])
+        args = DPOConfig(**common, beta=config.beta, loss_type=["ipo" if config.method == "ipo" else "sigmoid"])
         trainer = DPOTrainer(model=str(policy.path), args=args, train_dataset=dataset, processing_class=tokenizer,
                              peft_config=peft_config)
     from transformers.trainer_callback import PrinterCallback
@@ -148,7 +165,10 @@ def run(config: BaselineConfig, *, force: bool = False, log: Any = print) -> Pat
     atomic_write_text(out / "history.json", json.dumps(history, indent=1, default=float))
     seconds = round(time.time() - started, 1)
     log(f"{config.method}: {config.steps} steps in {seconds} s, final loss {history[-1]['loss'] if history else 'n/a'}")
+    import datetime as _dt
+
     atomic_write_text(manifest, json.dumps({"key": key, "stage": f"baseline-{config.method}",
+                                            "created_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
                                             "config": asdict(config), "seconds": seconds,
                                             "policy": str(out / "policy")}, indent=1))
     return out

@@ -92,20 +92,20 @@ def _writable(folder: Path) -> None:
 
 
 def baseline(
-    method: Annotated[str, typer.Argument(help="dpo | ipo | kto")],
+    method: Annotated[str, typer.Argument(help="dpo | ipo | kto | sft (the chosen side only)")],
     pairs: Annotated[Path, typer.Option(help="Pairs file (train split).")],
     policy: Annotated[str, typer.Option(help="Start policy.")] = "embedded",
     run_dir: Annotated[Path, typer.Option(help="Writes <run-dir>/baseline-<method>/.")] = Path("runs/baseline"),
     steps: Annotated[int, typer.Option(min=1, help="Optimizer steps.")] = 30,
     batch_size: Annotated[int, typer.Option(min=2, help="Pairs per step.")] = 8,
     learning_rate: Annotated[float, typer.Option(help="AdamW learning rate.")] = 5e-6,
-    beta: Annotated[float, typer.Option(help="DPO/IPO/KTO beta.")] = 0.1,
+    beta: Annotated[float, typer.Option(help="DPO/IPO/KTO beta (SFT has none).")] = 0.1,
     lora: Annotated[bool, typer.Option("--lora/--no-lora", help="Train LoRA adapters.")] = False,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
     threads: Annotated[Optional[int], typer.Option(min=1, help="torch CPU threads.")] = None,
     force: Annotated[bool, typer.Option(help="Retrain even if an identical run exists.")] = False,
 ) -> None:
-    """Train a DPO, IPO or KTO baseline on the pairs file's train split."""
+    """Train a DPO, IPO or KTO baseline, or SFT on the chosen side, on the pairs file's train split."""
     from latentrm.rl.baselines import METHODS, BaselineConfig, run
 
     if method not in METHODS:
