@@ -142,6 +142,11 @@ def test_run_reports_each_class_and_reuses_cached_samples(tmp_path, rm_dir):
     assert real["best_of_n"][-1]["answers_real"]["mean"] == 0.0 < real["best_of_n"][0]["answers_real"]["mean"]
     assert "false_premise" in report["classes"] and "fake: yes" in report["answer"]
     assert (folder / "onpolicy.png").stat().st_size > 10_000
+    judged = [json.loads(line) for line in (folder / "judged.jsonl").read_text().splitlines()]
+    assert len(judged) == (4 + 4 + 2) * 4  # every sample, with its side for `rm sweep --select onpolicy`
+    fake_rows = [r for r in judged if r["class"] == "fake"]
+    assert all(r["side"] == ("wanted" if r["reward"] == 1.0 else "unwanted") for r in fake_rows)
+    assert {r["side"] for r in judged if r["class"] == "real"} <= {"wanted", "unwanted"}
     samples = next((folder / "samples").glob("*.jsonl"))
     before = samples.read_text()
     run(config, backend=MixedBackend(), scorer=hedge_lover, judge=MarkerJudge())

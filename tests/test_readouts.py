@@ -197,3 +197,75 @@ def test_sweep_bad_options_are_one_line_errors(tmp_path, run_cli, argv, message,
     pairs = person_pairs(40)
     code, _, err = run_cli(["rm", "sweep", "--pairs", str(pairs), "--run-dir", str(tmp_path), *argv])
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def _judged(path, flip: bool = False):
+    """A judged.jsonl of 40 new people (not in the pairs): the hedge wanted for made-up ones, the answer for real
+    ones, as `rm onpolicy` writes it; `flip` swaps the sides (a policy whose judge disagrees with the pairs)."""
+    rows = []
+    for i in range(40, 80):
+        fake = i % 2 == 1
+        hedge, answer = f"I am not familiar with person {i}.", f"Person {i} is a chemist in Lyon."
+        good, bad = (hedge, answer) if fake else (answer, hedge)
+        if flip:
+            good, bad = bad, good
+        for text, side in ((good, "wanted"), (bad, "unwanted")):
+            rows.append({"prompt_id": f"q{i}", "prompt": f"Who is person {i}?", "completion": text,
+                         "class": "fake" if fake else "real", "label": "x", "side": side, "reward": 0.0})
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def test_sweep_selects_by_on_policy_auroc_on_one_half_and_reports_the_other(tiny_model_dir, tmp_path, run_cli,
+                                                                            person_pairs):
+    pairs = person_pairs(40)
+    argv = ["rm", "sweep", "--pairs", str(pairs), "--model", str(tiny_model_dir), "--layers", "1,2",
+            "--pooling", "last,mean", "--head", "linear", "--curve", ""]
+    code, out, err = run_cli([*argv, "--run-dir", str(tmp_path / "a"), "--onpolicy", str(_judged(tmp_path / "j.jsonl"))])
+    assert code == 0, err
+    sweep = json.loads((tmp_path / "a" / "rm_sweep" / "sweep.json").read_text())
+    assert sweep["chosen_on"] == "val"  # given --onpolicy alone, the columns are shown and pairs choose
+    counts = sweep["onpolicy"]["counts"]
+    assert sum(c["wanted"] for half in counts.values() for c in half.values()) == 40
+    assert all(0.0 <= r["onpolicy_select_auroc"] <= 1.0 and set(r["onpolicy_by_class"]["report"]) == {"fake", "real"}
+               for r in sweep["layers"])
+    assert "on-policy AUROC on the report half" in out
+    # sides flipped: the on-policy choice is the candidate that ranks the flipped sides best, on the select half
+    code, out, err = run_cli([*argv, "--run-dir", str(tmp_path / "b"), "--select", "onpolicy", "--onpolicy",
+                              str(_judged(tmp_path / "flipped.jsonl", flip=True))])
+    assert code == 0, err
+    flipped = json.loads((tmp_path / "b" / "rm_sweep" / "sweep.json").read_text())
+    assert flipped["chosen_on"] == "on-policy AUROC (select half)"
+    best = max(flipped["layers"], key=lambda r: r["onpolicy_select_auroc"])
+    assert (flipped["best_layers"], flipped["best_pooling"]) == (best["layers"], best["pooling"])
+    assert all(r["onpolicy_report_auroc"] == pytest.approx(1 - a["onpolicy_report_auroc"], abs=1e-9)
+               for r, a in zip(flipped["layers"], sweep["layers"]))  # a flip mirrors every AUROC
+    assert "the choice vs the pair metric's choice" in out
+    one_sided = tmp_path / "one.jsonl"  # no class with 5 wanted and 5 unwanted on a half: the pairs choose, and say so
+    one_sided.write_text("".join(line for line in (tmp_path / "j.jsonl").read_text().splitlines(keepends=True)
+                                 if '"wanted"' in line or '"q40"' in line))
+    code, out, err = run_cli([*argv, "--run-dir", str(tmp_path / "c"), "--select", "onpolicy", "--onpolicy",
+                              str(one_sided)])
+    assert code == 0, err
+    fallback = json.loads((tmp_path / "c" / "rm_sweep" / "sweep.json").read_text())
+    assert fallback["chosen_on"].startswith("val (no class has 5+ wanted and unwanted samples")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--select", "onpolicy"], "--select onpolicy needs --onpolicy judged.jsonl"),
+    (["--select", "banana"], "--select 'banana': use pairs or onpolicy"),
+    (["--onpolicy", "no-such.jsonl"], "--onpolicy no-such.jsonl: no such file"),
+])
+def test_sweep_on_policy_bad_options_are_one_line_errors(tmp_path, run_cli, argv, message, person_pairs):
+    pairs = person_pairs(40)
+    code, _, err = run_cli(["rm", "sweep", "--pairs", str(pairs), "--run-dir", str(tmp_path), *argv])
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_judged_file_with_a_torn_line_names_the_line(tmp_path):
+    from latentrm.rm.onpolicy_select import load_judged
+
+    path = _judged(tmp_path / "j.jsonl")
+    path.write_text(path.read_text() + '{"prompt_id": "q1", "prom')
+    with pytest.raises(LatentrmError, match=r"j.jsonl:81: not a JSON line"):
+        load_judged(path)

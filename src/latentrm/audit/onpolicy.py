@@ -330,11 +330,33 @@ def run(config: OnPolicyConfig, *, force: bool = False, backend: Any = None, sco
               "prompts": len(items), "classes": classes, "answer": answer(classes), "plot": plot.name,
               "examples": _examples(items, samples, proxy, labels)}
     atomic_write_text(folder / "config.json", json.dumps(asdict(config), indent=1, default=str))
+    atomic_write_text(folder / JUDGED, "".join(json.dumps(json_safe(row)) + "\n"
+                                               for row in judged_rows(items, samples, proxy, labels)))
     atomic_write_text(folder / "onpolicy.json", json.dumps(json_safe(report), indent=1))
-    write_manifest(folder, "onpolicy", key, config, outputs=["onpolicy.json", "config.json", plot.name],
+    write_manifest(folder, "onpolicy", key, config, outputs=["onpolicy.json", "config.json", JUDGED, plot.name],
                    summary={name: {"auroc": c["auroc"]["pooled"], "verdict": c["verdict"]}
                             for name, c in classes.items()}, seconds=timer.seconds())
     return folder
+
+
+JUDGED = "judged.jsonl"  # one row per sample: what `rm sweep --select onpolicy` chooses a read-out on
+
+
+def judged_rows(items: Sequence[GoldItem], samples: list[list[dict[str, Any]]], proxy: np.ndarray,
+                labels: list[list[str]]) -> list[dict[str, Any]]:
+    """`{prompt_id, prompt, completion, class, label, side, reward}` per sample; side is wanted | unwanted | ""
+    (a label on neither side of its class, e.g. a hedge about a false premise)."""
+    from latentrm.judges import label_group
+
+    rows = []
+    for item, item_samples, scores, item_labels in zip(items, samples, proxy, labels):
+        group = label_group(item.kind)
+        spec = CLASSES.get(group, {"wanted": (), "unwanted": ()})
+        for sample, score, label in zip(item_samples, scores, item_labels):
+            side = "wanted" if label in spec["wanted"] else "unwanted" if label in spec["unwanted"] else ""
+            rows.append({"prompt_id": item.prompt_id, "prompt": item.prompt, "completion": sample["text"],
+                         "class": group, "label": label, "side": side, "reward": float(score)})
+    return rows
 
 
 def _examples(items: Sequence[GoldItem], samples: list[list[dict[str, Any]]], proxy: np.ndarray,

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from latentrm.rm.metrics import auc  # noqa: F401  (re-exported: the audit's probes import it from here)
+
 
 def mean_interval(values: Sequence[float] | np.ndarray, level: float = 0.95) -> dict[str, Any]:
     """Mean with a Student-t interval: `{mean, lo, hi, sd, n}` (interval is NaN for n < 2)."""
@@ -73,15 +75,6 @@ def spearman(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray,
         return {"rho": rho, "p": 0.0, "n": n}
     t = rho * math.sqrt(dof / (1.0 - rho**2))
     return {"rho": rho, "p": float(2 * stats.t.sf(abs(t), dof)), "n": n}
-
-
-def auc(positive: Sequence[float] | np.ndarray, negative: Sequence[float] | np.ndarray) -> float:
-    """P(a positive scores above a negative), ties count half (the Mann-Whitney U / n1 n2)."""
-    pos, neg = np.asarray(positive, dtype=float), np.asarray(negative, dtype=float)
-    if len(pos) == 0 or len(neg) == 0:
-        return float("nan")
-    diff = pos[:, None] - neg[None, :]  # [n_pos, n_neg]
-    return float((diff > 0).mean() + 0.5 * (diff == 0).mean())
 
 
 def json_safe(value: Any) -> Any:

@@ -188,6 +188,10 @@ def rm_sweep(
     dtype: Dtype = "auto",
     max_length: MaxLength = 2048,
     batch_size: BatchSize = 16,
+    select: Annotated[str, typer.Option(help="What chooses: pairs (val or cv accuracy) | onpolicy (AUROC on the "
+                                             "start policy's judged samples, --onpolicy).")] = "pairs",
+    onpolicy: Annotated[Optional[Path], typer.Option(help="judged.jsonl from `latentrm rm onpolicy` (the start "
+                                                          "policy's samples); its AUROC is shown beside.")] = None,
 ) -> None:
     """One head per layers x read-out x head type from one extraction pass; val (and cv) and test accuracy."""
     from rich.console import Console
@@ -202,11 +206,20 @@ def rm_sweep(
     if cv == 1:
         raise LatentrmError("--cv 1 is not cross-validation; use 0 (choose on val) or K >= 2 folds")
     shares = _parse_shares(curve)
+    if select not in ("pairs", "onpolicy"):
+        raise LatentrmError(f"--select {select!r}: use pairs or onpolicy")
+    if select == "onpolicy" and onpolicy is None:
+        raise LatentrmError("--select onpolicy needs --onpolicy judged.jsonl (written by `latentrm rm onpolicy`)")
+    if onpolicy is not None:
+        from latentrm.rm.onpolicy_select import load_judged
+
+        load_judged(onpolicy)  # a missing or malformed file fails here, before the model loads
     poolings = pooling.split(",")
     config = RMStageConfig(pairs=str(pairs), run_dir=str(run_dir), model=model, pooling=poolings[0], dtype=dtype,
                            max_length=max_length, batch_size=batch_size,
                            train=_train_config(heads[0], 200, None, 0.0, seed, 0.01))  # type: ignore[arg-type]
-    out = run(config, parse_layer_specs(layers), heads=heads, poolings=poolings, cv=cv, curve=shares, log=print)
+    out = run(config, parse_layer_specs(layers), heads=heads, poolings=poolings, cv=cv, curve=shares, log=print,
+              select=select, onpolicy=onpolicy)
     result = json.loads((out / "sweep.json").read_text())
     console = Console()
     console.print(table(result))
@@ -216,6 +229,14 @@ def rm_sweep(
                      if name in result)
     print(f"chosen by {result['chosen_on']}: {result['best_head']} at layer {result['best_layer']}, "
           f"pooling {result['best_pooling']}" + (f" ({gaps})" if gaps else ""))
+    if "onpolicy" in result:
+        pair = result["onpolicy"]["pair_choice"]
+        chosen = next(r for r in result["layers"] if r["layers"] == result["best_layers"]
+                      and r["head"] == result["best_head"] and r["pooling"] == result["best_pooling"])
+        shown = " vs ".join("-" if v is None else f"{v:.3f}" for v in (chosen["onpolicy_report_auroc"],
+                                                                        pair["onpolicy_report_auroc"]))
+        print(f"on-policy AUROC on the report half: the choice vs the pair metric's choice ({pair['head']} at "
+              f"layer {'+'.join(map(str, pair['layers']))}, {pair['pooling']}): {shown}")
     print(f"sweep written to {out / 'sweep.json'}")
 
 

@@ -24,6 +24,15 @@ import numpy as np
 QUANTILE_LEVELS: list[float] = [round(i / 100, 2) for i in range(101)]
 
 
+def auc(positive: Sequence[float] | np.ndarray, negative: Sequence[float] | np.ndarray) -> float:
+    """P(a positive scores above a negative), ties count half (the Mann-Whitney U / n1 n2)."""
+    pos, neg = np.asarray(positive, dtype=float), np.asarray(negative, dtype=float)
+    if len(pos) == 0 or len(neg) == 0:
+        return float("nan")
+    diff = pos[:, None] - neg[None, :]  # [n_pos, n_neg]
+    return float((diff > 0).mean() + 0.5 * (diff == 0).mean())
+
+
 def sigmoid(x: np.ndarray) -> np.ndarray:
     """The logistic function, clipped so that large scores give no overflow warning."""
     return 1.0 / (1.0 + np.exp(-np.clip(x, -60.0, 60.0)))

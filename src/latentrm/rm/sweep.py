@@ -14,6 +14,11 @@
   which is far less noisy than a small val split when there are many candidates. Test is
   reported for every candidate but never used to choose; `sweep.json` records the chosen candidate's val-test
   gap (and CV-test gap).
+- **On-policy choice** (`select="onpolicy"`, `onpolicy=judged.jsonl` from `rm onpolicy`): every candidate also
+  scores the start policy's own judged samples, and the candidate with the best mean per-class AUROC of
+  wanted over unwanted samples on one half of the prompts wins (`rm/onpolicy_select.py`); the other half is
+  reported beside it, with the pair metric, and so is the candidate the pair metric would have chosen. Given
+  `onpolicy` without `select="onpolicy"`, the columns are reported and the pair metric chooses.
 - **Learning curve** (`curve`): the chosen candidate retrained on growing, entity-grouped shares of train, its
   test accuracy at each, so a user can see whether more samples would help.
 
@@ -40,6 +45,7 @@ from latentrm.rm.train import score_array, train_head
 from latentrm.stages import Timer, forget, is_done, write_manifest
 
 LayerSpec = tuple[int, ...]
+SELECTS = ("pairs", "onpolicy")  # what chooses the candidate: pair accuracy (val or cv), or on-policy AUROC
 
 
 def _no_log(message: str) -> None:
@@ -106,10 +112,17 @@ def _features_for(by_layer: dict[int, tuple[np.ndarray, np.ndarray]], spec: Laye
 
 def run(config: RMStageConfig, layers: Sequence[int | LayerSpec], *, backbone: Backbone | None = None,
         heads: list[str] | None = None, poolings: Sequence[str] | None = None, cv: int = 0,
-        curve: Sequence[float] = (), force: bool = False, log: Callable[[str], None] = _no_log) -> Path:
+        curve: Sequence[float] = (), force: bool = False, log: Callable[[str], None] = _no_log,
+        select: str = "pairs", onpolicy: str | Path | None = None) -> Path:
     """Train and score every candidate; write `<run-dir>/rm_sweep/sweep.json` (and the manifest, last)."""
     from latentrm.features import pooling_parts, resolve_layers
+    from latentrm.rm import onpolicy_select
 
+    if select not in SELECTS:
+        raise LatentrmError(f"--select {select!r}: use one of {', '.join(SELECTS)}")
+    if select == "onpolicy" and onpolicy is None:
+        raise LatentrmError("--select onpolicy needs --onpolicy judged.jsonl (written by `latentrm rm onpolicy`)")
+    judged = onpolicy_select.load_judged(onpolicy) if onpolicy is not None else None
     frame = split_frame(load_pairs(config.pairs))
     out = Path(config.run_dir) / "rm_sweep"
     backbone = backbone or load_backbone(config.model, dtype=config.dtype, device=config.device)
@@ -120,7 +133,9 @@ def run(config: RMStageConfig, layers: Sequence[int | LayerSpec], *, backbone: B
     if cv == 1 or cv < 0:
         raise LatentrmError(f"--cv {cv}: use 0 (choose on val) or K >= 2 folds")
     key = config_key(config, frame_hash(frame), backbone.revision) + ":" + config_hash(
-        [[list(s) for s in specs], heads, poolings, cv, list(curve)])
+        [[list(s) for s in specs], heads, poolings, cv, list(curve)]
+        + ([select, config_hash([[r["prompt_id"], r["prompt"], r["completion"], r["class"], r["side"]] for r in judged])]
+           if judged is not None else []))
     if not force and is_done(out, key):
         log(f"{out} is up to date (same config, layers, read-outs, heads and pairs); pass --force to redo it")
         return out
@@ -137,6 +152,16 @@ def run(config: RMStageConfig, layers: Sequence[int | LayerSpec], *, backbone: B
     subsets = frame["subset"].to_numpy()
     pool_mask = train_mask | val_mask
     folds = entity_folds(frame[pool_mask], cv) if cv else None
+    on_features: dict[str, dict[int, np.ndarray]] = {}
+    if judged is not None:
+        from latentrm.features import extract_features
+        from latentrm.rm.stage import _cache_dir
+
+        half_of = onpolicy_select.halves(judged)
+        for pooling in poolings:  # the judged samples' states, through the same feature cache
+            on_features[pooling] = extract_features(
+                backbone, [r["prompt"] for r in judged], [r["completion"] for r in judged], all_layers, pooling,  # type: ignore[arg-type]
+                cache_dir=_cache_dir(config), batch_size=config.batch_size, max_length=config.max_length)
     rows: list[dict[str, Any]] = []
     for spec, pooling, head in todo:
         chosen_f, rejected_f = _features_for(by_pooling[pooling], spec, len(pooling_parts(pooling)))
@@ -153,10 +178,33 @@ def run(config: RMStageConfig, layers: Sequence[int | LayerSpec], *, backbone: B
                 row[f"{name}_by_subset"] = metrics["by_subset"]
         if folds is not None:
             row["cv_accuracy"] = _cross_validate(chosen_f[pool_mask], rejected_f[pool_mask], folds, train)
+        if judged is not None:
+            from latentrm.features import stack_readout
+
+            features = stack_readout({layer: on_features[pooling][layer] for layer in spec}, spec,
+                                     len(pooling_parts(pooling)))
+            report = onpolicy_select.candidate_report(score_array(result.head, features), judged, half_of)
+            row["onpolicy_select_auroc"], row["onpolicy_report_auroc"] = (report["select"]["mean"],
+                                                                          report["report"]["mean"])
+            row["onpolicy_by_class"] = {half: report[half]["by_class"] for half in onpolicy_select.HALVES}
         rows.append(row)
     chosen_on = f"{cv}-fold cv" if cv else "val"
     score_key = "cv_accuracy" if cv else "val_accuracy"
-    best = max(rows, key=lambda r: r[score_key])  # max keeps the first of a tie
+    pair_best = max(rows, key=lambda r: r[score_key])  # max keeps the first of a tie
+    best = pair_best
+    onpolicy_report: dict[str, Any] = {}
+    if judged is not None:
+        onpolicy_report = {"onpolicy": {"file": str(onpolicy), "samples": len(judged),
+                                        "counts": onpolicy_select.counts(judged, half_of),
+                                        "pair_choice": {k: pair_best[k] for k in ("layers", "pooling", "head",
+                                                                                   "onpolicy_report_auroc")}}}
+        ranked = [r for r in rows if r["onpolicy_select_auroc"] is not None]
+        if select == "onpolicy" and ranked:
+            best = max(ranked, key=lambda r: (r["onpolicy_select_auroc"], r[score_key]))
+            chosen_on = "on-policy AUROC (select half)"
+        elif select == "onpolicy":
+            chosen_on += f" (no class has {onpolicy_select.MIN_SIDE}+ wanted and unwanted samples on the select half)"
+            log(f"--select onpolicy: {chosen_on}; the pair metric chose")
     choice = {"best_layer": best["layers"][0] if len(best["layers"]) == 1 else best["layer"],
               "best_layers": best["layers"], "best_pooling": best["pooling"], "best_head": best["head"]}
     gaps_report = {"val_test_gap": best["val_accuracy"] - best["test_accuracy"]} if "test_accuracy" in best else {}
@@ -165,11 +213,13 @@ def run(config: RMStageConfig, layers: Sequence[int | LayerSpec], *, backbone: B
     learning = _learning_curve(frame, by_pooling[best["pooling"]], best, config, curve) if curve else []
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "sweep.json", json.dumps({"layers": rows, **choice, "chosen_on": chosen_on, **gaps_report,
+                                                      **onpolicy_report,
                                                       "learning_curve": learning, "config": config.to_dict()},
                                                      indent=1, default=str))
     write_manifest(out, "rm_sweep", key, config, inputs={"pairs": frame_hash(frame)}, outputs=["sweep.json"],
                    summary={**choice, "chosen_on": chosen_on, "val_accuracy": best["val_accuracy"],
-                            "test_accuracy": best.get("test_accuracy"), "cv_accuracy": best.get("cv_accuracy")},
+                            "test_accuracy": best.get("test_accuracy"), "cv_accuracy": best.get("cv_accuracy"),
+                            "onpolicy_report_auroc": best.get("onpolicy_report_auroc")},
                    seconds=timer.seconds())
     return out
 
@@ -232,12 +282,19 @@ def table(result: dict[str, Any]) -> Any:
         table.add_column(f"{split} acc (n={rows[0][f'n_{split}']})", justify="right")
         for name in subset_names:
             table.add_column(f"{split} {name}", justify="right")
+    on_policy = "onpolicy_select_auroc" in rows[0]
+    if on_policy:
+        table.add_column("on-policy AUROC select", justify="right")
+        table.add_column("report", justify="right")
     for row in rows:
         cells = [f"{row['cv_accuracy']:.3f}"] if "cv_accuracy" in row else []
         for split in splits:
             cells.append(f"{row[f'{split}_accuracy']:.3f}")
             by_subset = row[f"{split}_by_subset"]
             cells += [f"{by_subset[n]:.3f}" if n in by_subset else "-" for n in subset_names]
+        if on_policy:
+            cells += ["-" if row[k] is None else f"{row[k]:.3f}" for k in ("onpolicy_select_auroc",
+                                                                           "onpolicy_report_auroc")]
         table.add_row(str(row["layer"]) + (" *" if row is best else ""), row.get("pooling", "last"), row["head"],
                       *cells)
     return table
