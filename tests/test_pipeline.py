@@ -21,7 +21,7 @@ def _preset(tmp_path: Path, model: Path) -> Path:
         "name": "tiny", "model": str(model), "threads": 1,
         "data": {"backend": "fake", "n_real": 12, "n_fake": 12, "samples": 2, "progress": False},
         "features": {"layers": [1, 2], "max_length": 256},
-        "sweep": {"heads": ["linear", "mlp"]},
+        "sweep": {"heads": ["linear", "mlp"], "select": "onpolicy"},
         "rm": {"epochs": 20},
         "warm_start": {"method": "sft", "steps": 1, "batch_size": 4, "learning_rate": 1e-4},
         "audit": {"max_pairs": 40, "max_edits": 4, "probes": ["surface", "counterfactual", "cross_class"]},
@@ -59,7 +59,7 @@ def tiny_run(tiny_model_dir, tmp_path_factory):
 def test_every_stage_runs_and_writes_its_manifest(tiny_run):
     preset, root, config, folder, calls = tiny_run
     assert folder == root / "runs" / "tiny"
-    assert [name for name, done in calls if done] == ["data", "features", "sweep", "rm", "audit", "warm_start",
+    assert [name for name, done in calls if done] == ["data", "warm_start", "features", "sweep", "rm", "audit",
                                                       "eval_base", "onpolicy_base", "rl", "eval_policy",
                                                       "onpolicy_policy", "report"]
     for stage in STAGE_FOLDERS:
@@ -69,7 +69,10 @@ def test_every_stage_runs_and_writes_its_manifest(tiny_run):
     assert "pairs" in record["stages"]["data"]["summary"] and record["versions"]["python"]
     sweep = json.loads((folder / "rm_sweep" / "sweep.json").read_text())
     rm = json.loads((folder / "rm" / "rm.json").read_text())
-    assert (rm["layer"], rm["head"]["type"]) == (sweep["best_layer"], sweep["best_head"])  # the choice on val
+    assert (rm["layer"], rm["head"]["type"]) == (sweep["best_layer"], sweep["best_head"])  # the sweep's choice
+    judged = [json.loads(line) for line in (folder / "onpolicy" / "select" / "judged.jsonl").read_text().splitlines()]
+    assert len(judged) == (2 + 2 + 1) * 2 and all(row["reward"] is None for row in judged)  # the start policy's
+    assert sweep["onpolicy"]["samples"] == sum(row["side"] in ("wanted", "unwanted") for row in judged)
     assert (folder / "rl" / "policy" / "config.json").is_file()
     policy = json.loads((folder / "eval" / "policy" / "heldout" / "metrics.json").read_text())
     assert policy["policy"].startswith(str(folder / "rl" / "policy"))
@@ -137,6 +140,7 @@ def test_from_forces_a_stage_and_every_later_one(tiny_run):
     (["warm_start.method=banana"], "warm_start.method: 'banana'; use one of none, sft, kto, dpo, ipo"),
     (["warm_start.steps=0"], "--steps must be >= 1"),
     (["warm_start.policy=x"], "warm_start.policy is set by the pipeline itself"),
+    (["sweep.select=banana"], "sweep.select: 'banana' must be pairs"),
 ])
 def test_bad_overrides_fail_in_one_line(tiny_model_dir, tmp_path, sets, message):
     from latentrm.pipeline import plan

@@ -287,7 +287,6 @@ def run(config: OnPolicyConfig, *, force: bool = False, backend: Any = None, sco
         judge: Any = None) -> Path:
     """Sample, judge and score the policy on held-out prompts; write `onpolicy.json` + plot (manifest last)."""
     from latentrm.audit import plots
-    from latentrm.generation import SamplingConfig, get_backend
     from latentrm.io import atomic_write_text
     from latentrm.judges import get_judge, label_group
     from latentrm.models import resolve_model
@@ -308,13 +307,7 @@ def run(config: OnPolicyConfig, *, force: bool = False, backend: Any = None, sco
     if scorer is None:
         scorer = LatentRewardModel.load(config.rm).score
     judge = judge or get_judge(config.judge)
-    backend = backend or get_backend(config.backend, **({"model": config.policy} if config.backend != "fake" else {}))
-    sampling = SamplingConfig(max_new_tokens=config.max_new_tokens, temperature=config.temperature,
-                              top_p=config.top_p, seed=config.seed, batch_size=config.batch_size)
-    policy_key = cache_key(getattr(backend, "model_id", config.policy), config.max_new_tokens, config.temperature,
-                           config.top_p, config.seed)
-    samples = ensure_samples(JsonlStore(folder / "samples" / f"{policy_key}.jsonl"), items, config.samples, backend,
-                             sampling)
+    samples, policy_key, backend = _sample(config, folder, items, backend)
     proxy, _, labels = annotate(samples, items, JsonlStore(folder / "scores" / f"{policy_key}-{rm_key(config.rm)}.jsonl"),
                                 JsonlStore(folder / "labels" / f"{policy_key}-{cache_key(judge.describe())}.jsonl"),
                                 scorer, judge)
@@ -339,23 +332,69 @@ def run(config: OnPolicyConfig, *, force: bool = False, backend: Any = None, sco
     return folder
 
 
+def _sample(config: OnPolicyConfig, folder: Path, items: list[GoldItem], backend: Any) -> tuple[Any, str, Any]:
+    """(samples `[prompts][m]`, the policy's cache key, the backend): cached per policy and sampling options."""
+    from latentrm.generation import SamplingConfig, get_backend
+
+    backend = backend or get_backend(config.backend, **({"model": config.policy} if config.backend != "fake" else {}))
+    sampling = SamplingConfig(max_new_tokens=config.max_new_tokens, temperature=config.temperature,
+                              top_p=config.top_p, seed=config.seed, batch_size=config.batch_size)
+    policy_key = cache_key(getattr(backend, "model_id", config.policy), config.max_new_tokens, config.temperature,
+                           config.top_p, config.seed)
+    samples = ensure_samples(JsonlStore(folder / "samples" / f"{policy_key}.jsonl"), items, config.samples, backend,
+                             sampling)
+    return samples, policy_key, backend
+
+
+def judge_samples(config: OnPolicyConfig, *, force: bool = False, backend: Any = None, judge: Any = None) -> Path:
+    """Sample and judge the policy, with no reward model: `<run_dir>/<name>/judged.jsonl` (reward null), what
+    `rm sweep --select onpolicy` chooses on before any head exists. `config.rm` is unused; `config.pairs`
+    names the people to hold out. Skipped when done; samples and labels are cached as in `run`."""
+    from latentrm.io import atomic_write_text
+    from latentrm.judges import get_judge
+    from latentrm.models import resolve_model
+
+    check_config(config)
+    items = load_items(config, {})
+    policy_revision = resolve_model(config.policy).revision if config.backend != "fake" else config.policy
+    folder = Path(config.run_dir or ".") / config.name
+    key = stage_key(config, {}, ignore=(*RUNTIME_FIELDS, "rm", "run_dir", "name", "bootstrap", "n_max"),
+                    extra={"policy": policy_revision, "judge": getattr(judge, "name", "")})
+    if not force and backend is None and judge is None and is_done(folder, key):
+        return folder / JUDGED
+    forget(folder)
+    timer = Timer()
+    judge = judge or get_judge(config.judge)
+    samples, policy_key, backend = _sample(config, folder, items, backend)
+    _, _, labels = annotate(samples, items, JsonlStore(folder / "scores" / f"{policy_key}-none.jsonl"),
+                            JsonlStore(folder / "labels" / f"{policy_key}-{cache_key(judge.describe())}.jsonl"),
+                            lambda prompts, completions: [0.0] * len(completions), judge)
+    rows = judged_rows(items, samples, None, labels)
+    atomic_write_text(folder / JUDGED, "".join(json.dumps(json_safe(row)) + "\n" for row in rows))
+    sides = {side: sum(r["side"] == side for r in rows) for side in ("wanted", "unwanted")}
+    write_manifest(folder, "onpolicy_samples", key, config, outputs=[JUDGED], summary=sides, seconds=timer.seconds())
+    return folder / JUDGED
+
+
 JUDGED = "judged.jsonl"  # one row per sample: what `rm sweep --select onpolicy` chooses a read-out on
 
 
-def judged_rows(items: Sequence[GoldItem], samples: list[list[dict[str, Any]]], proxy: np.ndarray,
+def judged_rows(items: Sequence[GoldItem], samples: list[list[dict[str, Any]]], proxy: np.ndarray | None,
                 labels: list[list[str]]) -> list[dict[str, Any]]:
     """`{prompt_id, prompt, completion, class, label, side, reward}` per sample; side is wanted | unwanted | ""
     (a label on neither side of its class, e.g. a hedge about a false premise)."""
     from latentrm.judges import label_group
 
     rows = []
-    for item, item_samples, scores, item_labels in zip(items, samples, proxy, labels):
+    rewards = proxy if proxy is not None else [[None] * len(row) for row in samples]
+    for item, item_samples, scores, item_labels in zip(items, samples, rewards, labels):
         group = label_group(item.kind)
         spec = CLASSES.get(group, {"wanted": (), "unwanted": ()})
         for sample, score, label in zip(item_samples, scores, item_labels):
             side = "wanted" if label in spec["wanted"] else "unwanted" if label in spec["unwanted"] else ""
             rows.append({"prompt_id": item.prompt_id, "prompt": item.prompt, "completion": sample["text"],
-                         "class": group, "label": label, "side": side, "reward": float(score)})
+                         "class": group, "label": label, "side": side,
+                         "reward": None if score is None else float(score)})
     return rows
 
 

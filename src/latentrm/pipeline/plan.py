@@ -51,7 +51,7 @@ def pairs_path(config: PipelineConfig) -> Path:
     return config.run_dir / "data" / "pairs.parquet"
 
 
-SWEEP_FIELDS = ("heads", "poolings", "layers", "cv", "curve")
+SWEEP_FIELDS = ("heads", "poolings", "layers", "cv", "curve", "select")
 
 
 def features_config(config: PipelineConfig, pairs: str | Path) -> Any:
@@ -98,7 +98,21 @@ def sweep_options(config: PipelineConfig, features: dict[str, Any] | None = None
         raise LatentrmError(f"{where}.cv: {cv!r} must be 0 (choose on val) or a number of folds >= 2")
     if not isinstance(curve, list) or not all(isinstance(x, int | float) and 0 < x <= 1 for x in curve):
         raise LatentrmError(f"{where}.curve: {curve!r} must be a list of shares of train in (0, 1]")
-    return {"heads": heads, "poolings": poolings, "layers": layers, "cv": cv, "curve": [float(x) for x in curve]}
+    select = config.sweep.get("select", "pairs")
+    if select not in ("pairs", "onpolicy"):
+        raise LatentrmError(f"{where}.select: {select!r} must be pairs (val or cv accuracy) or onpolicy (AUROC on "
+                            "the start policy's judged samples)")
+    return {"heads": heads, "poolings": poolings, "layers": layers, "cv": cv, "curve": [float(x) for x in curve],
+            "select": select}
+
+
+def select_samples_config(config: PipelineConfig, pairs: str | Path) -> Any:
+    """What `sweep.select: onpolicy` chooses on: the start policy's judged samples (`onpolicy/select/`), drawn
+    like the on-policy check's but with the next seed, so mostly other held-out people than the check reports."""
+    checked = onpolicy_config(config, "select", start_policy(config), pairs)
+    base = checked if checked is not None else onpolicy_config(replace(config, onpolicy={}), "select",
+                                                                 start_policy(config), pairs)
+    return replace(base, seed=base.seed + 1)
 
 
 def sweep_heads(config: PipelineConfig) -> list[str]:

@@ -1,8 +1,9 @@
 """`latentrm run`: the whole method in one command, by chaining the stages' own `run()` functions.
 
-data build -> features -> layer x head sweep (chosen on val) -> reward model -> audit -> warm start (SFT or
-KTO on the pairs, when `warm_start.method` names one) -> eval and on-policy check of the start policy ->
-GRPO -> eval and on-policy check of the trained policy -> report. Each stage skips itself when its manifest matches
+data build -> warm start (SFT or KTO on the pairs, when `warm_start.method` names one) -> features ->
+layer x read-out x head sweep (chosen by cv, val, or on-policy AUROC on the start policy's samples) ->
+reward model -> audit -> eval and on-policy check of the start policy -> GRPO -> eval and on-policy check
+of the trained policy -> report. Each stage skips itself when its manifest matches
 (same config, same inputs), so a rerun after a crash or a change redoes only what changed; `from_stage`
 forces a stage and every one after it. `run.json` is rewritten after each stage with its one-line summary,
 so the report (and a person) can see how far a run got.
@@ -25,7 +26,7 @@ from latentrm.io import atomic_write_text
 from latentrm.pipeline import plan
 from latentrm.pipeline.config import PipelineConfig
 
-STAGE_NAMES = ("data", "features", "sweep", "rm", "audit", "warm_start", "eval_base", "onpolicy_base", "rl",
+STAGE_NAMES = ("data", "warm_start", "features", "sweep", "rm", "audit", "eval_base", "onpolicy_base", "rl",
                "eval_policy", "onpolicy_policy", "report")
 
 
@@ -96,13 +97,21 @@ def stage_sweep(ctx: Context) -> str:
     options = plan.sweep_options(ctx.config)
     rm = plan.rm_config(ctx.config, _pairs(ctx), layers=options["layers"][0], head=options["heads"][0],
                         pooling=options["poolings"][0])
+    judged = None
+    if options["select"] == "onpolicy":  # the start policy's own judged samples, before any head exists
+        from latentrm.audit.onpolicy import judge_samples
+
+        judged = judge_samples(plan.select_samples_config(ctx.config, _pairs(ctx)), force=ctx.force("sweep"))
     folder = run(rm, options["layers"], heads=options["heads"], poolings=options["poolings"], cv=options["cv"],
-                 curve=options["curve"], force=ctx.force("sweep"), log=ctx.log)
+                 curve=options["curve"], force=ctx.force("sweep"), log=ctx.log, select=options["select"],
+                 onpolicy=judged)
     result = json.loads((folder / "sweep.json").read_text())
     ctx.choice = _choice(result)
     best = next(r for r in result["layers"] if r["layers"] == result["best_layers"]
                 and r["head"] == result["best_head"] and r["pooling"] == result["best_pooling"])
     cv = f"cv {best['cv_accuracy']:.3f}, " if "cv_accuracy" in best else ""
+    if best.get("onpolicy_report_auroc") is not None:
+        cv = f"on-policy AUROC {best['onpolicy_report_auroc']:.3f} on the report half, " + cv
     return (f"chose {best['head']} at layer {best['layer']} ({best['pooling']}) by {result['chosen_on']} ({cv}"
             f"val {best['val_accuracy']:.3f}, test {best.get('test_accuracy', float('nan')):.3f}) of "
             f"{len(result['layers'])} candidates")
