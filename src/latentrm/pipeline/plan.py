@@ -109,9 +109,9 @@ def sweep_options(config: PipelineConfig, features: dict[str, Any] | None = None
 def select_samples_config(config: PipelineConfig, pairs: str | Path) -> Any:
     """What `sweep.select: onpolicy` chooses on: the start policy's judged samples (`onpolicy/select/`), drawn
     like the on-policy check's but with the next seed, so mostly other held-out people than the check reports."""
-    checked = onpolicy_config(config, "select", start_policy(config), pairs)
-    base = checked if checked is not None else onpolicy_config(replace(config, onpolicy={}), "select",
-                                                                 start_policy(config), pairs)
+    values = {key: value for key, value in config.onpolicy.items() if key != "enabled"}  # chosen on even when off
+    base = onpolicy_config(replace(config, onpolicy=values), "select", start_policy(config), pairs)
+    assert base is not None  # enabled by construction
     return replace(base, seed=base.seed + 1)
 
 
