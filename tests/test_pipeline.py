@@ -86,7 +86,8 @@ def test_every_stage_runs_and_writes_its_manifest(tiny_run):
     assert trained["policy"] == str(folder / "rl" / "policy")
     for section in ("rm", "rm-sweep", "audit", "onpolicy", "rl", "eval", "examples", "reproduce"):
         assert f'id="{section}"' in html
-    assert "not run" not in html.split('id="rm-sweep"')[1].split("</section>")[0]  # the sweep section is filled
+    sweep_section = html.split('id="rm-sweep"')[1].split("</section>")[0]
+    assert "not run" not in sweep_section and "on-policy AUROC (report half)" in sweep_section  # filled
 
 
 def test_a_rerun_skips_every_stage(tiny_run):

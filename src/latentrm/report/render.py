@@ -51,6 +51,7 @@ def _section_views(loaded: dict[str, Any]) -> dict[str, Any]:
         "sweep": {"rows": views.sweep_rows(sweep), "plot": plots.sweep_plot(sweep),
                   "chosen": (sweep.get("best_layer"), sweep.get("best_head"), sweep.get("best_pooling", "last")),
                   "curve": views.learning_curve_rows(sweep), "has_cv": "cv_accuracy" in (sweep.get("layers") or [{}])[0],
+                  "has_onpolicy": "onpolicy_select_auroc" in (sweep.get("layers") or [{}])[0],
                   "chosen_on": sweep.get("chosen_on", "val")} if sweep is not None else None,
         "rm": {"facts": views.rm_facts(rm), "tables": views.rm_tables(rm)} if rm is not None else None,
         "audit": {"rows": views.audit_rows(audit), "images": _images(audit["images"]),

@@ -108,6 +108,10 @@ def sweep_rows(sweep: dict[str, Any]) -> list[dict[str, Any]]:
              "cv": _fixed(r.get("cv_accuracy"), "accuracy") if "cv_accuracy" in r else None,
              "val": _fixed(r.get("val_accuracy"), "accuracy"), "test": _fixed(r.get("test_accuracy"), "accuracy"),
              "n_val": number(r.get("n_val")), "n_test": number(r.get("n_test")),
+             "onpolicy_select": _fixed(r.get("onpolicy_select_auroc"), "auroc") if "onpolicy_select_auroc" in r
+             else None,
+             "onpolicy_report": _fixed(r.get("onpolicy_report_auroc"), "auroc") if "onpolicy_report_auroc" in r
+             else None,
              "chosen": sweep_chosen(r, sweep)} for r in sweep.get("layers") or []]
 
 
