@@ -7,13 +7,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
 from latentrm.errors import LatentrmError
 
 STAGE_FOLDERS = ["data", "features", "rm_sweep", "rm", "audit", "warm_start/baseline-sft", "eval/base/heldout",
-                 "onpolicy/base", "rl", "eval/policy/heldout", "onpolicy/policy"]
+                 "onpolicy/base", "rl", "rounds/2/data", "rounds/2/rm", "rounds/2/rl", "eval/policy/heldout",
+                 "onpolicy/policy"]
 
 
 def _preset(tmp_path: Path, model: Path) -> Path:
@@ -27,7 +29,7 @@ def _preset(tmp_path: Path, model: Path) -> Path:
         "audit": {"max_pairs": 40, "max_edits": 4, "probes": ["surface", "counterfactual", "cross_class"]},
         "rl": {"steps": 2, "prompts_per_step": 2, "num_generations": 2, "max_completion_length": 6,
                "learning_rate": 1e-3, "eval_n": 2, "eval_false_premise": 1, "eval_max_new_tokens": 4,
-               "save_steps": 2},
+               "save_steps": 2, "rounds": 2},
         "eval": {"sets": ["heldout"], "n_real": 3, "n_fake": 3, "max_new_tokens": 4},
         "onpolicy": {"n_real": 2, "n_fake": 2, "n_false_premise": 1, "samples": 2, "max_new_tokens": 4,
                      "bootstrap": 50},
@@ -60,7 +62,7 @@ def test_every_stage_runs_and_writes_its_manifest(tiny_run):
     preset, root, config, folder, calls = tiny_run
     assert folder == root / "runs" / "tiny"
     assert [name for name, done in calls if done] == ["data", "warm_start", "features", "sweep", "rm", "audit",
-                                                      "eval_base", "onpolicy_base", "rl", "eval_policy",
+                                                      "eval_base", "onpolicy_base", "rl", "rounds", "eval_policy",
                                                       "onpolicy_policy", "report"]
     for stage in STAGE_FOLDERS:
         assert (folder / stage / "manifest.json").is_file(), stage
@@ -74,8 +76,19 @@ def test_every_stage_runs_and_writes_its_manifest(tiny_run):
     assert len(judged) == (2 + 2 + 1) * 2 and all(row["reward"] is None for row in judged)  # the start policy's
     assert sweep["onpolicy"]["samples"] == sum(row["side"] in ("wanted", "unwanted") for row in judged)
     assert (folder / "rl" / "policy" / "config.json").is_file()
+    # round 2: pairs from round 1's policy, merged with round 1's; rm 2 on them; RL from that policy against rm 2
+    round2 = folder / "rounds" / "2"
+    build = json.loads((round2 / "data" / "config.json").read_text())
+    assert build["policy"] == str(folder / "rl" / "policy")
+    merged = pd.read_parquet(round2 / "pairs.parquet")
+    first, second = pd.read_parquet(folder / "data" / "pairs.parquet"), pd.read_parquet(round2 / "data" / "pairs.parquet")
+    assert set(second["generator"]) != set(first["generator"])  # sampled from round 1's policy
+    assert len(merged) == len(pd.concat([first, second]).drop_duplicates(["prompt", "chosen", "rejected"]))
+    assert json.loads((round2 / "rm" / "rm.json").read_text())["training"]["pairs_file"] == str(round2 / "pairs.parquet")
+    rl2 = json.loads((round2 / "rl" / "config.json").read_text())["config"]
+    assert (rl2["policy"], rl2["rm"]) == (str(folder / "rl" / "policy"), str(round2 / "rm"))
     policy = json.loads((folder / "eval" / "policy" / "heldout" / "metrics.json").read_text())
-    assert policy["policy"].startswith(str(folder / "rl" / "policy"))
+    assert policy["policy"].startswith(str(round2 / "rl" / "policy"))  # the last round's policy is evaluated
     html = (folder / "report.html").read_text()  # its content is tested in test_report.py
     warm = str(folder / "warm_start" / "baseline-sft" / "policy")  # every start-policy stage reads the warm start
     base = json.loads((folder / "onpolicy" / "base" / "onpolicy.json").read_text())
@@ -83,7 +96,7 @@ def test_every_stage_runs_and_writes_its_manifest(tiny_run):
     assert json.loads((folder / "rl" / "config.json").read_text())["config"]["policy"] == warm
     assert json.loads((folder / "eval" / "base" / "heldout" / "metrics.json").read_text())["policy"].startswith(warm)
     trained = json.loads((folder / "onpolicy" / "policy" / "onpolicy.json").read_text())
-    assert trained["policy"] == str(folder / "rl" / "policy")
+    assert trained["policy"] == str(folder / "rounds" / "2" / "rl" / "policy")
     for section in ("rm", "rm-sweep", "audit", "onpolicy", "rl", "eval", "examples", "reproduce"):
         assert f'id="{section}"' in html
     sweep_section = html.split('id="rm-sweep"')[1].split("</section>")[0]
@@ -124,6 +137,7 @@ def test_from_forces_a_stage_and_every_later_one(tiny_run):
     run(config, from_stage="eval_base", log=print)
     after = _stamps(folder)
     assert [s for s in STAGE_FOLDERS if after[s] != before[s]] == ["eval/base/heldout", "onpolicy/base", "rl",
+                                                                   "rounds/2/data", "rounds/2/rm", "rounds/2/rl",
                                                                    "eval/policy/heldout", "onpolicy/policy"]
 
 
@@ -142,6 +156,7 @@ def test_from_forces_a_stage_and_every_later_one(tiny_run):
     (["warm_start.steps=0"], "--steps must be >= 1"),
     (["warm_start.policy=x"], "warm_start.policy is set by the pipeline itself"),
     (["sweep.select=banana"], "sweep.select: 'banana' must be pairs"),
+    (["rl.rounds=0"], "rl.rounds: 0 must be a whole number >= 1"),
 ])
 def test_bad_overrides_fail_in_one_line(tiny_model_dir, tmp_path, sets, message):
     from latentrm.pipeline import plan

@@ -192,16 +192,40 @@ def start_policy(config: PipelineConfig) -> str:
     return config.model if warm is None else str(Path(warm.run_dir) / f"baseline-{warm.method}" / "policy")
 
 
-def rl_config(config: PipelineConfig, pairs: str | Path) -> Any:
+def rounds(config: PipelineConfig) -> int:
+    """`rl.rounds`: 1 (default) trains once; R > 1 adds R - 1 rounds of the iterated update (`rounds` stage)."""
+    value = config.rl.get("rounds", 1)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise LatentrmError(f"{_where(config, 'rl')}.rounds: {value!r} must be a whole number >= 1 (1: no "
+                            "iterated update)")
+    return value
+
+
+def round_dir(config: PipelineConfig, k: int) -> Path:
+    """Round k's folder (k >= 2): its data, merged pairs, reward model and RL run."""
+    return config.run_dir / "rounds" / str(k)
+
+
+def final_policy(config: PipelineConfig) -> str:
+    """The policy the last round of RL wrote: what eval_policy and onpolicy_policy read."""
+    last = rounds(config)
+    return str((config.run_dir if last == 1 else round_dir(config, last)) / "rl" / "policy")
+
+
+def rl_config(config: PipelineConfig, pairs: str | Path, *, rm: str | Path | None = None,
+              run_dir: str | Path | None = None, policy: str | None = None) -> Any:
+    """RL against `rm` (default: the rm stage's) from `policy` (default: the start policy) into `run_dir`."""
     from latentrm.rl.grpo_config import build_config
 
     values = dict(config.rl)
     preset = values.pop("preset", None)
+    rounds(config)
+    values.pop("rounds", None)
     if config.threads and "threads" not in values:
         values["threads"] = config.threads
     try:
-        return build_config(preset, sets=values, pairs=str(pairs), rm=str(config.run_dir / "rm"),
-                            run_dir=str(config.run_dir), policy=start_policy(config))
+        return build_config(preset, sets=values, pairs=str(pairs), rm=str(rm or config.run_dir / "rm"),
+                            run_dir=str(run_dir or config.run_dir), policy=policy or start_policy(config))
     except LatentrmError as exc:
         raise LatentrmError(f"{_where(config, 'rl')}: {exc}") from None
 

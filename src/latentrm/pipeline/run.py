@@ -2,8 +2,8 @@
 
 data build -> warm start (SFT or KTO on the pairs, when `warm_start.method` names one) -> features ->
 layer x read-out x head sweep (chosen by cv, val, or on-policy AUROC on the start policy's samples) ->
-reward model -> audit -> eval and on-policy check of the start policy -> GRPO -> eval and on-policy check
-of the trained policy -> report. Each stage skips itself when its manifest matches
+reward model -> audit -> eval and on-policy check of the start policy -> GRPO -> (rl.rounds > 1: the
+iterated update, `stage_rounds`) -> eval and on-policy check of the trained policy -> report. Each stage skips itself when its manifest matches
 (same config, same inputs), so a rerun after a crash or a change redoes only what changed; `from_stage`
 forces a stage and every one after it. `run.json` is rewritten after each stage with its one-line summary,
 so the report (and a person) can see how far a run got.
@@ -17,7 +17,7 @@ import shlex
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from latentrm.pipeline import plan
 from latentrm.pipeline.config import PipelineConfig
 
 STAGE_NAMES = ("data", "warm_start", "features", "sweep", "rm", "audit", "eval_base", "onpolicy_base", "rl",
-               "eval_policy", "onpolicy_policy", "report")
+               "rounds", "eval_policy", "onpolicy_policy", "report")
 
 
 @dataclass
@@ -204,7 +204,7 @@ def stage_onpolicy_base(ctx: Context) -> str:
 
 
 def stage_onpolicy_policy(ctx: Context) -> str:
-    return _onpolicy(ctx, "policy", ctx.policy or str(ctx.config.run_dir / "rl" / "policy"))
+    return _onpolicy(ctx, "policy", ctx.policy or plan.final_policy(ctx.config))
 
 
 def stage_rl(ctx: Context) -> str:
@@ -219,8 +219,48 @@ def stage_rl(ctx: Context) -> str:
     return f"{config.steps} GRPO steps ({config.shaper} reward, {config.mix} mix); {shown}"
 
 
+def stage_rounds(ctx: Context) -> str:
+    """The iterated update, rounds 2..R (`rl.rounds: R`): pairs from the last round's policy, merged with every
+    earlier round's; reward model k on them (the sweep's read-out and head); RL from that policy against it.
+
+    Round k lives in `rounds/<k>/` (data, pairs.parquet, rm, rl); each part skips itself when unchanged.
+    """
+    from latentrm.data.build import run as build
+    from latentrm.pairs import load_pairs, merge_pairs, save_pairs
+    from latentrm.rl.grpo_trainer import run as train_rl
+    from latentrm.rm.stage import run as train_rm
+
+    total = plan.rounds(ctx.config)
+    if total == 1:
+        return "1 round (rl.rounds: 1): no iterated update"
+    if not ctx.choice:
+        ctx.choice = _choice(json.loads((ctx.config.run_dir / "rm_sweep" / "sweep.json").read_text()))
+    policy, sources, lines = str(ctx.config.run_dir / "rl" / "policy"), [_pairs(ctx)], []
+    for k in range(2, total + 1):
+        folder = plan.round_dir(ctx.config, k)
+        ctx.log(f"round {k}/{total}: pairs from {policy}")
+        sources.append(build(replace(plan.data_config(ctx.config), out=str(folder / "data"), policy=policy),
+                             force=ctx.force("rounds")))
+        merged = folder / "pairs.parquet"
+        frame = merge_pairs([str(p) for p in sources])
+        if not merged.exists() or not load_pairs(merged).equals(frame):  # the rm key reads the content anyway
+            save_pairs(frame, merged)
+        rm_config = replace(plan.rm_config(ctx.config, merged, layers=ctx.choice["layers"], head=ctx.choice["head"],
+                                           pooling=ctx.choice["pooling"]), run_dir=str(folder),
+                            cache_dir=str(ctx.config.run_dir / "cache"))  # earlier rounds' features stay cached
+        rm_folder = train_rm(rm_config, force=ctx.force("rounds"), log=ctx.log)
+        metrics = json.loads((rm_folder / "rm.json").read_text())["metrics"]
+        split = "test" if "test" in metrics else "val"
+        rl_folder = train_rl(plan.rl_config(ctx.config, merged, rm=rm_folder, run_dir=folder, policy=policy),
+                             force=ctx.force("rounds"), log=ctx.log)
+        policy = str(rl_folder / "policy")
+        lines.append(f"round {k}: {len(frame)} pairs, rm {split} accuracy {metrics[split]['overall']['accuracy']:.3f}")
+    ctx.policy = policy
+    return "; ".join(lines) + f"; the last policy is {policy}"
+
+
 def stage_eval_policy(ctx: Context) -> str:
-    return _eval(ctx, "policy", ctx.policy or str(ctx.config.run_dir / "rl" / "policy"))
+    return _eval(ctx, "policy", ctx.policy or plan.final_policy(ctx.config))
 
 
 def stage_report(ctx: Context) -> str:
@@ -232,7 +272,7 @@ def stage_report(ctx: Context) -> str:
 STAGES: dict[str, Callable[[Context], str]] = {
     "data": stage_data, "features": stage_features, "sweep": stage_sweep, "rm": stage_rm, "audit": stage_audit,
     "warm_start": stage_warm_start, "eval_base": stage_eval_base, "onpolicy_base": stage_onpolicy_base, "rl": stage_rl,
-    "eval_policy": stage_eval_policy, "onpolicy_policy": stage_onpolicy_policy, "report": stage_report,
+    "rounds": stage_rounds, "eval_policy": stage_eval_policy, "onpolicy_policy": stage_onpolicy_policy, "report": stage_report,
 }
 
 
@@ -249,7 +289,8 @@ def _pairs(ctx: Context) -> Path:
 
 STAGE_FOLDERS = {"data": "data", "features": "features", "sweep": "rm_sweep", "rm": "rm", "audit": "audit",
                  "warm_start": "warm_start",
-                 "eval_base": "eval/base", "onpolicy_base": "onpolicy/base", "rl": "rl", "eval_policy": "eval/policy",
+                 "eval_base": "eval/base", "onpolicy_base": "onpolicy/base", "rl": "rl", "rounds": "rounds",
+                 "eval_policy": "eval/policy",
                  "onpolicy_policy": "onpolicy/policy"}
 
 
@@ -296,7 +337,9 @@ def run(config: PipelineConfig, *, from_stage: str | None = None, log: Callable[
         started, before = time.perf_counter(), _manifest_stamps(config.run_dir, name)
         summary = STAGES[name](ctx)
         record: dict[str, Any] = {"summary": summary, "seconds": round(time.perf_counter() - started, 1)}
-        if before and _manifest_stamps(config.run_dir, name) == before:  # every manifest untouched: skipped
+        after = _manifest_stamps(config.run_dir, name)
+        if (before and after == before) or (name in STAGE_FOLDERS and not before and not after):
+            # every manifest untouched, or a stage switched off (no warm start, one round): skipped
             earlier = records.get(name) or {}
             record["skipped"] = True
             record["built_seconds"] = earlier.get("built_seconds", earlier.get("seconds"))  # when it last ran
