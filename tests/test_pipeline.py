@@ -116,6 +116,21 @@ def test_a_rerun_skips_every_stage(tiny_run):
     assert stages["rl"]["built_seconds"] == built["rl"]["seconds"]  # the report shows how long it took to build
 
 
+def test_a_kill_in_round_two_resumes_without_redoing_round_one(tiny_run):
+    from latentrm.pipeline.run import run
+
+    _, _, config, folder, _ = tiny_run
+    before = _stamps(folder)
+    (folder / "rounds" / "2" / "rl" / "manifest.json").unlink()  # killed in round 2's RL (its manifest is last)
+    lines: list[str] = []
+    run(config, log=lines.append)
+    assert any("resuming the unfinished run from" in line and "checkpoint-2" in line for line in lines), lines
+    after = _stamps(folder)
+    changed = [s for s in STAGE_FOLDERS if after[s] != before[s]]
+    assert changed[0] == "rounds/2/rl"  # round 2's RL ran again; round 1 and round 2's data and rm did not
+    assert set(changed) <= {"rounds/2/rl", "eval/policy/heldout", "onpolicy/policy"}
+
+
 def test_a_change_redoes_only_the_stages_after_it(tiny_run):
     from latentrm.pipeline import plan
     from latentrm.pipeline.run import run

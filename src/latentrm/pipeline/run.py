@@ -211,7 +211,7 @@ def stage_rl(ctx: Context) -> str:
     from latentrm.rl.grpo_trainer import run
 
     config = plan.rl_config(ctx.config, _pairs(ctx))
-    folder = run(config, force=ctx.force("rl"), log=ctx.log)
+    folder = run(config, force=ctx.force("rl"), log=ctx.log, resume_unfinished=True)
     ctx.policy = str(folder / "policy")
     summary = json.loads((folder / "summary.json").read_text())
     scalars = {k: v for k, v in summary.items() if isinstance(v, int | float) and not isinstance(v, bool)}
@@ -252,7 +252,7 @@ def stage_rounds(ctx: Context) -> str:
         metrics = json.loads((rm_folder / "rm.json").read_text())["metrics"]
         split = "test" if "test" in metrics else "val"
         rl_folder = train_rl(plan.rl_config(ctx.config, merged, rm=rm_folder, run_dir=folder, policy=policy),
-                             force=ctx.force("rounds"), log=ctx.log)
+                             force=ctx.force("rounds"), log=ctx.log, resume_unfinished=True)
         policy = str(rl_folder / "policy")
         lines.append(f"round {k}: {len(frame)} pairs, rm {split} accuracy {metrics[split]['overall']['accuracy']:.3f}")
     ctx.policy = policy

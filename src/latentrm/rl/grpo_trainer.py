@@ -138,8 +138,12 @@ def _check_folder(config: RLConfig, key: str, resume: bool, fresh: bool) -> Path
 
 
 def run(config: RLConfig, *, resume: bool = False, fresh: bool = False, force: bool = False,
-        log: Any = print) -> Path:
-    """Train (or resume, or skip) one GRPO run; returns `<run_dir>/rl`."""
+        log: Any = print, resume_unfinished: bool = False) -> Path:
+    """Train (or resume, or skip) one GRPO run; returns `<run_dir>/rl`.
+
+    `resume_unfinished` (the pipeline's choice): an unfinished run of the same config resumes from its last
+    complete checkpoint instead of being refused, so a killed `latentrm run` goes on where it stopped.
+    """
     from latentrm.io import atomic_write_text
 
     prepared = prepare(config)
@@ -148,6 +152,11 @@ def run(config: RLConfig, *, resume: bool = False, fresh: bool = False, force: b
     if not (force or fresh or resume) and is_done(out, key):
         log(f"{out} is up to date (same config and inputs); pass --force to retrain")
         return out
+    if resume_unfinished and not (force or fresh or resume) and (out / "config.json").exists() \
+            and last_checkpoint(out / "checkpoints") is not None \
+            and json.loads((out / "config.json").read_text()).get("key") == key:
+        log(f"{out}: resuming the unfinished run from {last_checkpoint(out / 'checkpoints')}")
+        resume = True
     if force and out.exists():
         fresh = True
     checkpoint = _check_folder(config, key, resume, fresh)
