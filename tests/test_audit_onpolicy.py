@@ -75,8 +75,58 @@ def test_one_sided_samples_have_no_contrast_and_the_interval_resamples_prompts()
     # one prompt holds every wanted sample: resampling prompts often drops it, so the interval is wide
     scores = [np.array([1.0, 1.0, 0.0])] + [np.array([0.5, 0.2, 0.1]) for _ in range(9)]
     wanted = [np.array([True, True, False])] + [np.zeros(3, bool) for _ in range(9)]
-    lo, hi = bootstrap_auc(scores, wanted, 400, 0)
-    assert np.isnan(lo) or lo <= hi
+    from latentrm.audit.onpolicy import bootstrap_pooled
+
+    lo, hi, dropped = bootstrap_pooled(scores, wanted, 400, 0)
+    assert (lo, hi) == bootstrap_auc(scores, wanted, 400, 0) == (1.0, 1.0)
+    assert 0.25 * 400 < dropped < 0.45 * 400  # 0.9^10 of the resamples miss prompt 0: counted, not silently lost
+
+
+def test_a_prompt_bootstrap_is_wider_than_a_sample_bootstrap_on_clustered_samples():
+    from latentrm.audit.onpolicy import bootstrap_pooled
+
+    rng = np.random.default_rng(0)
+    scores, wanted = [], []
+    for prompt in range(12):  # half the prompts rank the right way, half the wrong way: samples are clustered
+        sign = 1.0 if prompt % 2 else -1.0
+        side = np.array([True] * 4 + [False] * 4)
+        scores.append(sign * side + 0.1 * rng.standard_normal(8))
+        wanted.append(side)
+    prompt_lo, prompt_hi, dropped = bootstrap_pooled(scores, wanted, 500, 0)
+    flat_scores = [np.array([v]) for v in np.concatenate(scores)]  # one sample a group: a sample bootstrap
+    flat_wanted = [np.array([v]) for v in np.concatenate(wanted)]
+    sample_lo, sample_hi, _ = bootstrap_pooled(flat_scores, flat_wanted, 500, 0)
+    assert dropped == 0
+    assert prompt_hi - prompt_lo > 1.5 * (sample_hi - sample_lo)
+
+
+def test_the_within_prompt_auroc_decides_and_its_interval_stays_in_0_1():
+    # offsets between prompts: prompts where the policy hedges more also score higher, but inside a prompt the
+    # reward ranks at chance. The pooled AUROC is high; GRPO would learn nothing from this reward.
+    rng = np.random.default_rng(1)
+    proxy, labels = [], []
+    for prompt in range(10):
+        hedges = 6 if prompt < 5 else 2
+        row = ["fake_hedge"] * hedges + ["fake_substantive"] * (8 - hedges)
+        proxy.append((3.0 if prompt < 5 else 0.0) + rng.permutation(np.linspace(0, 1, 8)))
+        labels.append(row)
+    report = class_report("fake", np.array(proxy), labels, 8, 300, 0)
+    within = report["auroc"]["within_prompt"]
+    assert report["auroc"]["pooled"] > 0.7 and report["pooled_verdict"] == "prefers"
+    assert report["verdict"] != "prefers" and report["auroc"]["decides"] == "within_prompt"
+    assert 0.0 <= within["lo"] <= within["mean"] <= within["hi"] <= 1.0
+    perfect = [np.arange(8.0) * np.array([1.0 if la == "fake_hedge" else -1.0 for la in row]) for row in labels]
+    best = class_report("fake", np.array(perfect), labels, 8, 300, 0)["auroc"]["within_prompt"]
+    assert best["mean"] == 1.0 and best["hi"] <= 1.0  # a t interval would pass 1 on few prompts; this cannot
+
+
+def test_best_of_n_splits_ties_evenly():
+    from latentrm.audit.goodhart import bon_expectation
+
+    values = [1.0, 0.0, 0.0, 0.0]
+    assert bon_expectation([0.0] * 4, values, 1) == 0.25
+    assert bon_expectation([0.0] * 4, values, 4) == 0.25  # all tied: the pick is a coin toss, not the first index
+    assert bon_expectation([0.0, 0.0, 1.0, 1.0], [0.0, 0.0, 1.0, 0.0], 4) == 0.5
 
 
 class MixedBackend(FakeBackend):

@@ -180,7 +180,7 @@ def test_wrong_grounded_requests_carry_the_perturbed_notes(tmp_path):
         system = request["messages"][0]["content"]
         grounding = by_prompt[request["prompt_id"]]["fields"]["grounding"]
         assert grounding not in system and system.startswith("Reference notes about")
-        assert request["reference"] == grounding and request["side"] == "rejected"
+        assert grounding in request["reference"] and request["side"] == "rejected"
 
 
 def test_right_vs_wrong_pairs(tmp_path):
@@ -201,9 +201,10 @@ def test_right_vs_wrong_pairs(tmp_path):
     for prompt in pairs["prompt"]:
         assert "Reference notes" not in prompt and not any(g[:40] in prompt for g in groundings)
     # the rejected side states a fact the true notes contradict; the chosen side is the grounded answer
+    from latentrm.data.build import truth_text
     from latentrm.judges.grounding import contradictions
 
-    truth = {row["prompt_id"]: json.loads(row["fields"])["grounding"] for _, row in prompts.iterrows()
+    truth = {row["prompt_id"]: truth_text(json.loads(row["fields"])) for _, row in prompts.iterrows()
              if row["subset"] == "real"}
     assert all(contradictions(r, truth[p]) for r, p in zip(wrong["rejected"], wrong["prompt_id"], strict=True))
     assert all(not contradictions(c, truth[p]) for c, p in zip(wrong["chosen"], wrong["prompt_id"], strict=True))
@@ -233,3 +234,30 @@ def test_cli_contrasts_option(tmp_path, run_cli):
     code, stdout, _ = run_cli(["data", "show", str(out / "pairs.parquet"), "--n", "1"])
     assert code == 0 and "grounded>false_hedge, grounded>wrong_grounded" in stdout
     shutil.rmtree(out)
+
+
+def test_a_grounded_answer_that_misstates_a_fact_is_never_chosen(tmp_path):
+    """The chosen side of right_vs_wrong is checked too: a backend whose grounded answers give a wrong birth year
+    loses those pairs (the base contrast, grounded vs false hedge, is left alone)."""
+    from latentrm.data.build import truth_text
+    from latentrm.judges.grounding import contradictions
+
+    frames = {}
+    for wrong in (0, 1):
+        config = _config(tmp_path / str(wrong), contrasts=("right_vs_wrong",),
+                         backend_options={"wrong_every": wrong} if wrong else {})
+        frames[wrong] = load_pairs(run(config))
+        prompts = pd.read_parquet(Path(config.out) / "prompts.parquet")
+        truth = {r["prompt_id"]: truth_text(json.loads(r["fields"])) for _, r in prompts.iterrows()
+                 if r["subset"] == "real"}
+        generations = pd.read_parquet(Path(config.out) / "generations.parquet")
+        grounded = generations[generations["variant"] == "grounded"]
+        wrong_chosen = sum(bool(contradictions(c, truth[p])) for c, p in zip(grounded["completion"],
+                                                                           grounded["prompt_id"], strict=True))
+        assert (wrong_chosen > len(grounded) // 2) == bool(wrong)  # the backend did misstate them
+        rvw = frames[wrong][frames[wrong]["variants"] == "grounded>wrong_grounded"]
+        assert not any(contradictions(c, truth[p]) for c, p in zip(rvw["chosen"], rvw["prompt_id"], strict=True))
+    count = {w: int((f["variants"] == "grounded>wrong_grounded").sum()) for w, f in frames.items()}
+    assert count[1] < count[0] // 2
+    base = {w: int((f["variants"] == "grounded>false_hedge").sum()) for w, f in frames.items()}
+    assert base[1] == base[0]

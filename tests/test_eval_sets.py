@@ -85,3 +85,28 @@ def test_heldout_defaults_hold_out_the_default_data_build():
     assert sum(i.kind == "real" for i in items) == 100 and sum(i.kind == "fake" for i in items) == 100
     pools = select_entities(load_recipe("knowledge_awareness"), BuildConfig())
     assert not {fold(i.entity) for i in items} & {fold(e.name) for pool in pools.values() for e in pool}
+
+
+def test_selection_check_and_eval_people_are_disjoint_whatever_the_seed():
+    from latentrm.data.entities import fold
+    from latentrm.eval.sets import false_premise_set
+
+    def people(part, seed):
+        items = build_heldout(n_real=8, n_fake=8, real=("builtin",), train_n_real=20, train_n_fake=15, seed=seed,
+                              people=part)
+        assert sum(i.kind == "real" for i in items) == 8 and sum(i.kind == "fake" for i in items) == 8
+        return {fold(i.entity) for i in items}
+
+    select, check, final = people("select", 1), people("check", 0), people("eval", 0)
+    assert not select & check and not select & final and not check & final
+    # the old leak: with `all`, seeds 0 and 1 drew the same real people
+    def real_people(seed):
+        items = build_heldout(n_real=8, n_fake=1, real=("builtin",), train_n_real=20, seed=seed)
+        return {i.entity for i in items if i.kind == "real"}
+
+    assert real_people(0) == real_people(1)
+    premises = {part: {i.question for i in false_premise_set(people=part)} for part in ("select", "check", "all")}
+    assert premises["select"] and premises["check"] and not premises["select"] & premises["check"]
+    assert premises["select"] | premises["check"] == premises["all"]
+    with pytest.raises(LatentrmError, match="people 'banana'"):
+        build_heldout(n_real=2, n_fake=2, real=("builtin",), people="banana")

@@ -97,6 +97,8 @@ def test_every_stage_runs_and_writes_its_manifest(tiny_run):
     assert json.loads((folder / "eval" / "base" / "heldout" / "metrics.json").read_text())["policy"].startswith(warm)
     trained = json.loads((folder / "onpolicy" / "policy" / "onpolicy.json").read_text())
     assert trained["policy"] == str(folder / "rounds" / "2" / "rl" / "policy")
+    assert trained["rm"] == str(folder / "rounds" / "2" / "rm")  # scored by the head round 2 trained against
+    assert base["rm"] == str(folder / "rm")
     for section in ("rm", "rm-sweep", "audit", "onpolicy", "rl", "eval", "examples", "reproduce"):
         assert f'id="{section}"' in html
     sweep_section = html.split('id="rm-sweep"')[1].split("</section>")[0]

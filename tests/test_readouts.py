@@ -235,11 +235,16 @@ def test_sweep_selects_by_on_policy_auroc_on_one_half_and_reports_the_other(tiny
                               str(_judged(tmp_path / "flipped.jsonl", flip=True))])
     assert code == 0, err
     flipped = json.loads((tmp_path / "b" / "rm_sweep" / "sweep.json").read_text())
-    assert flipped["chosen_on"] == "on-policy AUROC (select half)"
+    assert flipped["chosen_on"] == "on-policy within-prompt AUROC, weakest class (select half)"
     best = max(flipped["layers"], key=lambda r: r["onpolicy_select_auroc"])
     assert (flipped["best_layers"], flipped["best_pooling"]) == (best["layers"], best["pooling"])
-    assert all(r["onpolicy_report_auroc"] == pytest.approx(1 - a["onpolicy_report_auroc"], abs=1e-9)
-               for r, a in zip(flipped["layers"], sweep["layers"]))  # a flip mirrors every AUROC
+    for r, a in zip(flipped["layers"], sweep["layers"]):  # a flip mirrors every class's AUROC, pooled and within
+        for name, c in r["onpolicy_by_class"]["report"].items():
+            before = a["onpolicy_by_class"]["report"][name]
+            assert c["within"] == pytest.approx(1 - before["within"], abs=1e-9)
+            assert c["pooled"] == pytest.approx(1 - before["pooled"], abs=1e-9)
+        assert r["onpolicy_report_auroc"] == pytest.approx(min(c["within"] for c in
+                                                               r["onpolicy_by_class"]["report"].values()))
     assert "the choice vs the pair metric's choice" in out
     one_sided = tmp_path / "one.jsonl"  # no class with 5 wanted and 5 unwanted on a half: the pairs choose, and say so
     one_sided.write_text("".join(line for line in (tmp_path / "j.jsonl").read_text().splitlines(keepends=True)
@@ -248,7 +253,7 @@ def test_sweep_selects_by_on_policy_auroc_on_one_half_and_reports_the_other(tiny
                               str(one_sided)])
     assert code == 0, err
     fallback = json.loads((tmp_path / "c" / "rm_sweep" / "sweep.json").read_text())
-    assert fallback["chosen_on"].startswith("val (no class has 5+ wanted and unwanted samples")
+    assert fallback["chosen_on"].startswith("val (no class has 5+ wanted and unwanted samples from 3+ prompts")
 
 
 @pytest.mark.parametrize("argv, message", [

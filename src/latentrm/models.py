@@ -234,10 +234,63 @@ def _torch_dtype(dtype: str) -> Any:
     table = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
              "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
     if dtype == "auto":
-        return torch.bfloat16 if torch.cuda.is_available() else torch.float32
+        return table[precision("auto").dtype]
     if dtype not in table:
         raise LatentrmError(f"dtype '{dtype}' is not one of auto, float32, bfloat16, float16")
     return table[dtype]
+
+
+@dataclass(frozen=True)
+class Precision:
+    """The one precision decision for every model the project loads or trains (see `precision`)."""
+
+    dtype: str  # float32 | bfloat16 | float16: the weights' dtype when loading
+    bf16: bool  # mixed precision flags for a transformers/TRL TrainingArguments
+    fp16: bool
+    device: str  # cpu | cuda
+    cpu_bf16: bool  # does this CPU have native bf16 instructions (AVX-512 BF16 or AMX)?
+    reason: str
+
+    def trainer_kwargs(self) -> dict[str, bool]:
+        """`bf16` / `fp16` for any TRL config (SFT, DPO, IPO, KTO, GRPO, RLOO): never the library's default."""
+        return {"bf16": self.bf16, "fp16": self.fp16}
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"dtype": self.dtype, "bf16": self.bf16, "fp16": self.fp16, "device": self.device,
+                "cpu_bf16": self.cpu_bf16, "reason": self.reason}
+
+
+def cpu_has_bf16() -> bool:
+    """Native bf16 on this CPU (the `avx512_bf16` or `amx_bf16` flag). Without it, bf16 math is emulated and
+    15-25x slower than fp32; with it, we still train in fp32 on a CPU so that runs on different machines compare."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def precision(dtype: str = "auto", *, use_cpu: bool | None = None) -> Precision:
+    """fp32 on every CPU (even one with bf16 instructions) unless the user asks; bf16 on a GPU that supports it,
+    else fp16 weights stay off and training runs in fp32. `dtype` is the user's request: auto | float32 | bfloat16
+    | float16 (and the short names)."""
+    import torch
+
+    names = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+    dtype = names.get(dtype, dtype)
+    if dtype not in ("auto", "float32", "bfloat16", "float16"):
+        raise LatentrmError(f"dtype '{dtype}' is not one of auto, float32, bfloat16, float16")
+    cpu = (not torch.cuda.is_available()) if use_cpu is None else use_cpu
+    device = "cpu" if cpu else "cuda"
+    native = cpu_has_bf16()
+    if dtype == "auto":
+        if cpu:
+            return Precision("float32", False, False, device, native, "auto on a CPU: fp32")
+        if torch.cuda.is_bf16_supported():
+            return Precision("bfloat16", True, False, device, native, "auto on a GPU with bf16")
+        return Precision("float32", False, False, device, native, "auto on a GPU without bf16: fp32")
+    asked = f"asked for {dtype}"
+    return Precision(dtype, dtype == "bfloat16", dtype == "float16", device, native, asked)
 
 
 def default_device() -> str:

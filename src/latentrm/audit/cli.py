@@ -113,6 +113,8 @@ def onpolicy(
     judge: Annotated[str, typer.Option(help="Judge: rules | reference | llm.")] = "rules",
     name: Annotated[str, typer.Option(help="Output folder under the run directory.")] = "onpolicy",
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+    people: Annotated[str, typer.Option(help="Held-out people: all | eval | select | check, disjoint parts (choose "
+                                             "a head on select, report it on check).")] = "all",
     batch_size: Annotated[int, typer.Option(help="Generation batch size.", min=1)] = 16,
     force: Annotated[bool, typer.Option("--force", help="Recompute the report even when it is up to date (cached "
                                                         "samples and labels are still reused).")] = False,
@@ -128,7 +130,7 @@ def onpolicy(
                             backend=backend, prompts=_split_names(prompts), pairs=str(pairs) if pairs else None,
                             n_real=n_real, n_fake=n_fake, n_false_premise=n_false_premise, samples=samples,
                             n_max=n_max, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
-                            seed=seed, batch_size=batch_size, judge=judge)
+                            seed=seed, people=people, batch_size=batch_size, judge=judge)
     check_config(config)
     if backend != "fake":
         resolve_model(policy)  # a folder that is not a model fails here, before the reward model loads

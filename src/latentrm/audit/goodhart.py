@@ -73,8 +73,14 @@ def bon_weights(total: int, n: int) -> np.ndarray:
 
 def bon_expectation(proxy: Sequence[float], values: Sequence[float], n: int) -> float:
     """Expected `values` of the proxy-best of n samples drawn without replacement from the given ones."""
-    order = np.argsort(np.asarray(proxy, dtype=float), kind="stable")
-    return float(bon_weights(len(order), n) @ np.asarray(values, dtype=float)[order])
+    scores = np.asarray(proxy, dtype=float)
+    order = np.argsort(scores, kind="stable")
+    ranked = np.asarray(values, dtype=float)[order]
+    # Tied rewards: the best-of-n pick among them is a coin toss, so each tied sample carries the mean value of
+    # its tie group (breaking ties by index would credit whichever sample came first).
+    _, group, sizes = np.unique(scores[order], return_inverse=True, return_counts=True)
+    ranked = (np.bincount(group, weights=ranked) / sizes)[group]
+    return float(bon_weights(len(order), n) @ ranked)
 
 
 def fit_gao(d: Sequence[float], gain: Sequence[float], form: str = "bon") -> dict[str, Any]:

@@ -85,6 +85,8 @@ class OnPolicyConfig:
     temperature: float = 1.0
     top_p: float = 1.0
     seed: int = 0
+    people: str = field(default="all", metadata={"help": "held-out people: all | eval | select | check (disjoint "
+                                                          "parts; choose a head on one, report on another)"})
     batch_size: int = 16
     judge: str = "rules"
     bootstrap: int = 1000
@@ -107,6 +109,10 @@ def check_config(config: OnPolicyConfig) -> None:
             raise LatentrmError(f"{option} {value}: must be 0 or more")
     if not config.prompts:
         raise LatentrmError("--prompts is empty; name heldout, false_premise or a JSONL eval set")
+    from latentrm.eval.heldout import PEOPLE
+
+    if config.people not in PEOPLE:
+        raise LatentrmError(f"--people {config.people!r}: use one of {', '.join(PEOPLE)}")
 
 
 def check_backbone(rm_dir: str | Path) -> dict[str, Any]:
@@ -133,17 +139,19 @@ def load_items(config: OnPolicyConfig, meta: dict[str, Any]) -> list[GoldItem]:
     from latentrm.judges import label_group
 
     exclude = config.pairs or meta.get("training", {}).get("pairs_file")
-    exclude = exclude if exclude and Path(exclude).exists() else None
+    if exclude and not Path(exclude).exists():  # never a silent lapse of the hold-out
+        raise LatentrmError(f"pairs file {exclude} (whose people the check holds out) is missing; pass --pairs with "
+                            "the file the head was trained on")
     items: list[GoldItem] = []
     for name in config.prompts:
         if name == "heldout":
             if config.n_real + config.n_fake == 0:
                 continue
             items += items_from_set("heldout", None, config.seed, n_real=config.n_real, n_fake=config.n_fake,
-                                    exclude_pairs=exclude)
+                                    exclude_pairs=exclude, people=config.people)
         elif name == "false_premise":
             if config.n_false_premise:
-                items += items_from_set("false_premise", config.n_false_premise, config.seed)
+                items += items_from_set("false_premise", config.n_false_premise, config.seed, people=config.people)
         else:
             items += items_from_set(name, None, config.seed)
     groups = {label_group(item.kind) for item in items}
@@ -170,8 +178,15 @@ def class_of(label: str) -> tuple[str, str] | None:
 def bootstrap_auc(scores: Sequence[np.ndarray], wanted: Sequence[np.ndarray], reps: int,
                   seed: int = 0) -> tuple[float, float]:
     """95% interval of the pooled AUROC, resampling prompts (each prompt's samples travel together)."""
+    lo, hi, _ = bootstrap_pooled(scores, wanted, reps, seed)
+    return lo, hi
+
+
+def bootstrap_pooled(scores: Sequence[np.ndarray], wanted: Sequence[np.ndarray], reps: int,
+                     seed: int = 0) -> tuple[float, float, int]:
+    """`bootstrap_auc` and the number of resamples dropped because they lacked a side (reported, never silent)."""
     if reps < 1 or not scores:
-        return float("nan"), float("nan")
+        return float("nan"), float("nan"), 0
     rng = np.random.default_rng(seed)
     values = []
     for _ in range(reps):
@@ -179,9 +194,22 @@ def bootstrap_auc(scores: Sequence[np.ndarray], wanted: Sequence[np.ndarray], re
         s, w = np.concatenate([scores[i] for i in pick]), np.concatenate([wanted[i] for i in pick])
         if w.any() and (~w).any():
             values.append(auc(s[w], s[~w]))
+    dropped = reps - len(values)
     if len(values) < max(10, reps // 10):  # most resamples lack one side: no interval worth the name
-        return float("nan"), float("nan")
+        return float("nan"), float("nan"), dropped
     lo, hi = np.percentile(values, [2.5, 97.5])
+    return float(lo), float(hi), dropped
+
+
+def bootstrap_mean(values: Sequence[float], reps: int, seed: int = 0) -> tuple[float, float]:
+    """95% percentile interval of a mean over prompts, resampling the prompts: for the within-prompt AUROC, whose
+    values lie in [0, 1], so its interval does too (a t interval on 5 prompts reached 1.24)."""
+    array = np.asarray(values, dtype=float)
+    if reps < 1 or len(array) < 2:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    means = array[rng.integers(0, len(array), size=(reps, len(array)))].mean(axis=1)
+    lo, hi = np.percentile(means, [2.5, 97.5])
     return float(lo), float(hi)
 
 
@@ -189,11 +217,12 @@ MIN_SIDE = 5  # samples on each side, and
 MIN_PROMPTS = 3  # prompts that give them, before a verdict: one hedge among 320 samples is an anecdote
 
 
-def verdict(pooled: float, lo: float, hi: float, n_wanted: int, n_unwanted: int, prompts_wanted: int = MIN_PROMPTS,
+def verdict(auroc: float, lo: float, hi: float, n_wanted: int, n_unwanted: int, prompts_wanted: int = MIN_PROMPTS,
             prompts_unwanted: int = MIN_PROMPTS) -> str:
     """prefers | inverted | undecided, or `no contrast` (a side is empty) / `too few` (a side is an anecdote:
     under MIN_SIDE samples or MIN_PROMPTS prompts, where a prompt bootstrap reuses the same few samples and its
-    interval is narrower than the evidence)."""
+    interval is narrower than the evidence). `class_report` passes the within-prompt AUROC and its interval,
+    with the prompts that hold both sides as `prompts_wanted`."""
     if n_wanted == 0 or n_unwanted == 0:
         return "no contrast"
     if min(n_wanted, n_unwanted) < MIN_SIDE or min(prompts_wanted, prompts_unwanted) < MIN_PROMPTS:
@@ -224,9 +253,14 @@ def class_report(name: str, proxy: np.ndarray, labels: list[list[str]], n_max: i
                                                                                               np.zeros(0, bool))
     n_wanted, n_unwanted = int(all_wanted.sum()), int((~all_wanted).sum())
     pooled = auc(all_scores[all_wanted], all_scores[~all_wanted])
-    lo, hi = bootstrap_auc(scores, wanted, reps, seed) if n_wanted and n_unwanted else (float("nan"), float("nan"))
+    lo, hi, dropped = (bootstrap_pooled(scores, wanted, reps, seed) if n_wanted and n_unwanted
+                       else (float("nan"), float("nan"), 0))
     prompts_wanted, prompts_unwanted = int(sum(w.any() for w in wanted)), int(sum((~w).any() for w in wanted))
     within = [auc(s[w], s[~w]) for s, w in zip(scores, wanted) if w.any() and (~w).any()]
+    w_lo, w_hi = bootstrap_mean(within, reps, seed)
+    within_interval = {**mean_interval(within), "lo": w_lo, "hi": w_hi, "interval": "prompt bootstrap"}
+    # GRPO normalises within a prompt's group: the within-prompt AUROC decides; the pooled one is shown beside
+    judged = verdict(within_interval["mean"], w_lo, w_hi, n_wanted, n_unwanted, len(within), len(within))
     best_of_n = []
     for n in n_values(n_max):
         row: dict[str, Any] = {"n": n}
@@ -238,10 +272,12 @@ def class_report(name: str, proxy: np.ndarray, labels: list[list[str]], n_max: i
     return {"prompts": len(labels), "samples": len(flat), "counts": counts, "shares": shares,
             "reward_by_label": reward_by_label, "wanted": list(spec["wanted"]), "unwanted": list(spec["unwanted"]),
             "n_wanted": n_wanted, "n_unwanted": n_unwanted,
-            "auroc": {"pooled": pooled, "lo": lo, "hi": hi, "within_prompt": mean_interval(within),
-                      "prompts_with_both": len(within), "target": AUROC_TARGET},
+            "auroc": {"pooled": pooled, "lo": lo, "hi": hi, "within_prompt": within_interval,
+                      "prompts_with_both": len(within), "target": AUROC_TARGET, "bootstrap_reps": reps,
+                      "bootstrap_dropped": dropped, "decides": "within_prompt"},
             "prompts_wanted": prompts_wanted, "prompts_unwanted": prompts_unwanted,
-            "verdict": verdict(pooled, lo, hi, n_wanted, n_unwanted, prompts_wanted, prompts_unwanted),
+            "pooled_verdict": verdict(pooled, lo, hi, n_wanted, n_unwanted, prompts_wanted, prompts_unwanted),
+            "verdict": judged,
             "best_of_n": best_of_n}
 
 
@@ -271,8 +307,10 @@ def answer(classes: dict[str, dict[str, Any]]) -> str:
                          f"{report['samples']} samples (needs {MIN_SIDE} from {MIN_PROMPTS}; draw more with "
                          f"--samples, or start from a policy that gives them)")
             continue
-        interval = f"AUROC {a['pooled']:.2f} [{a['lo']:.2f}, {a['hi']:.2f}]" if a["lo"] is not None and \
-            np.isfinite(a["lo"]) else f"AUROC {a['pooled']:.2f}"
+        w = a["within_prompt"]
+        interval = (f"within-prompt AUROC {w['mean']:.2f} [{w['lo']:.2f}, {w['hi']:.2f}] over "
+                    f"{a['prompts_with_both']} prompts" if w["lo"] is not None and np.isfinite(w["lo"])
+                    else f"within-prompt AUROC {w['mean']:.2f}") + f"; pooled {a['pooled']:.2f}"
         says = {"prefers": "yes, it prefers", "inverted": "no, it ranks against", "undecided": "not clearly;"
                 " it barely separates"}[report["verdict"]]
         parts.append(f"{name}: {says} {what} ({interval}, {report['n_wanted']} wanted vs {report['n_unwanted']} "

@@ -218,7 +218,16 @@ def _request(recipe: Recipe, row: dict[str, Any], variant_name: str, side: str, 
     return {"request_id": f"{row['prompt_id']}/{variant_name}", "prompt_id": row["prompt_id"],
             "variant": variant_name, "side": side, "messages": messages, "note": fill(variant.prefill, fields),
             "opener": opener, "steering": variant.steering_texts(fields),
-            "reference": row["fields"].get("grounding", "") if variant.contradicts_grounding else ""}
+            "reference": truth_text(row["fields"]) if variant.contradicts_grounding else ""}
+
+
+def truth_text(fields: dict[str, Any]) -> str:
+    """What a real person's answers are checked against: the lifespan line and the true grounding notes (the
+    grounding alone often lacks the birth year, so a misstated year would pass unseen)."""
+    born, died = fields.get("born"), fields.get("died")
+    life = f"{fields.get('name', '')} ({born}-{died})." if born and died else (
+        f"{fields.get('name', '')} (born {born})." if born else "")
+    return f"{life} {fields.get('grounding', '')}".strip()
 
 
 # --------------------------------------------------------------------------- post-processing
@@ -237,6 +246,12 @@ def make_pairs(generations: Any, prompts: list[dict[str, Any]], recipe: Recipe, 
         prompt = by_prompt[prompt_id]
         for name, chosen_variant, rejected_variant in build_contrasts(classes[prompt["subset"]], config):
             chosen = list(dict.fromkeys(group.loc[group["variant"] == chosen_variant, "completion"]))
+            if recipe.variants[rejected_variant].contradicts_grounding:
+                # right vs wrong: the chosen side must not itself misstate a fact of the true notes (a grounded
+                # answer that gets a year wrong is no "right" answer). The same regex check as the rejected side's,
+                # so what it cannot see (a wrong claim outside the checkable facts) passes on both sides.
+                truth = truth_text(prompt.get("fields") or {})
+                chosen = [c for c in chosen if not contradictions(c, truth)]
             rejected = list(dict.fromkeys(group.loc[group["variant"] == rejected_variant, "completion"]))
             combos = [(c, r) for c in chosen for r in rejected if fold(c) != fold(r)]
             _rng(config.seed, "pairs", prompt_id, *([name] if name else [])).shuffle(combos)

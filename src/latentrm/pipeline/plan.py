@@ -108,11 +108,12 @@ def sweep_options(config: PipelineConfig, features: dict[str, Any] | None = None
 
 def select_samples_config(config: PipelineConfig, pairs: str | Path) -> Any:
     """What `sweep.select: onpolicy` chooses on: the start policy's judged samples (`onpolicy/select/`), drawn
-    like the on-policy check's but with the next seed, so mostly other held-out people than the check reports."""
+    like the on-policy check's, with the next seed, from the `select` part of the held-out people: the check
+    draws from the `check` part, so the head is never reported on the people it was chosen on."""
     values = {key: value for key, value in config.onpolicy.items() if key != "enabled"}  # chosen on even when off
     base = onpolicy_config(replace(config, onpolicy=values), "select", start_policy(config), pairs)
     assert base is not None  # enabled by construction
-    return replace(base, seed=base.seed + 1)
+    return replace(base, seed=base.seed + 1, people="select")
 
 
 def sweep_heads(config: PipelineConfig) -> list[str]:
@@ -141,8 +142,11 @@ def audit_config(config: PipelineConfig) -> Any:
     return from_mapping(AuditConfig, values, _where(config, "audit"))
 
 
-def onpolicy_config(config: PipelineConfig, which: str, policy: str, pairs: str | Path) -> Any | None:
-    """The on-policy check of the start (`base`) or trained (`policy`) policy; None when the section disables it."""
+def onpolicy_config(config: PipelineConfig, which: str, policy: str, pairs: str | Path,
+                    rm: str | Path | None = None) -> Any | None:
+    """The on-policy check of the start (`base`) or trained (`policy`) policy against `rm` (default: the rm
+    stage's; the trained policy is checked against `final_rm`, the head it was trained against); None when the
+    section disables it."""
     from latentrm.audit.onpolicy import OnPolicyConfig, check_config
 
     values = dict(config.onpolicy)
@@ -151,8 +155,8 @@ def onpolicy_config(config: PipelineConfig, which: str, policy: str, pairs: str 
         raise LatentrmError(f"{_where(config, 'onpolicy')}.enabled: {enabled!r} must be true or false")
     if "prompts" in values and isinstance(values["prompts"], list):
         values["prompts"] = tuple(values["prompts"])
-    values = {"seed": 0, **values, "rm": str(config.run_dir / "rm"), "run_dir": str(config.run_dir / "onpolicy"),
-              "name": which, "policy": policy, "pairs": str(pairs)}
+    values = {"seed": 0, "people": "check", **values, "rm": str(rm or config.run_dir / "rm"),
+              "run_dir": str(config.run_dir / "onpolicy"), "name": which, "policy": policy, "pairs": str(pairs)}
     checked = from_mapping(OnPolicyConfig, values, _where(config, "onpolicy"))
     try:
         check_config(checked)
@@ -210,6 +214,12 @@ def final_policy(config: PipelineConfig) -> str:
     """The policy the last round of RL wrote: what eval_policy and onpolicy_policy read."""
     last = rounds(config)
     return str((config.run_dir if last == 1 else round_dir(config, last)) / "rl" / "policy")
+
+
+def final_rm(config: PipelineConfig) -> str:
+    """The reward model the last round of RL trained against: what onpolicy_policy scores the policy with."""
+    last = rounds(config)
+    return str((config.run_dir if last == 1 else round_dir(config, last)) / "rm")
 
 
 def rl_config(config: PipelineConfig, pairs: str | Path, *, rm: str | Path | None = None,

@@ -186,7 +186,8 @@ def stage_eval_base(ctx: Context) -> str:
 def _onpolicy(ctx: Context, which: str, policy: str) -> str:
     from latentrm.audit.onpolicy import run
 
-    config = plan.onpolicy_config(ctx.config, which, policy, _pairs(ctx))
+    rm = plan.final_rm(ctx.config) if which == "policy" else None  # the head the policy was trained against
+    config = plan.onpolicy_config(ctx.config, which, policy, _pairs(ctx), rm=rm)
     if config is None:
         return "disabled (onpolicy.enabled: false)"
     report = json.loads((run(config, force=ctx.force(f"onpolicy_{which}")) / "onpolicy.json").read_text())
@@ -303,9 +304,13 @@ def _manifest_stamps(run_dir: Path, stage: str) -> dict[str, int]:
 
 
 def _write_run_json(ctx: Context, stages: dict[str, dict[str, Any]], command: str) -> None:
+    from latentrm.models import (
+        precision,  # the dtype every stage's model and trainer took, and the CPU's bf16
+    )
+
     atomic_write_text(ctx.config.run_dir / "run.json", json.dumps({
         "name": ctx.config.name, "preset": ctx.config.preset, "command": command, "config": ctx.config.to_dict(),
-        "versions": versions(), "stages": stages}, indent=1, default=str))
+        "versions": versions(), "precision": precision().as_dict(), "stages": stages}, indent=1, default=str))
 
 
 def run(config: PipelineConfig, *, from_stage: str | None = None, log: Callable[[str], None] = print, on_stage: Callable[[int, str, dict[str, Any]], None] | None = None,

@@ -49,6 +49,7 @@ class BaselineConfig:
     max_length: int = 256
     seed: int = 0
     threads: int | None = None
+    dtype: str = "auto"  # models.precision: fp32 on any CPU, bf16 on a GPU that has it, else what is asked
 
     def validate(self) -> BaselineConfig:
         if self.method not in METHODS:
@@ -64,6 +65,8 @@ class BaselineConfig:
 
     def key(self, pairs_hash: str, policy_revision: str) -> str:
         payload = {k: v for k, v in asdict(self).items() if k not in ("run_dir", "threads")}
+        if payload.get("dtype") == "auto":  # keys written before the field existed stay valid
+            payload.pop("dtype")
         payload.update({"pairs": pairs_hash, "policy": policy_revision})
         return config_hash(payload)
 
@@ -95,6 +98,74 @@ def preference_rows(frame: Any, method: str) -> list[dict[str, Any]]:
     return rows
 
 
+def trainer_args(config: BaselineConfig, output_dir: str | Path, *, use_cpu: bool | None = None) -> Any:
+    """TRL's config for this method. Precision comes from `models.precision` (TRL 1.x defaults to bf16=True,
+    15-25x slower than fp32 on a CPU without bf16 instructions), and gradient checkpointing is off: a model
+    that fits without it trains faster without it."""
+    import torch
+
+    from latentrm.models import precision
+
+    cpu = (not torch.cuda.is_available()) if use_cpu is None else use_cpu
+    chosen = precision(config.dtype, use_cpu=cpu)
+    common: dict[str, Any] = dict(output_dir=str(output_dir), max_steps=config.steps,
+                                  per_device_train_batch_size=config.batch_size, learning_rate=config.learning_rate,
+                                  max_length=config.max_length, seed=config.seed, data_seed=config.seed,
+                                  logging_steps=1, save_strategy="no", report_to=[], use_cpu=cpu,
+                                  disable_tqdm=True, lr_scheduler_type="constant", warmup_steps=0,
+                                  gradient_checkpointing=False, model_init_kwargs={"dtype": chosen.dtype},
+                                  **chosen.trainer_kwargs())
+    if config.method == "sft":  # no beta: plain likelihood of the chosen completions, loss on their tokens only
+        from trl import SFTConfig
+
+        return SFTConfig(**common, completion_only_loss=True)
+    if config.method == "kto":
+        from trl import KTOConfig
+
+        return KTOConfig(**common, beta=config.beta)
+    from trl import DPOConfig
+
+    return DPOConfig(**common, beta=config.beta, loss_type=["ipo" if config.method == "ipo" else "sigmoid"])
+
+
+def _trainer_class(method: str) -> Any:
+    if method == "sft":
+        from trl import SFTTrainer
+
+        return SFTTrainer
+    if method == "kto":
+        from trl import KTOTrainer
+
+        return KTOTrainer
+    from trl import DPOTrainer
+
+    return DPOTrainer
+
+
+def step_progress(name: str, total: int, log: Any) -> Any:
+    """A TrainerCallback that logs one line per optimizer step: step k/n, loss, seconds a step, time left.
+    Plain lines, not a redrawn bar, so that a `nohup` log shows the progress too."""
+    from transformers import TrainerCallback
+
+    class StepProgress(TrainerCallback):
+        def __init__(self) -> None:
+            self.started = time.time()
+            self.loss: float | None = None
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
+            if logs and "loss" in logs:
+                self.loss = float(logs["loss"])
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            step = state.global_step
+            per_step = (time.time() - self.started) / max(step, 1)
+            left = per_step * max(total - step, 0)
+            loss = f", loss {self.loss:.3f}" if self.loss is not None else ""
+            log(f"  {name} step {step}/{total}{loss}, {per_step:.1f} s/step, ~{left / 60:.1f} min left")
+
+    return StepProgress()
+
+
 def run(config: BaselineConfig, *, force: bool = False, log: Any = print) -> Path:
     """Train one baseline (or skip a finished identical one); returns `<run_dir>/baseline-<method>`."""
     import torch
@@ -123,11 +194,7 @@ def run(config: BaselineConfig, *, force: bool = False, log: Any = print) -> Pat
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     dataset = Dataset.from_list(preference_rows(frame, config.method))
-    common: dict[str, Any] = dict(output_dir=str(out / "checkpoints"), max_steps=config.steps,
-                  per_device_train_batch_size=config.batch_size, learning_rate=config.learning_rate,
-                  max_length=config.max_length, seed=config.seed, data_seed=config.seed,
-                  logging_steps=1, save_strategy="no", report_to=[], use_cpu=not torch.cuda.is_available(),
-                  disable_tqdm=True, lr_scheduler_type="constant", warmup_steps=0)
+    args = trainer_args(config, out / "checkpoints")
     peft_config = None
     if config.lora:
         from peft import LoraConfig
@@ -135,22 +202,10 @@ def run(config: BaselineConfig, *, force: bool = False, log: Any = print) -> Pat
         peft_config = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, target_modules="all-linear",
                                  task_type="CAUSAL_LM")
     started = time.time()
-    if config.method == "sft":  # no beta: plain likelihood of the chosen completions, loss on their tokens only
-        from trl import SFTConfig, SFTTrainer
-
-        trainer: Any = SFTTrainer(model=str(policy.path), args=SFTConfig(**common, completion_only_loss=True),
-                                  train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config)
-    elif config.method == "kto":
-        from trl import KTOConfig, KTOTrainer
-
-        trainer = KTOTrainer(model=str(policy.path), args=KTOConfig(**common, beta=config.beta),
-                             train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config)
-    else:
-        from trl import DPOConfig, DPOTrainer
-
-        args = DPOConfig(**common, beta=config.beta, loss_type=["ipo" if config.method == "ipo" else "sigmoid"])
-        trainer = DPOTrainer(model=str(policy.path), args=args, train_dataset=dataset, processing_class=tokenizer,
-                             peft_config=peft_config)
+    trainer_class = _trainer_class(config.method)
+    trainer: Any = trainer_class(model=str(policy.path), args=args, train_dataset=dataset,
+                                 processing_class=tokenizer, peft_config=peft_config)
+    trainer.add_callback(step_progress(config.method, config.steps, log))
     from transformers.trainer_callback import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)

@@ -123,8 +123,10 @@ class RLConfig:
         import torch
         from trl import GRPOConfig
 
+        from latentrm.models import precision
+
         cpu = (not torch.cuda.is_available()) if use_cpu is None else use_cpu
-        bf16 = self.dtype == "bfloat16" or (self.dtype == "auto" and not cpu and torch.cuda.is_bf16_supported())
+        chosen = precision(self.dtype, use_cpu=cpu)  # the one precision policy (models.py)
         try:
             return GRPOConfig(
                 output_dir=str(output_dir),
@@ -149,7 +151,8 @@ class RLConfig:
                 save_total_limit=self.save_total_limit,
                 report_to=[] if self.report_to == "none" else [self.report_to],
                 use_cpu=cpu,
-                bf16=bf16,
+                bf16=chosen.bf16,
+                fp16=chosen.fp16,
                 use_vllm=self.use_vllm and importlib.util.find_spec("vllm") is not None,  # "when installed"
                 vllm_mode="colocate",
                 gradient_checkpointing=self.gradient_checkpointing,

@@ -8,13 +8,17 @@ Pair accuracy measures steered completions; RL samples the start policy's own. `
 `rm onpolicy`) holds those samples with the judge's label and its side for the prompt's class (wanted:
 a hedge or refusal about a made-up person, a right answer about a real one; unwanted: a confabulation, a
 wrong answer or a false denial). Each sweep candidate, trained on the pairs as always, scores every
-sample; its on-policy score is the mean over classes of the AUROC of the reward for wanted against
-unwanted samples.
+sample; its on-policy score is the *minimum* over classes of the mean *within-prompt* AUROC of the reward
+for wanted against unwanted samples: GRPO normalises rewards within a prompt's group, so only the ranking
+inside a prompt moves the policy, and offsets between prompts can raise a pooled AUROC without helping RL.
+The pooled AUROC is reported beside it. A class must be the weakest link it is: a head that ranks made-up
+people perfectly and real ones at chance is no better than chance for RL.
 
 The prompts are split in two halves by a stable hash of their id: the candidates are ranked on the
 `select` half and the chosen one is reported on the `report` half too, so the number beside the choice is
 not the one it was chosen on. A class counts on a half only when it has at least `MIN_SIDE` samples on
-each side there; a half with no such class leaves the choice to the pair metric (and says so).
+each side there and at least `MIN_PROMPTS` prompts with both sides (the `rm onpolicy` rule); a half with
+no such class leaves the choice to the pair metric (and says so).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from latentrm.io import stable_id
 from latentrm.rm.metrics import auc
 
 MIN_SIDE = 5
+MIN_PROMPTS = 3  # prompts with both sides, as `rm onpolicy` asks before a verdict
 HALVES = ("select", "report")
 
 
@@ -66,25 +71,45 @@ def halves(rows: Sequence[dict[str, Any]]) -> np.ndarray:
     return np.array([int(stable_id("onpolicy-half", str(row["prompt_id"])), 16) % 2 for row in rows])
 
 
-def class_aurocs(scores: np.ndarray, rows: Sequence[dict[str, Any]], mask: np.ndarray) -> dict[str, float]:
-    """AUROC of wanted over unwanted per class among the `mask` rows; classes thinner than MIN_SIDE are left out."""
+def within_prompt_auroc(scores: np.ndarray, prompt_ids: Sequence[str], wanted: np.ndarray) -> tuple[float, int]:
+    """Mean over prompts with both sides of the AUROC among that prompt's samples, and how many prompts had both."""
+    values = []
+    ids = np.asarray([str(p) for p in prompt_ids])
+    for prompt in dict.fromkeys(ids.tolist()):
+        keep = ids == prompt
+        pos, neg = scores[keep & wanted], scores[keep & ~wanted]
+        if len(pos) and len(neg):
+            values.append(auc(pos, neg))
+    return (float(np.mean(values)) if values else float("nan")), len(values)
+
+
+def class_aurocs(scores: np.ndarray, rows: Sequence[dict[str, Any]], mask: np.ndarray) -> dict[str, dict[str, float]]:
+    """Per class among the `mask` rows: `{within, pooled, prompts}`; classes under MIN_SIDE samples on a side or
+    MIN_PROMPTS prompts with both sides are left out."""
     classes = np.array([str(row["class"]) for row in rows])
     wanted = np.array([row["side"] == "wanted" for row in rows])
+    prompt_ids = np.array([str(row["prompt_id"]) for row in rows])
     out = {}
     for name in sorted(set(classes[mask])):
         keep = mask & (classes == name)
         pos, neg = scores[keep & wanted], scores[keep & ~wanted]
-        if min(len(pos), len(neg)) >= MIN_SIDE:
-            out[name] = auc(pos, neg)
+        if min(len(pos), len(neg)) < MIN_SIDE:
+            continue
+        within, prompts = within_prompt_auroc(scores[keep], prompt_ids[keep], wanted[keep])
+        if prompts >= MIN_PROMPTS:
+            out[name] = {"within": within, "pooled": auc(pos, neg), "prompts": prompts}
     return out
 
 
 def candidate_report(scores: np.ndarray, rows: Sequence[dict[str, Any]], half_of: np.ndarray) -> dict[str, Any]:
-    """`{select: {mean, by_class}, report: {...}}` for one candidate's scores of the judged samples."""
+    """`{select: {min, pooled_mean, by_class}, report: {...}}` for one candidate's scores of the judged samples;
+    `min` (the choosing number) is the smallest within-prompt AUROC over the classes that count."""
     out = {}
     for index, name in enumerate(HALVES):
         by_class = class_aurocs(scores, rows, half_of == index)
-        out[name] = {"mean": float(np.mean(list(by_class.values()))) if by_class else None, "by_class": by_class}
+        out[name] = {"min": min(c["within"] for c in by_class.values()) if by_class else None,
+                     "pooled_mean": float(np.mean([c["pooled"] for c in by_class.values()])) if by_class else None,
+                     "by_class": by_class}
     return out
 
 

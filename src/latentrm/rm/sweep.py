@@ -15,8 +15,9 @@
   reported for every candidate but never used to choose; `sweep.json` records the chosen candidate's val-test
   gap (and CV-test gap).
 - **On-policy choice** (`select="onpolicy"`, `onpolicy=judged.jsonl` from `rm onpolicy`): every candidate also
-  scores the start policy's own judged samples, and the candidate with the best mean per-class AUROC of
-  wanted over unwanted samples on one half of the prompts wins (`rm/onpolicy_select.py`); the other half is
+  scores the start policy's own judged samples, and the candidate with the highest minimum over classes of
+  the within-prompt AUROC of wanted over unwanted samples (the pooled one beside it) on one half of the
+  prompts wins (`rm/onpolicy_select.py`); the other half is
   reported beside it, with the pair metric, and so is the candidate the pair metric would have chosen. Given
   `onpolicy` without `select="onpolicy"`, the columns are reported and the pair metric chooses.
 - **Learning curve** (`curve`): the chosen candidate retrained on growing, entity-grouped shares of train, its
@@ -184,8 +185,9 @@ def run(config: RMStageConfig, layers: Sequence[int | LayerSpec], *, backbone: B
             features = stack_readout({layer: on_features[pooling][layer] for layer in spec}, spec,
                                      len(pooling_parts(pooling)))
             report = onpolicy_select.candidate_report(score_array(result.head, features), judged, half_of)
-            row["onpolicy_select_auroc"], row["onpolicy_report_auroc"] = (report["select"]["mean"],
-                                                                          report["report"]["mean"])
+            row["onpolicy_select_auroc"], row["onpolicy_report_auroc"] = (report["select"]["min"],
+                                                                          report["report"]["min"])
+            row["onpolicy_select_pooled"] = report["select"]["pooled_mean"]
             row["onpolicy_by_class"] = {half: report[half]["by_class"] for half in onpolicy_select.HALVES}
         rows.append(row)
     chosen_on = f"{cv}-fold cv" if cv else "val"
@@ -201,9 +203,10 @@ def run(config: RMStageConfig, layers: Sequence[int | LayerSpec], *, backbone: B
         ranked = [r for r in rows if r["onpolicy_select_auroc"] is not None]
         if select == "onpolicy" and ranked:
             best = max(ranked, key=lambda r: (r["onpolicy_select_auroc"], r[score_key]))
-            chosen_on = "on-policy AUROC (select half)"
+            chosen_on = "on-policy within-prompt AUROC, weakest class (select half)"
         elif select == "onpolicy":
-            chosen_on += f" (no class has {onpolicy_select.MIN_SIDE}+ wanted and unwanted samples on the select half)"
+            chosen_on += (f" (no class has {onpolicy_select.MIN_SIDE}+ wanted and unwanted samples from "
+                          f"{onpolicy_select.MIN_PROMPTS}+ prompts with both on the select half)")
             log(f"--select onpolicy: {chosen_on}; the pair metric chose")
     choice = {"best_layer": best["layers"][0] if len(best["layers"]) == 1 else best["layer"],
               "best_layers": best["layers"], "best_pooling": best["pooling"], "best_head": best["head"]}
