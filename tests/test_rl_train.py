@@ -251,3 +251,17 @@ def test_accelerate_configs_parse_with_accelerates_own_loader():
         assert config.mixed_precision == "bf16" and config.num_processes >= 1
     assert kinds.keys() == {"zero2", "zero3", "fsdp"}
     assert "DEEPSPEED" in kinds["zero2"] and "FSDP" in kinds["fsdp"]
+
+
+def test_resume_passes_over_a_half_written_checkpoint(tmp_path):
+    from latentrm.rl.grpo_trainer import last_checkpoint
+
+    for step, complete in ((4, True), (8, True), (12, False)):  # killed while checkpoint-12 was being written
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        (folder / "model.safetensors").write_bytes(b"")
+        if complete:
+            (folder / "trainer_state.json").write_text("{}")
+    assert last_checkpoint(tmp_path) == tmp_path / "checkpoint-8"
+    (tmp_path / "checkpoint-8" / "trainer_state.json").unlink()
+    assert last_checkpoint(tmp_path) == tmp_path / "checkpoint-4"

@@ -57,6 +57,7 @@ class EvalConfig:
     n_fake: int = 100
     real: tuple[str, ...] = ("auto",)  # heldout: real entity sources (as in `latentrm data build --real`)
     exclude_pairs: str | None = None  # heldout: also hold out every entity named in this pairs file
+    people: str = "all"  # heldout / false_premise: all | eval | select | check (disjoint parts, eval/heldout.py)
     samples: int = 1  # responses per question
     max_new_tokens: int = 128
     temperature: float = 0.7
@@ -245,7 +246,7 @@ def run(config: EvalConfig, *, force: bool = False, backend: Any = None, judge: 
     judge = judge or build_judge(config)  # unknown judge fails before anything is sampled
     if items is None:
         items = load_set(config.eval_set, n_real=config.n_real, n_fake=config.n_fake, seed=config.seed,
-                         real=config.real, exclude_pairs=config.exclude_pairs)
+                         real=config.real, exclude_pairs=config.exclude_pairs, people=config.people)
     items = list(items)[: config.limit] if config.limit else list(items)
     check_judge_fits(items, judge)
     policy = str(getattr(backend, "model_id", "")) if backend is not None else policy_id(config)
@@ -256,7 +257,8 @@ def run(config: EvalConfig, *, force: bool = False, backend: Any = None, judge: 
     judge_desc = judge.describe()
     stage = stage_key(config, extra={"generation_key": key, "judge": judge_desc,
                                      "items": config_hash([item.item_id for item in items])},
-                      ignore=(*RUNTIME_FIELDS, "n_real", "n_fake", "limit", "judge_endpoint", "out", "folder"))
+                      ignore=(*RUNTIME_FIELDS, "n_real", "n_fake", "limit", "judge_endpoint", "out", "folder",
+                              "people"))  # the items' hash holds who was asked
     if not force and is_done(folder, stage):
         return folder
     forget(folder)

@@ -169,3 +169,55 @@ def table(run_dir: Annotated[Path, typer.Argument(help="A `rl compare` run direc
 
     out = render(run_dir)
     print((out / "table.md").read_text())
+
+
+campaign_app = typer.Typer(help="The RL experiment as a resumable campaign of units (rl/campaign.py).",
+                           no_args_is_help=True)
+app.add_typer(campaign_app, name="campaign")
+Results = Annotated[Path, typer.Option(help="The tracked results folder of the campaign.")]
+
+
+@campaign_app.command("prepare")
+def campaign_prepare(
+    run: Annotated[Path, typer.Option(help="A finished `latentrm run` folder with an SFT warm start.")],
+    results: Results = Path("results/rl-campaign"),
+    steps: Annotated[int, typer.Option(min=1, help="GRPO steps a unit.")] = 48,
+    eval_n: Annotated[int, typer.Option(min=1, help="Eval people per class.")] = 50,
+    check_n: Annotated[int, typer.Option(min=1, help="On-policy check people per class.")] = 10,
+) -> None:
+    """Record the campaign's inputs (pairs, head, eval and check item lists) and their hashes."""
+    from latentrm.rl.campaign import CampaignSettings, prepare
+
+    if not run.is_dir():
+        raise LatentrmError(f"--run {run}: no such folder; give a `latentrm run` folder")
+    _writable(results)
+    prepare(run, results, CampaignSettings(steps=steps, eval_n=eval_n, check_n=check_n))
+
+
+@campaign_app.command("unit")
+def campaign_unit(
+    names: Annotated[list[str], typer.Argument(help="Units, in order: base, sft, bo8, calibrated-s0, raw-s1, "
+                                                    "base-calibrated-s0, kto-s0, dpo-s0, ...")],
+    results: Results = Path("results/rl-campaign"),
+    work: Annotated[Path, typer.Option(help="Untracked folder for weights, checkpoints and caches.")] = Path(
+        "runs/campaign"),
+    force: Annotated[bool, typer.Option(help="Redo a unit even when it is done.")] = False,
+) -> None:
+    """Run units one after another (a finished unit is skipped); the table is re-rendered after each."""
+    from latentrm.rl.campaign import parse_unit, read_inputs, render, run_unit
+
+    for name in names:
+        parse_unit(name)  # every name is checked before the first unit starts
+    read_inputs(results)
+    _writable(work)
+    for name in names:
+        run_unit(results, name, work=work, force=force)
+        render(results)
+
+
+@campaign_app.command("table")
+def campaign_table(results: Results = Path("results/rl-campaign")) -> None:
+    """Render `<results>/table.md` and the training plot from whatever units have finished."""
+    from latentrm.rl.campaign import render
+
+    print(render(results).read_text())

@@ -61,7 +61,10 @@ def rl_inputs(config: RLConfig, policy_revision: str) -> dict[str, str]:
 
 
 def last_checkpoint(folder: Path) -> Path | None:
-    checkpoints = sorted(folder.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+    """The last *complete* checkpoint: TRL writes `trainer_state.json` last, so a folder without it was cut off
+    mid-write (a kill while saving) and is passed over for the one before."""
+    checkpoints = sorted((p for p in folder.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()
+                          and (p / "trainer_state.json").is_file()), key=lambda p: int(p.name.split("-")[-1]))
     return checkpoints[-1] if checkpoints else None
 
 

@@ -1,0 +1,492 @@
+"""`latentrm rl campaign`: the RL experiment as a campaign of units that outlives a machine.
+
+    latentrm rl campaign prepare --run runs/quick --results results/rl-campaign      # inputs + their hashes
+    latentrm rl campaign unit sft --results results/rl-campaign                       # one unit (skips when done)
+    latentrm rl campaign unit calibrated-s0 --results results/rl-campaign
+    latentrm rl campaign table --results results/rl-campaign                          # whatever has finished
+
+A long experiment on 2 CPU cores (arms x seeds x ~50 GRPO steps at ~30 s a step) does not fit in one piece,
+and a job still running when a machine goes away is lost. So the experiment is cut into *units*, each one arm
+x seed (or one reference policy), each under ~40 minutes on 2 threads including its evals:
+
+- `base`, `sft`: the base model and the start policy (the warm start), evaluated; `sft` also runs the on-policy
+  check, the "before" of every RL unit's check;
+- `bo8`: best-of-8 under the head, on the eval people (the on-policy check's best-of-n on the `eval` part);
+- `<arm>-s<seed>` (`calibrated`, `raw`, `quantile_match`): GRPO from the start policy against the head,
+  class-balanced; `base-<arm>-s<seed>`: the same from the base model (the method's no-hit-rate claim);
+- `kto-s<seed>`, `dpo-s<seed>`: direct preference optimisation on the same pairs from the start policy.
+
+Heavy files (weights, checkpoints, sample caches) go to a work folder (`runs/campaign/<unit>/`); each unit's
+small results go to a tracked folder (`results/rl-campaign/<unit>/`: eval metrics and responses, the training
+metrics, the on-policy report, a manifest of the inputs' hashes, written last). A unit whose manifest matches
+is skipped; a killed RL unit resumes from its last complete checkpoint while the work folder is still there.
+
+`prepare` copies the campaign's small inputs into `<results>/inputs/` (the pairs file, the head's rm.json, the
+item lists of the eval and check sets) and records the hashes of the start policy's weights and the head. A unit
+refuses to run against a start policy or head whose hash differs, so results from two starts never mix
+silently: prepare a new results folder instead.
+
+Every unit is evaluated on the same sets: `eval_n` made-up and `eval_n` real people from the `eval` part of the
+held-out people (disjoint from training, from the head's selection and from the on-policy check), all 40 false
+premises, and the on-policy check on the `check` part.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from latentrm.errors import LatentrmError
+
+ARMS = {"calibrated": "calibrated", "raw": "raw", "quantile_match": "quantile_match"}
+REFERENCES = ("base", "sft", "bo8")
+BASELINES = ("kto", "dpo")
+UNIT_PATTERN = re.compile(r"^(?:(?P<ref>base|sft|bo8)|(?P<from_base>base-)?(?P<arm>calibrated|raw|quantile_match)"
+                          r"-s(?P<seed>\d+)|(?P<dpo>kto|dpo)-s(?P<dseed>\d+))$")
+RATES = ("refuses_fake", "fake_hedge", "fake_substantive", "answers_real")
+
+
+@dataclass(frozen=True)
+class CampaignSettings:
+    """What every unit shares; written by `prepare` into `<results>/inputs/manifest.json`."""
+
+    steps: int = 48  # GRPO steps a unit
+    learning_rate: float = 1e-5
+    preset: str = "cpu-small"
+    save_steps: int = 8
+    eval_n: int = 50  # eval people per class
+    eval_false_premise: int = 40
+    eval_max_new_tokens: int = 48
+    eval_batch_size: int = 20
+    check_n: int = 10  # on-policy check: people per class on the `check` part
+    check_false_premise: int = 10
+    check_samples: int = 4
+    bo_samples: int = 8  # the best-of-n reference
+    baseline_steps: int = 30  # DPO / KTO units
+    baseline_lr: float = 5e-6
+    threads: int = 2
+    rl_sets: dict[str, Any] = field(default_factory=dict)  # further RLConfig fields for every RL unit
+
+    def validate(self) -> CampaignSettings:
+        for name, value in asdict(self).items():
+            if isinstance(value, int | float) and not isinstance(value, bool) and not value > 0:
+                raise LatentrmError(f"campaign setting {name}={value}: must be > 0")
+        return self
+
+
+def parse_unit(name: str) -> dict[str, Any]:
+    """`{kind: reference | rl | baseline, ...}` of a unit name; a bad name is a one-line error."""
+    match = UNIT_PATTERN.match(name)
+    if not match:
+        raise LatentrmError(f"unit {name!r}: use base, sft, bo8, <arm>-s<seed> (arms: {', '.join(ARMS)}), "
+                            "base-<arm>-s<seed> (RL from the base model) or kto-s<seed> / dpo-s<seed>")
+    if match["ref"]:
+        return {"kind": "reference", "name": name}
+    if match["arm"]:
+        return {"kind": "rl", "name": name, "arm": match["arm"], "seed": int(match["seed"]),
+                "start": "base" if match["from_base"] else "sft"}
+    return {"kind": "baseline", "name": name, "method": match["dpo"], "seed": int(match["dseed"])}
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def _weights_hash(folder: str | Path) -> str:
+    """Hash of a policy's weights (`*.safetensors`, sorted) or of a model spec that is not a folder."""
+    from latentrm.io import cached_file_hash, config_hash
+    from latentrm.models import resolve_model
+
+    path = Path(folder)
+    if not path.is_dir():
+        return resolve_model(str(folder)).revision
+    files = sorted(path.glob("*.safetensors"))
+    if not files:
+        raise LatentrmError(f"{folder}: no *.safetensors weights; give a saved model folder")
+    return config_hash({f.name: cached_file_hash(f) for f in files})
+
+
+def _inputs_dir(results: Path) -> Path:
+    return results / "inputs"
+
+
+def read_inputs(results: str | Path) -> dict[str, Any]:
+    """The campaign manifest that `prepare` wrote; a missing or torn one is a one-line error."""
+    path = _inputs_dir(Path(results)) / "manifest.json"
+    if not path.is_file():
+        raise LatentrmError(f"{results}: no campaign here ({path} is missing); run `latentrm rl campaign prepare "
+                            f"--run RUN --results {results}` first")
+    try:
+        return dict(json.loads(path.read_text()))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise LatentrmError(f"{path}: not a readable campaign manifest; prepare the campaign again") from None
+
+
+def _item_rows(items: list[Any]) -> str:
+    return "".join(json.dumps({"item_id": i.item_id, "kind": i.kind, "question": i.question, "entity": i.entity})
+                   + "\n" for i in items)
+
+
+def prepare(run: str | Path, results: str | Path, settings: CampaignSettings | None = None, *,
+            base: str = "embedded", log: Any = print) -> Path:
+    """Record a campaign's inputs from a finished `latentrm run` folder (its pairs, head and warm start)."""
+    from latentrm.eval.sets import load_set
+    from latentrm.io import atomic_write_text, cached_file_hash
+    from latentrm.pairs import frame_hash, load_pairs
+
+    settings = (settings or CampaignSettings()).validate()
+    run, results = Path(run), Path(results)
+    pairs, rm = run / "data" / "pairs.parquet", run / "rm"
+    start = run / "warm_start" / "baseline-sft" / "policy"
+    for path, what in ((pairs, "pairs file"), (rm / "head.safetensors", "reward head"), (start, "SFT start")):
+        if not path.exists():
+            raise LatentrmError(f"--run {run}: no {what} at {path}; finish `latentrm run --preset quick` first")
+    meta = json.loads((rm / "rm.json").read_text())
+    inputs = _inputs_dir(results)
+    if (inputs / "manifest.json").exists():
+        old = read_inputs(results)
+        if old.get("hashes", {}).get("start") != _weights_hash(start) or \
+                old.get("hashes", {}).get("head") != cached_file_hash(rm / "head.safetensors"):
+            raise LatentrmError(f"{results} was prepared with another start policy or head; prepare a new results "
+                                "folder (units from two starts never mix)")
+    inputs.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(pairs, inputs / "pairs.parquet")
+    shutil.copyfile(rm / "rm.json", inputs / "rm.json")
+    frame = load_pairs(pairs)
+    sets = {
+        "eval_heldout": load_set("heldout", n_real=settings.eval_n, n_fake=settings.eval_n, seed=0,
+                                 exclude_pairs=str(pairs), people="eval"),
+        "eval_false_premise": load_set("false_premise", people="all")[: settings.eval_false_premise],
+        "check_heldout": load_set("heldout", n_real=settings.check_n, n_fake=settings.check_n, seed=0,
+                                  exclude_pairs=str(pairs), people="check"),
+        "check_false_premise": load_set("false_premise", people="check"),
+    }
+    for name, items in sets.items():
+        atomic_write_text(inputs / f"{name}.jsonl", _item_rows(items))
+    manifest = {
+        "run": str(run), "pairs": str(pairs), "rm": str(rm), "start": str(start), "base": base,
+        "hashes": {"pairs": frame_hash(frame), "head": cached_file_hash(rm / "head.safetensors"),
+                   "start": _weights_hash(start), "base": _weights_hash(base)},
+        "head": {k: meta.get(k) for k in ("layer", "concat_layers", "pooling", "head", "seed") if k in meta}
+        | {"train": meta.get("training", {}).get("config")},
+        "settings": asdict(settings),
+        "sets": {name: len(items) for name, items in sets.items()},
+    }
+    atomic_write_text(inputs / "manifest.json", json.dumps(manifest, indent=1, default=str))
+    log(f"campaign inputs in {inputs}: start {manifest['hashes']['start']}, head {manifest['hashes']['head']}")
+    return inputs
+
+
+def _check_inputs(manifest: dict[str, Any], unit: str) -> None:
+    """Refuse to run a unit against a start policy or head other than the one the campaign was prepared with."""
+    from latentrm.io import cached_file_hash
+
+    for key, path in (("start", manifest["start"]), ("head", Path(manifest["rm"]) / "head.safetensors")):
+        if not Path(path).exists():
+            raise LatentrmError(f"unit {unit}: the campaign's {key} ({path}) is not on this machine; rebuild it "
+                                f"with `latentrm run --preset quick` (the table says if the rebuild differs)")
+        now = _weights_hash(path) if key == "start" else cached_file_hash(Path(path))
+        if now != manifest["hashes"][key]:
+            raise LatentrmError(f"unit {unit}: the {key} at {path} hashes {now}, the campaign was prepared with "
+                                f"{manifest['hashes'][key]}; prepare a new results folder for this start")
+
+
+# --------------------------------------------------------------------------- units
+
+
+def unit_key(manifest: dict[str, Any], unit: dict[str, Any]) -> str:
+    from latentrm.io import config_hash
+
+    return config_hash({"unit": unit, "settings": manifest["settings"], "hashes": manifest["hashes"]})
+
+
+def is_unit_done(results: Path, unit: str, key: str) -> bool:
+    path = results / unit / "manifest.json"
+    if not path.is_file():
+        return False
+    try:
+        return json.loads(path.read_text()).get("key") == key
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return False
+
+
+def run_unit(results: str | Path, name: str, *, work: str | Path = "runs/campaign", log: Any = print,
+             force: bool = False) -> Path:
+    """Run one unit (or skip it when its manifest matches); returns `<results>/<unit>/`."""
+    from latentrm.io import atomic_write_text
+
+    results = Path(results)
+    unit = parse_unit(name)
+    manifest = read_inputs(results)
+    settings = CampaignSettings(**manifest["settings"]).validate()
+    key = unit_key(manifest, unit)
+    out = results / name
+    if not force and is_unit_done(results, name, key):
+        log(f"unit {name}: done ({out}); pass --force to redo it")
+        return out
+    if (out / "manifest.json").exists() and not force:
+        raise LatentrmError(f"unit {name}: {out} was written by another campaign config; move it away or pass "
+                            "--force to redo it")
+    _check_inputs(manifest, name)
+    import torch
+
+    torch.set_num_threads(settings.threads)
+    workdir = Path(work) / name
+    workdir.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "manifest.json").unlink(missing_ok=True)
+    started = time.time()
+    record: dict[str, Any] = {"unit": unit}
+    if unit["kind"] == "reference" and name == "bo8":
+        record["onpolicy"] = _check(manifest, settings, manifest["start"], workdir, out, people="eval",
+                                    best_of=True)
+    else:
+        policy = _train(manifest, settings, unit, workdir, out, log)
+        record["policy"] = policy
+        record["eval"] = _evaluate(manifest, settings, policy, workdir, out)
+        if unit["kind"] == "rl" or name == "sft":
+            record["onpolicy"] = _check(manifest, settings, policy, workdir, out, people="check")
+    record["seconds"] = round(time.time() - started, 1)
+    atomic_write_text(out / "manifest.json", json.dumps({"key": key, "unit": unit, "hashes": manifest["hashes"],
+                                                         "settings": manifest["settings"], **record},
+                                                        indent=1, default=str))
+    log(f"unit {name}: done in {record['seconds'] / 60:.1f} min -> {out}")
+    return out
+
+
+def _train(manifest: dict[str, Any], settings: CampaignSettings, unit: dict[str, Any], workdir: Path, out: Path,
+           log: Any) -> str:
+    """The unit's policy: the base model, the start policy, or a trained one (GRPO, DPO, KTO)."""
+    if unit["kind"] == "reference":
+        return str(manifest["base"]) if unit["name"] == "base" else str(manifest["start"])
+    if unit["kind"] == "baseline":
+        from latentrm.rl.baselines import BaselineConfig
+        from latentrm.rl.baselines import run as run_baseline
+
+        folder = run_baseline(BaselineConfig(method=unit["method"], pairs=manifest["pairs"],
+                                             policy=str(manifest["start"]), run_dir=str(workdir),
+                                             steps=settings.baseline_steps, learning_rate=settings.baseline_lr,
+                                             seed=unit["seed"], threads=settings.threads), log=log)
+        shutil.copyfile(folder / "history.json", out / "history.json")
+        return str(folder / "policy")
+    from latentrm.rl.grpo_config import build_config
+    from latentrm.rl.grpo_trainer import run as run_rl
+
+    start = str(manifest["start"]) if unit["start"] == "sft" else str(manifest["base"])
+    # the unit evaluates on its own sets afterwards; TRL's start and end evals shrink to a smoke test
+    config = build_config(settings.preset, {"eval_every": 0, "eval_n": 2, "eval_false_premise": 0,
+                                            "eval_max_new_tokens": 16, "save_steps": settings.save_steps,
+                                            "save_total_limit": 2, "threads": settings.threads,
+                                            **settings.rl_sets},
+                          pairs=manifest["pairs"], rm=manifest["rm"], policy=start, run_dir=str(workdir),
+                          seed=unit["seed"], shaper=ARMS[unit["arm"]], mix="balanced", steps=settings.steps,
+                          learning_rate=settings.learning_rate)
+    folder = run_rl(config, log=log, resume_unfinished=True)
+    for name in ("metrics.jsonl", "summary.json"):
+        if (folder / name).exists():
+            shutil.copyfile(folder / name, out / name)
+    return str(folder / "policy")
+
+
+def _evaluate(manifest: dict[str, Any], settings: CampaignSettings, policy: str, workdir: Path,
+              out: Path) -> dict[str, Any]:
+    from latentrm.eval.runner import EvalConfig
+    from latentrm.eval.runner import run as run_eval
+
+    metrics = {}
+    for eval_set, extra in (("heldout", {"n_real": settings.eval_n, "n_fake": settings.eval_n,
+                                         "exclude_pairs": manifest["pairs"], "people": "eval"}),
+                            ("false_premise", {"limit": settings.eval_false_premise})):
+        folder = run_eval(EvalConfig(model=policy, eval_set=eval_set, max_new_tokens=settings.eval_max_new_tokens,
+                                     seed=0, batch_size=settings.eval_batch_size,
+                                     folder=str(workdir / "eval" / eval_set), **extra))
+        expected = [json.loads(line)["item_id"] for line in
+                    (_inputs_dir(out.parent) / f"eval_{eval_set}.jsonl").read_text().splitlines()]
+        asked = [json.loads(line)["item_id"] for line in (folder / "responses.jsonl").read_text().splitlines()]
+        if sorted(set(asked)) != sorted(set(expected)):
+            raise LatentrmError(f"{folder}: asked other {eval_set} items than the campaign's list; the entity "
+                                "sources on this machine differ from the prepared campaign's")
+        target = out / "eval" / eval_set
+        target.mkdir(parents=True, exist_ok=True)
+        for name in ("metrics.json", "responses.jsonl"):
+            shutil.copyfile(folder / name, target / name)
+        metrics[eval_set] = json.loads((folder / "metrics.json").read_text())
+    return {k: str(out / "eval" / k / "metrics.json") for k in metrics}
+
+
+def _check(manifest: dict[str, Any], settings: CampaignSettings, policy: str, workdir: Path, out: Path, *,
+           people: str, best_of: bool = False) -> str:
+    from latentrm.audit.onpolicy import OnPolicyConfig, check_config
+    from latentrm.audit.onpolicy import run as run_check
+
+    n = settings.eval_n if best_of else settings.check_n
+    config = OnPolicyConfig(rm=manifest["rm"], run_dir=str(workdir), name="bo" if best_of else "onpolicy",
+                            policy=policy, pairs=manifest["pairs"], n_real=n, n_fake=n,
+                            n_false_premise=settings.eval_false_premise if best_of else settings.check_false_premise,
+                            samples=settings.bo_samples if best_of else settings.check_samples,
+                            max_new_tokens=settings.eval_max_new_tokens, people=people,
+                            batch_size=settings.eval_batch_size)
+    check_config(config)
+    folder = run_check(config)
+    target = out / ("best_of" if best_of else "onpolicy")
+    target.mkdir(parents=True, exist_ok=True)
+    for name in ("onpolicy.json", "onpolicy.png"):
+        if (folder / name).exists():
+            shutil.copyfile(folder / name, target / name)
+    return str(target / "onpolicy.json")
+
+
+# --------------------------------------------------------------------------- table
+
+
+def finished_units(results: str | Path) -> dict[str, dict[str, Any]]:
+    """The units whose manifest is there, by name (order: references, RL arms, baselines)."""
+    results = Path(results)
+    units = {}
+    for path in sorted(results.glob("*/manifest.json")):
+        if path.parent.name == "inputs":
+            continue
+        try:
+            units[path.parent.name] = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            continue
+    order = {"reference": 0, "rl": 1, "baseline": 2}
+    return dict(sorted(units.items(), key=lambda kv: (order.get(kv[1]["unit"]["kind"], 3), kv[0])))
+
+
+def _cell(entry: dict[str, Any] | None) -> str:
+    if not entry or entry.get("rate") is None:
+        return "-"
+    return f"{entry['rate']:.2f} [{entry['lo']:.2f}, {entry['hi']:.2f}] ({entry['k']}/{entry['n']})"
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        return dict(json.loads(path.read_text()))
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def table(results: str | Path) -> str:
+    """Markdown: the eval rates of every finished unit, the arms pooled over seeds, and the on-policy check."""
+    from latentrm.eval.metrics import rate
+
+    results = Path(results)
+    manifest = read_inputs(results)
+    units = finished_units(results)
+    stale = [name for name, u in units.items() if u.get("hashes") != manifest["hashes"]]
+    lines = ["| unit | " + " | ".join(RATES) + " | agrees (false premise) | steps | s/step |",
+             "| --- |" + " --- |" * (len(RATES) + 3)]
+    pooled: dict[str, dict[str, list[int]]] = {}
+    for name, u in units.items():
+        held = _read(results / name / "eval" / "heldout" / "metrics.json")
+        premise = _read(results / name / "eval" / "false_premise" / "metrics.json")
+        summary = _read(results / name / "summary.json")
+        if name == "bo8":
+            continue  # its rates are best-of-n estimates, in the on-policy table below
+        head = held.get("headline", {})
+        cells = [_cell(head.get(r)) for r in RATES] + [_cell(premise.get("rates", {}).get("agrees"))]
+        steps = summary.get("steps", summary.get("global_step", "-"))
+        per_step = summary.get("seconds_per_step")
+        shown = f"{per_step:.1f}" if isinstance(per_step, int | float) else "-"
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {steps} | {shown} |")
+        if u["unit"]["kind"] == "rl":
+            arm = ("base-" if u["unit"]["start"] == "base" else "") + u["unit"]["arm"]
+            for label in (*RATES, "agrees"):
+                entry = head.get(label) if label != "agrees" else premise.get("rates", {}).get("agrees")
+                if entry and entry.get("n"):
+                    k_n = pooled.setdefault(arm, {}).setdefault(label, [0, 0])
+                    k_n[0] += int(entry["k"])
+                    k_n[1] += int(entry["n"])
+    out = ["## Eval rates per unit", "",
+           f"Held-out: {manifest['settings']['eval_n']} made-up + {manifest['settings']['eval_n']} real people of "
+           f"the `eval` part (disjoint from training, selection and check); {manifest['settings']['eval_false_premise']}"
+           " false premises; rules judge; Wilson 95% intervals, rate [lo, hi] (k/n).", "", *lines, ""]
+    if pooled:
+        out += ["## RL arms, seeds pooled", "", "| arm | " + " | ".join((*RATES, "agrees")) + " |",
+                "| --- |" + " --- |" * (len(RATES) + 1)]
+        for arm, labels in pooled.items():
+            out.append(f"| {arm} | " + " | ".join(_cell(rate(*labels[label])) if label in labels else "-"
+                                                   for label in (*RATES, "agrees")) + " |")
+        out.append("")
+    out += ["## On-policy check (the `check` part; within-prompt AUROC decides, pooled beside)", "",
+            "| unit | class | within-prompt AUROC [95%] (prompts) | pooled AUROC [95%] | verdict | wanted / unwanted |",
+            "| --- | --- | --- | --- | --- | --- |"]
+    for name, u in units.items():
+        report = _read(results / name / ("best_of" if name == "bo8" else "onpolicy") / "onpolicy.json")
+        for cls, c in (report.get("classes") or {}).items():
+            a = c["auroc"]
+            w = a["within_prompt"]
+
+            def fmt(value: Any) -> str:
+                return "-" if value is None or value != value else f"{value:.2f}"
+
+            out.append(f"| {name} | {cls} | {fmt(w.get('mean'))} [{fmt(w.get('lo'))}, {fmt(w.get('hi'))}] "
+                       f"({a['prompts_with_both']}) | {fmt(a.get('pooled'))} [{fmt(a.get('lo'))}, {fmt(a.get('hi'))}]"
+                       f" | {c['verdict']} | {c['n_wanted']} / {c['n_unwanted']} |")
+    bo = _read(results / "bo8" / "best_of" / "onpolicy.json")
+    if bo:
+        out += ["", "## Best-of-n under the head (the start policy, eval people)", "",
+                "| class | n | " + " | ".join(("rate [95%]",)) + " |", "| --- | --- | --- |"]
+        for cls, c in bo.get("classes", {}).items():
+            for row in c.get("best_of_n", []):
+                for label, entry in row.items():
+                    if label == "n":
+                        continue
+                    out.append(f"| {cls}: {label} | {row['n']} | {entry['mean']:.2f} "
+                               f"[{entry['lo']:.2f}, {entry['hi']:.2f}] |")
+    if stale:
+        out += ["", f"**Warning:** units {', '.join(stale)} were run against other inputs (hashes differ from "
+                "inputs/manifest.json); do not compare them with the rest."]
+    return "\n".join(out) + "\n"
+
+
+def render(results: str | Path) -> Path:
+    """Write `<results>/table.md` and `<results>/hedge_share.png` from the finished units."""
+    from latentrm.io import atomic_write_text
+
+    results = Path(results)
+    atomic_write_text(results / "table.md", table(results))
+    _plot_training(results)
+    return results / "table.md"
+
+
+def _plot_training(results: Path) -> Path | None:
+    """The hedge share on made-up prompts and the live judge's fake_substantive over steps, per RL unit."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from latentrm.rl.plots import read_metrics
+
+    units = {name: u for name, u in finished_units(results).items() if u["unit"]["kind"] == "rl"}
+    running = [p.parent for p in results.glob("*/metrics.jsonl") if p.parent.name not in units]
+    series = {}
+    for folder in [results / n for n in units] + running:
+        rows = [r for r in read_metrics(folder / "metrics.jsonl") if r.get("kind") == "train"]
+        if rows:
+            series[folder.name] = rows
+    if not series:
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for name, rows in series.items():
+        for ax, key in zip(axes, ("artifacts/hedge_fake", "train_judge/fake_substantive"), strict=True):
+            points = [(r["step"], r[key]) for r in rows if isinstance(r.get(key), int | float)]
+            if points:
+                ax.plot(*zip(*points, strict=True), label=name, alpha=0.8)
+    for ax, title in zip(axes, ("hedge share, made-up prompts (train samples)",
+                                "fake_substantive, live judge (train samples)"), strict=True):
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("GRPO step")
+        ax.set_ylim(-0.02, 1.02)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    path = results / "hedge_share.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
