@@ -167,17 +167,18 @@ def prepare(run: str | Path, results: str | Path, settings: CampaignSettings | N
     }
     for name, items in sets.items():
         atomic_write_text(inputs / f"{name}.jsonl", _item_rows(items))
-    manifest = {
+    hashes = {"pairs": frame_hash(frame), "head": cached_file_hash(rm / "head.safetensors"),
+              "start": _weights_hash(start), "base": _weights_hash(base)}
+    manifest: dict[str, Any] = {
         "run": str(run), "pairs": str(pairs), "rm": str(rm), "start": str(start), "base": base,
-        "hashes": {"pairs": frame_hash(frame), "head": cached_file_hash(rm / "head.safetensors"),
-                   "start": _weights_hash(start), "base": _weights_hash(base)},
+        "hashes": hashes,
         "head": {k: meta.get(k) for k in ("layer", "concat_layers", "pooling", "head", "seed") if k in meta}
         | {"train": meta.get("training", {}).get("config")},
         "settings": asdict(settings),
         "sets": {name: len(items) for name, items in sets.items()},
     }
     atomic_write_text(inputs / "manifest.json", json.dumps(manifest, indent=1, default=str))
-    log(f"campaign inputs in {inputs}: start {manifest['hashes']['start']}, head {manifest['hashes']['head']}")
+    log(f"campaign inputs in {inputs}: start {hashes['start']}, head {hashes['head']}")
     return inputs
 
 
@@ -416,7 +417,7 @@ def table(results: str | Path) -> str:
     out += ["## On-policy check (the `check` part; within-prompt AUROC decides, pooled beside)", "",
             "| unit | class | within-prompt AUROC [95%] (prompts) | pooled AUROC [95%] | verdict | wanted / unwanted |",
             "| --- | --- | --- | --- | --- | --- |"]
-    for name, u in units.items():
+    for name in units:
         report = _read(results / name / ("best_of" if name == "bo8" else "onpolicy") / "onpolicy.json")
         for cls, c in (report.get("classes") or {}).items():
             a = c["auroc"]
