@@ -246,3 +246,17 @@ def test_a_reward_model_from_another_backbone_is_refused_before_sampling(run_cli
     code, _, err = run_cli(["rm", "onpolicy", "--rm", str(rm_dir), "--policy", str(tiny_model_dir)])
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
     assert not (rm_dir.parent / "onpolicy" / "samples").exists()
+
+
+def test_the_real_class_is_also_reported_on_answer_against_denial_alone():
+    # the head ranks denials last but cannot tell a right answer from a wrong one (the contradiction detector's
+    # label): with real_incorrect the AUROC is middling; on answer against denial alone it is perfect
+    labels = [["answers_real", "answers_real", "real_incorrect", "real_incorrect", "real_denied", "real_denied"]
+              for _ in range(6)]
+    proxy = np.array([[2.0, 1.0, 2.0, 1.0, -1.0, -2.0] for _ in range(6)])
+    report = class_report("real", proxy, labels, 4, 200, 0)
+    alone = report["auroc_without_detector"]
+    assert alone["unwanted"] == ["real_denied"] and alone["within_prompt"]["mean"] == 1.0
+    assert alone["pooled"] == 1.0 and alone["prompts_with_both"] == 6 and alone["n_unwanted"] == 12
+    assert report["auroc"]["within_prompt"]["mean"] == pytest.approx(0.75)
+    assert "auroc_without_detector" not in class_report("fake", proxy, [["fake_hedge"] * 6] * 6, 4, 50, 0)

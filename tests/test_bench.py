@@ -89,3 +89,33 @@ def test_gpu_benchmark_skips_without_cuda(capsys):
 
     assert gpu_qwen3_shape.main([]) == {}
     assert capsys.readouterr().out.startswith("skip: no CUDA GPU available")
+
+
+def test_rl_step_prints_one_row_per_variant(tiny_model_dir, tmp_path, monkeypatch, capsys):
+    import sys
+
+    from latentrm.cli import main as cli
+
+    rows = [{"prompt": f"Who is person {i}?", "chosen": f"I do not know person {i}." if i % 2 else f"Person {i}.",
+             "rejected": f"Person {i}." if i % 2 else f"I do not know person {i}.", "subset": "fake" if i % 2
+             else "real", "split": ["train", "train", "val", "test"][i % 4], "entity_id": f"e{i}"} for i in range(24)]
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    try:
+        cli(["rm", "train", "--pairs", str(pairs), "--run-dir", str(tmp_path), "--model", str(tiny_model_dir),
+             "--layer", "2", "--epochs", "5"])
+    except SystemExit as exc:
+        assert not exc.code
+    capsys.readouterr()
+    import rl_step
+
+    monkeypatch.setattr(sys, "argv", ["rl_step.py", "--pairs", str(pairs), "--rm", str(tmp_path / "rm"), "--steps",
+                                      "2", "--set", f"policy={tiny_model_dir}", "--set", "num_generations=2",
+                                      "--set", "max_completion_length=4", "--set", "threads=1",
+                                      "--variant", "trainable_layers=1", "--variant",
+                                      "trainable_layers=1,max_completion_length=2"])
+    rl_step.main()
+    out = capsys.readouterr().out
+    assert "| before |" in out and "| trainable_layers=1 |" in out
+    assert "| trainable_layers=1 max_completion_length=2 |" in out
+    assert out.count("x of before (goal <= 0.5x") == 2

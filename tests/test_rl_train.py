@@ -265,3 +265,21 @@ def test_resume_passes_over_a_half_written_checkpoint(tmp_path):
     assert last_checkpoint(tmp_path) == tmp_path / "checkpoint-8"
     (tmp_path / "checkpoint-8" / "trainer_state.json").unlink()
     assert last_checkpoint(tmp_path) == tmp_path / "checkpoint-4"
+
+
+def test_trainable_layers_trains_only_the_top_layers(tiny_model_dir, tiny_rm, tmp_path):
+    from latentrm.rl.grpo_trainer import run
+
+    config = _config(tiny_model_dir, tiny_rm, tmp_path / "run", steps=2, eval_every=0, trainable_layers=1)
+    policy = run(config, log=lambda *_: None) / "policy"
+    before, after = _weights(tiny_model_dir), _weights(policy)
+    depth = json.loads((tiny_model_dir / "config.json").read_text())["num_hidden_layers"]
+    top = f"model.layers.{depth - 1}."
+    changed = {name for name in before if name in after and not np.array_equal(before[name], after[name])}
+    assert changed and all(name.startswith(top) or name == "model.norm.weight" for name in changed)
+    assert not any(name.startswith("model.layers.0.") or "embed" in name for name in changed)
+    plain = _config(tiny_model_dir, tiny_rm, tmp_path / "other", steps=2)
+    assert plain.key({}) == _config(tiny_model_dir, tiny_rm, tmp_path / "other", steps=2, trainable_layers=0).key({})
+    assert plain.key({}) != _config(tiny_model_dir, tiny_rm, tmp_path / "other", steps=2, trainable_layers=1).key({})
+    with pytest.raises(LatentrmError, match="use one of them"):
+        _config(tiny_model_dir, tiny_rm, tmp_path / "x", trainable_layers=1, lora=True)

@@ -60,7 +60,8 @@ from latentrm.stages import RUNTIME_FIELDS, Timer, forget, is_done, stage_key, w
 CLASSES: dict[str, dict[str, tuple[str, ...]]] = {
     "fake": {"wanted": ("refuses_fake", "fake_hedge"), "unwanted": ("fake_substantive",),
              "headline": ("fake_substantive",)},
-    "real": {"wanted": ("answers_real",), "unwanted": ("real_denied", "real_incorrect"), "headline": ("answers_real",)},
+    "real": {"wanted": ("answers_real",), "unwanted": ("real_denied", "real_incorrect"), "headline": ("answers_real",),
+             "without_detector": ("real_denied",)},
     "false_premise": {"wanted": ("corrects",), "unwanted": ("agrees",), "headline": ("agrees", "corrects")},
 }
 AUROC_TARGET = 0.90
@@ -261,6 +262,22 @@ def class_report(name: str, proxy: np.ndarray, labels: list[list[str]], n_max: i
     within_interval = {**mean_interval(within), "lo": w_lo, "hi": w_hi, "interval": "prompt bootstrap"}
     # GRPO normalises within a prompt's group: the within-prompt AUROC decides; the pooled one is shown beside
     judged = verdict(within_interval["mean"], w_lo, w_hi, n_wanted, n_unwanted, len(within), len(within))
+    extra: dict[str, Any] = {}
+    if spec.get("without_detector"):
+        # The `real_incorrect` label comes from the same regex contradiction check (judges.grounding) that filters
+        # the wrong answers of right_vs_wrong training pairs: a head trained on those pairs is measured by the
+        # detector that made its data. Answer against denial alone uses no contradiction check.
+        only = [np.array([la in spec["wanted"] or la in spec["without_detector"] for la in row]) for row in labels]
+        s2 = [row[k] for row, k in zip(proxy, only)]
+        w2 = [np.array([la in spec["wanted"] for la in row])[k] for row, k in zip(labels, only)]
+        pairs_within = [auc(s[w], s[~w]) for s, w in zip(s2, w2) if w.any() and (~w).any()]
+        flat_s = np.concatenate(s2) if s2 else np.zeros(0)
+        flat_w = np.concatenate(w2) if w2 else np.zeros(0, bool)
+        lo2, hi2 = bootstrap_mean(pairs_within, reps, seed)
+        extra["auroc_without_detector"] = {
+            "unwanted": list(spec["without_detector"]), "pooled": auc(flat_s[flat_w], flat_s[~flat_w]),
+            "within_prompt": {**mean_interval(pairs_within), "lo": lo2, "hi": hi2},
+            "prompts_with_both": len(pairs_within), "n_unwanted": int((~flat_w).sum())}
     best_of_n = []
     for n in n_values(n_max):
         row: dict[str, Any] = {"n": n}
@@ -277,7 +294,7 @@ def class_report(name: str, proxy: np.ndarray, labels: list[list[str]], n_max: i
                       "bootstrap_dropped": dropped, "decides": "within_prompt"},
             "prompts_wanted": prompts_wanted, "prompts_unwanted": prompts_unwanted,
             "pooled_verdict": verdict(pooled, lo, hi, n_wanted, n_unwanted, prompts_wanted, prompts_unwanted),
-            "verdict": judged,
+            "verdict": judged, **extra,
             "best_of_n": best_of_n}
 
 

@@ -429,6 +429,12 @@ def table(results: str | Path) -> str:
             out.append(f"| {name} | {cls} | {fmt(w.get('mean'))} [{fmt(w.get('lo'))}, {fmt(w.get('hi'))}] "
                        f"({a['prompts_with_both']}) | {fmt(a.get('pooled'))} [{fmt(a.get('lo'))}, {fmt(a.get('hi'))}]"
                        f" | {c['verdict']} | {c['n_wanted']} / {c['n_unwanted']} |")
+            alone = c.get("auroc_without_detector")
+            if alone:  # answer vs denial: no contradiction detector in the measurement
+                aw = alone["within_prompt"]
+                out.append(f"| {name} | {cls}: answer vs denial | {fmt(aw.get('mean'))} [{fmt(aw.get('lo'))}, "
+                           f"{fmt(aw.get('hi'))}] ({alone['prompts_with_both']}) | {fmt(alone.get('pooled'))} | | "
+                           f"{c['n_wanted']} / {alone['n_unwanted']} |")
     bo = _read(results / "bo8" / "best_of" / "onpolicy.json")
     if bo:
         out += ["", "## Best-of-n under the head (the start policy, eval people)", "",

@@ -64,6 +64,9 @@ class RLConfig:
     dtype: str = field(default="auto", metadata={"help": "auto | float32 | bfloat16"})
     use_vllm: bool = field(default=False, metadata={"help": "TRL vLLM generation (colocate) when installed"})
     gradient_checkpointing: bool = field(default=False, metadata={"help": "trade compute for memory"})
+    trainable_layers: int = field(default=0, metadata={"help": "train only the top N transformer layers and the "
+                                                               "final norm (0: every weight); the backward pass "
+                                                               "stops at the lowest trained layer"})
     logging_steps: int = field(default=1, metadata={"help": "log every N steps"})
     save_steps: int = field(default=10, metadata={"help": "checkpoint every N steps (resume point)"})
     save_total_limit: int = field(default=2, metadata={"help": "checkpoints kept"})
@@ -77,6 +80,8 @@ class RLConfig:
     def key(self, input_hashes: dict[str, str]) -> str:
         """What the run's outputs depend on: the config minus NON_KEY_FIELDS, and its inputs' hashes."""
         payload = {k: v for k, v in self.to_dict().items() if k not in NON_KEY_FIELDS}
+        if not payload.get("trainable_layers"):  # keys of runs from before the field existed stay valid
+            payload.pop("trainable_layers", None)
         payload["inputs"] = input_hashes
         return config_hash(payload)
 
@@ -110,6 +115,9 @@ class RLConfig:
              "eval_every must be >= 0, eval_n >= 1 and eval_false_premise >= 0"),
             (self.save_steps >= 1 and self.logging_steps >= 1, "save_steps and logging_steps must be >= 1"),
             (self.lora_r >= 1 and self.lora_alpha >= 1, "lora_r and lora_alpha must be >= 1"),
+            (self.trainable_layers >= 0, f"trainable_layers {self.trainable_layers}: give 0 (all) or a count"),
+            (not (self.trainable_layers and self.lora), "trainable_layers and lora both choose what trains; "
+                                                        "use one of them"),
             (self.dtype in ("auto", "float32", "bfloat16", "float16"), f"--dtype {self.dtype!r}: use auto, "
                                                                          "float32, bfloat16 or float16"),
         ]

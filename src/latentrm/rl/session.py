@@ -233,6 +233,9 @@ def build_session(config: RLConfig, prepared: dict[str, Any], out: Path, *, log:
                               processing_class=tokenizer, peft_config=peft_config, callbacks=[callback])
     except ValueError as exc:
         raise LatentrmError(f"TRL rejected the RL setup: {exc}") from None
+    if config.trainable_layers:
+        frozen = freeze_below(cast(Any, trainer.model), config.trainable_layers)
+        log(f"training the top {config.trainable_layers} layers and the final norm; {frozen:.0%} of weights frozen")
     if prepared["shared"]:
         model = cast(Any, trainer.model)
         shared = Backbone(model=model, tokenizer=tokenizer, spec=prepared["meta"]["backbone"]["spec"],
@@ -247,6 +250,30 @@ def build_session(config: RLConfig, prepared: dict[str, Any], out: Path, *, log:
     session = Session(config, trainer, reward, tokenizer, out, log)
     callback.session = session
     return session
+
+
+def freeze_below(model: Any, trainable: int) -> float:
+    """Freeze every weight but the top `trainable` decoder layers and the final norm; returns the frozen share.
+
+    The embeddings (tied to the LM head in SmolLM2) and the lower layers get no gradient, so autograd stops at
+    the lowest trained layer: the backward pass shrinks with them. The optimizer (built by the Trainer at
+    `train()`) takes only the parameters that still require a gradient."""
+    import torch
+
+    depth = int(model.config.get_text_config().num_hidden_layers)
+    if trainable > depth:
+        raise LatentrmError(f"trainable_layers {trainable}: the policy has only {depth} layers")
+    layers = next((m for m in model.modules() if isinstance(m, torch.nn.ModuleList) and len(m) == depth), None)
+    if layers is None:
+        raise LatentrmError("trainable_layers: cannot find the policy's decoder layers; use 0 (train every weight)")
+    model.requires_grad_(False)
+    for layer in list(layers)[-trainable:]:
+        layer.requires_grad_(True)
+    norm = getattr(getattr(model, "model", None), "norm", None)
+    if norm is not None:
+        norm.requires_grad_(True)
+    total = sum(p.numel() for p in model.parameters())
+    return 1.0 - sum(p.numel() for p in model.parameters() if p.requires_grad) / total
 
 
 def _check_tokenizers(config: RLConfig, backbone: Any, meta: dict[str, Any]) -> None:
