@@ -13,7 +13,8 @@ import yaml
 
 from latentrm.errors import LatentrmError
 
-STAGE_FOLDERS = ["data", "features", "rm_sweep", "rm", "audit", "warm_start/baseline-sft", "eval/base/heldout",
+STAGE_FOLDERS = ["data", "features", "rm_sweep", "rm", "audit", "warm_start/baseline-sft", "eval/model/heldout",
+                 "eval/base/heldout",
                  "onpolicy/base", "rl", "rounds/2/data", "rounds/2/rm", "rounds/2/rl", "eval/policy/heldout",
                  "onpolicy/policy"]
 
@@ -62,7 +63,7 @@ def test_every_stage_runs_and_writes_its_manifest(tiny_run):
     preset, root, config, folder, calls = tiny_run
     assert folder == root / "runs" / "tiny"
     assert [name for name, done in calls if done] == ["data", "warm_start", "features", "sweep", "rm", "audit",
-                                                      "eval_base", "onpolicy_base", "rl", "rounds", "eval_policy",
+                                                      "eval_model", "eval_base", "onpolicy_base", "rl", "rounds", "eval_policy",
                                                       "onpolicy_policy", "report"]
     for stage in STAGE_FOLDERS:
         assert (folder / stage / "manifest.json").is_file(), stage
@@ -95,6 +96,9 @@ def test_every_stage_runs_and_writes_its_manifest(tiny_run):
     assert base["policy"] == warm and set(base["classes"]) >= {"fake", "real"}
     assert json.loads((folder / "rl" / "config.json").read_text())["config"]["policy"] == warm
     assert json.loads((folder / "eval" / "base" / "heldout" / "metrics.json").read_text())["policy"].startswith(warm)
+    untouched = json.loads((folder / "eval" / "model" / "heldout" / "metrics.json").read_text())
+    assert untouched["policy"].startswith(str(config.model))  # the warm start's cost shows against the model
+    assert "model (untouched) rate" in html
     trained = json.loads((folder / "onpolicy" / "policy" / "onpolicy.json").read_text())
     assert trained["policy"] == str(folder / "rounds" / "2" / "rl" / "policy")
     assert trained["rm"] == str(folder / "rounds" / "2" / "rm")  # scored by the head round 2 trained against

@@ -59,7 +59,7 @@ def run(
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="section.field=value, repeatable, e.g. "
                                                                     "data.n_real=20 or rl.steps=10.")] = None,
     from_stage: Annotated[Optional[str], typer.Option("--from", help="Force this stage and every later one: data, "
-                                                                     "features, sweep, rm, audit, eval_base, rl, "
+                                                                     "features, sweep, rm, audit, eval_model, eval_base, rl, "
                                                                      "eval_policy, report.")] = None,
     runs_root: Annotated[Path, typer.Option(help="Folder that holds the runs.")] = Path("runs"),
 ) -> None:

@@ -26,7 +26,7 @@ from latentrm.io import atomic_write_text
 from latentrm.pipeline import plan
 from latentrm.pipeline.config import PipelineConfig
 
-STAGE_NAMES = ("data", "warm_start", "features", "sweep", "rm", "audit", "eval_base", "onpolicy_base", "rl",
+STAGE_NAMES = ("data", "warm_start", "features", "sweep", "rm", "audit", "eval_model", "eval_base", "onpolicy_base", "rl",
                "rounds", "eval_policy", "onpolicy_policy", "report")
 
 
@@ -179,6 +179,14 @@ def stage_warm_start(ctx: Context) -> str:
     return f"{config.method}: {config.steps} steps at lr {config.learning_rate:g}{loss}; RL starts from {folder / 'policy'}"
 
 
+def stage_eval_model(ctx: Context) -> str:
+    """The untouched model on the same sets, when a warm start replaced it as the start policy: otherwise the
+    warm start's cost (it hedges, and may answer fewer real people) is nowhere on the page."""
+    if plan.warm_start_config(ctx.config, _pairs(ctx)) is None:
+        return "no warm start: the start policy is the model itself (eval_base)"
+    return _eval(ctx, "model", ctx.config.model)
+
+
 def stage_eval_base(ctx: Context) -> str:
     return _eval(ctx, "base", plan.start_policy(ctx.config))  # the policy RL starts from (the warm start's)
 
@@ -272,7 +280,7 @@ def stage_report(ctx: Context) -> str:
 
 STAGES: dict[str, Callable[[Context], str]] = {
     "data": stage_data, "features": stage_features, "sweep": stage_sweep, "rm": stage_rm, "audit": stage_audit,
-    "warm_start": stage_warm_start, "eval_base": stage_eval_base, "onpolicy_base": stage_onpolicy_base, "rl": stage_rl,
+    "warm_start": stage_warm_start, "eval_model": stage_eval_model, "eval_base": stage_eval_base, "onpolicy_base": stage_onpolicy_base, "rl": stage_rl,
     "rounds": stage_rounds, "eval_policy": stage_eval_policy, "onpolicy_policy": stage_onpolicy_policy, "report": stage_report,
 }
 
@@ -290,7 +298,7 @@ def _pairs(ctx: Context) -> Path:
 
 STAGE_FOLDERS = {"data": "data", "features": "features", "sweep": "rm_sweep", "rm": "rm", "audit": "audit",
                  "warm_start": "warm_start",
-                 "eval_base": "eval/base", "onpolicy_base": "onpolicy/base", "rl": "rl", "rounds": "rounds",
+                 "eval_model": "eval/model", "eval_base": "eval/base", "onpolicy_base": "onpolicy/base", "rl": "rl", "rounds": "rounds",
                  "eval_policy": "eval/policy",
                  "onpolicy_policy": "onpolicy/policy"}
 

@@ -16,7 +16,7 @@ from typing import Any
 from latentrm.errors import LatentrmError
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-EVAL_SIDES = ("base", "policy")
+EVAL_SIDES = ("model", "base", "policy")  # model: the untouched model, when a warm start is the base
 PROBE_PNG = "probe.png"
 
 
@@ -97,7 +97,8 @@ def load_rl(folder: Path) -> dict[str, Any] | None:
 
 
 def load_eval(folder: Path) -> dict[str, dict[str, Any]] | None:
-    """`{set: {side: {"metrics", "responses"}}}` for sides base and policy; heldout first, false_premise last."""
+    """`{set: {side: {"metrics", "responses"}}}` for sides model (the untouched model, when a warm start ran),
+    base (the start policy) and policy; heldout first, false_premise last."""
     sets: dict[str, dict[str, Any]] = {}
     for side in EVAL_SIDES:
         side_dir = folder / side

@@ -116,10 +116,11 @@ def rl_plot(rl: dict[str, Any]) -> str | None:
 
 
 def eval_plot(sets: dict[str, dict[str, Any]]) -> str | None:
-    """Grouped bars of the headline rates, base vs policy, for the sets that have any."""
+    """Grouped bars of the headline rates, (model,) base and policy, for the sets that have any."""
     panels = []
     for name, sides in sets.items():
-        bars = {side: (sides[side]["metrics"].get("headline") or {}) for side in ("base", "policy") if side in sides}
+        bars = {side: (sides[side]["metrics"].get("headline") or {}) for side in ("model", "base", "policy")
+                if side in sides}
         labels = [label for label, _ in HEADLINE if any((h.get(label) or {}).get("n") for h in bars.values())]
         if labels:
             panels.append((name, labels, bars))
@@ -129,7 +130,8 @@ def eval_plot(sets: dict[str, dict[str, Any]]) -> str | None:
     for index, (name, labels, bars) in enumerate(panels):
         ax = fig.add_subplot(len(panels), 1, index + 1)
         width = 0.8 / len(bars)
-        for offset, (colour, (side, headline)) in enumerate(zip(("#9aa5b1", "#1f77b4"), bars.items())):
+        colours = ("#d0d5db", "#9aa5b1", "#1f77b4") if "model" in bars else ("#9aa5b1", "#1f77b4")
+        for offset, (colour, (side, headline)) in enumerate(zip(colours, bars.items())):
             entries = [headline.get(label) or {} for label in labels]
             rates = [e.get("rate") or 0.0 for e in entries]
             errors = [[r - e.get("lo", r) for r, e in zip(rates, entries)],

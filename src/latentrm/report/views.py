@@ -157,19 +157,23 @@ def eval_tables(sets: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     for name, sides in sets.items():
         base = (sides.get("base") or {}).get("metrics") or {}
         policy = (sides.get("policy") or {}).get("metrics") or {}
-        rows = [{"label": label, "headline": label in headline, "base": rate_cell(_entry(base, label)),
+        model = (sides.get("model") or {}).get("metrics") or {}
+        rows = [{"label": label, "headline": label in headline, "model": rate_cell(_entry(model, label)),
+                 "base": rate_cell(_entry(base, label)),
                  "policy": rate_cell(_entry(policy, label)), "change": _change(_entry(base, label),
                                                                                _entry(policy, label))}
-                for label in _labels(base, policy)]
+                for label in _labels(base, policy, model)]
         if base.get("qa") or policy.get("qa"):
             scores = [(m.get("qa") or {}).get("f_score") for m in (base, policy)]
-            rows.append({"label": "f_score", "headline": True, "base": number(scores[0]),
+            rows.append({"label": "f_score", "headline": True, "model": "", "base": number(scores[0]),
                          "policy": number(scores[1]), "change": "n/a" if None in scores else
                          f"{scores[1] - scores[0]:+.3f}"})  # type: ignore[operator]
-        diversity = [{"label": key, "base": number((base.get("diversity") or {}).get(key)),
+        diversity = [{"label": key, "model": number((model.get("diversity") or {}).get(key)),
+                      "base": number((base.get("diversity") or {}).get(key)),
                       "policy": number((policy.get("diversity") or {}).get(key))} for key in DIVERSITY_KEYS]
         judge = policy.get("judge") or base.get("judge")
         tables.append({"name": name, "rows": rows, "diversity": diversity, "sides": sorted(sides),
+                       "with_model": bool(model),
                        "judge": json.dumps(judge, default=str) if isinstance(judge, dict) else judge})
     return tables
 
