@@ -86,6 +86,10 @@ def test_probe_command_on_the_tiny_model_writes_and_then_skips(tmp_path, tiny_mo
     assert report["n_real"] == 12 and report["n_fake"] == 12 and report["folds"] == 3
     assert all(0.0 <= row["accuracy"] <= 1.0 and row["folds"] == 3 for row in report["layers"])
     assert report["best_layer"] in (2, 4)
+    assert set(report["baselines"]) == {"surface", "embedding"}  # the name string alone and layer 0, same folds
+    for row in report["layers"]:
+        assert row["margin_surface"] == pytest.approx(row["auroc"] - report["baselines"]["surface"]["auroc"])
+        assert row["margin_embedding"] == pytest.approx(row["auroc"] - report["baselines"]["embedding"]["auroc"])
     assert (out / "probe.png").stat().st_size > 5_000
     assert json.loads((out / "manifest.json").read_text())["stage"] == "probe"
     assert "Backbone probe" in stdout and "best layer" in stdout
@@ -98,3 +102,29 @@ def test_probe_command_on_the_tiny_model_writes_and_then_skips(tmp_path, tiny_mo
     assert code == 0, err
     with pytest.raises(AssertionError, match="must be skipped"):  # a new config is not skipped
         run_cli([*argv, "--seed", "1"])
+
+
+def test_the_surface_baseline_separates_names_that_differ_only_in_surface() -> None:
+    from latentrm.audit.backbone_probe import surface_features
+
+    rng = np.random.default_rng(0)
+    syllables_a, syllables_b = ["ka", "to", "mi", "ru"], ["sch", "eck", "berg", "mann"]
+    names = [" ".join("".join(rng.choice(syl, 2)) for _ in range(2)).title()
+             for syl in [syllables_a, syllables_b] * 40]
+    labels = np.array([0, 1] * 40)
+    rows = probe_features({-1: surface_features(names)}, labels, names, folds=4, seed=0)
+    assert rows[0]["auroc"] > 0.95  # spelling alone gives the class away: a probe must beat this to mean more
+    same = [f"Alex Morgan{i % 7}" for i in range(80)]  # one surface for both classes: nothing to find
+    flat = probe_features({-1: surface_features(same)}, labels, [f"p{i}" for i in range(80)], folds=4, seed=0)
+    assert flat[0]["auroc"] < 0.75
+
+
+def test_matched_locales_follow_the_real_nationalities() -> None:
+    from types import SimpleNamespace
+
+    from latentrm.audit.backbone_probe import matched_locales
+
+    people = [SimpleNamespace(facts={"nationality": "German"}, description="physicist"),
+              SimpleNamespace(facts={}, description="Italian mathematician"),
+              SimpleNamespace(facts={}, description="Martian")]
+    assert matched_locales(people) == ["de_DE", "it_IT"]

@@ -55,6 +55,11 @@ class ProbeConfig:
     dtype: str = "float32"
     batch_size: int = 32
     device: str | None = None
+    surface: bool = field(default=True, metadata={"help": "also probe the name string alone (character n-grams "
+                                                           "and token count) and the embedding layer"})
+    matched_locales: bool = field(default=False, metadata={
+        "help": "draw the made-up names from the faker locales of the real names' nationalities (a study of "
+                "how much of real-vs-made-up is the names' surface; training data is left alone)"})
 
 
 def parse_layers(text: str) -> tuple[int, ...] | str:
@@ -116,8 +121,25 @@ def check_config(config: ProbeConfig, num_layers: int | None = None) -> list[int
 # --------------------------------------------------------------------------- people and hidden states
 
 
-def probe_people(n_real: int, n_fake: int, seed: int = 0) -> list[dict[str, str]]:
-    """`[{"entity_id", "name", "subset"}]`: `n_real` real people (a seeded sample) then `n_fake` made-up ones."""
+def matched_locales(real: Sequence[Any]) -> list[str]:
+    """One faker locale per real person whose nationality a locale writes (German -> de_DE, ...), in order; the
+    made-up names then come from the same mix of name cultures as the real ones."""
+    from latentrm.data.fakes import LOCALES
+
+    by_nationality = {adjective.lower(): locale for locale, adjective in LOCALES.items()}
+    out = []
+    for entity in real:
+        text = f"{entity.facts.get('nationality', '')} {entity.facts.get('descriptor', '')} {entity.description}"
+        words = text.lower()
+        locale = next((loc for adj, loc in by_nationality.items() if adj and adj in words), None)
+        if locale:
+            out.append(locale)
+    return out
+
+
+def probe_people(n_real: int, n_fake: int, seed: int = 0, *, matched: bool = False) -> list[dict[str, str]]:
+    """`[{"entity_id", "name", "subset"}]`: `n_real` real people (a seeded sample) then `n_fake` made-up ones;
+    `matched`: the made-up names' locales follow the real people's nationalities."""
     from latentrm.data.entities import fold, known_real_names, load_real_entities
     from latentrm.data.fakes import fake_entities
 
@@ -127,7 +149,10 @@ def probe_people(n_real: int, n_fake: int, seed: int = 0) -> list[dict[str, str]
     random.Random(seed).shuffle(real)
     full, surnames = known_real_names()
     full |= {fold(e.name) for e in real}
-    fakes = fake_entities(n_fake, real_full=full, real_surnames=surnames, seed=seed)
+    locales = matched_locales(real[:n_real]) if matched else None
+    if matched and not locales:
+        raise LatentrmError("--matched-locales: no real person's nationality matches a faker locale")
+    fakes = fake_entities(n_fake, real_full=full, real_surnames=surnames, seed=seed, locales=locales)
     return [{"entity_id": e.entity_id, "name": e.name, "subset": e.kind} for e in real[:n_real] + fakes]
 
 
@@ -184,6 +209,28 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, c: float = 1.0, max_iter: int = 2
     return weights.detach().numpy(), float(bias.detach())
 
 
+SURFACE_DIM = 1024  # hashed character n-gram buckets
+
+
+def surface_features(names: Sequence[str], tokenizer: Any = None) -> np.ndarray:
+    """`[n, SURFACE_DIM + 3]`: the name string alone, with no model state: hashed counts of its character 2-, 3-
+    and 4-grams (lower-cased, with word boundaries), its token count under `tokenizer` (when given), its word
+    count and its share of non-ASCII letters. Written by hand (a stable hash over n-grams) because scikit-learn
+    is not a dependency; the classifier on top is the same logistic regression as every layer's."""
+    import zlib
+
+    rows = np.zeros((len(names), SURFACE_DIM + 3))
+    for i, name in enumerate(names):
+        text = f" {name.lower()} "
+        for size in (2, 3, 4):
+            for start in range(len(text) - size + 1):
+                rows[i, zlib.crc32(text[start:start + size].encode()) % SURFACE_DIM] += 1.0
+        rows[i, SURFACE_DIM] = len(tokenizer(name, add_special_tokens=False)["input_ids"]) if tokenizer else 0.0
+        rows[i, SURFACE_DIM + 1] = len(name.split())
+        rows[i, SURFACE_DIM + 2] = sum(not c.isascii() for c in name) / max(len(name), 1)
+    return rows
+
+
 def _mean_std(values: Sequence[float]) -> tuple[float, float]:
     array = np.asarray(values, dtype=float)
     return float(np.nanmean(array)), float(np.nanstd(array))
@@ -226,19 +273,35 @@ def _key(config: ProbeConfig, revision: str, layers: list[int]) -> str:
 
 
 def compute(config: ProbeConfig, backbone: Any, layers: list[int]) -> dict[str, Any]:
-    """The probe's report for a loaded backbone: people, hidden states, per-layer rows and the best layer."""
-    people = probe_people(config.n_real, config.n_fake, config.seed)
+    """The probe's report for a loaded backbone: people, hidden states, per-layer rows and the best layer; with
+    `surface`, the same cross-validation on the name string alone and on the embedding layer (layer 0), and each
+    layer's AUROC margin over both."""
+    people = probe_people(config.n_real, config.n_fake, config.seed, matched=config.matched_locales)
     prompts = [config.template.format(name=p["name"]) for p in people]
-    hiddens = prompt_hiddens(backbone, prompts, layers, batch_size=config.batch_size)
+    wanted = sorted({0, *layers}) if config.surface else list(layers)
+    hiddens = prompt_hiddens(backbone, prompts, wanted, batch_size=config.batch_size)
     labels = [1 if p["subset"] == "real" else 0 for p in people]
-    rows = probe_features(hiddens, labels, [p["entity_id"] for p in people], config.folds, config.seed)
+    groups = [p["entity_id"] for p in people]
+    rows = probe_features({k: v for k, v in hiddens.items() if k in layers}, labels, groups, config.folds,
+                          config.seed)
     best = max(rows, key=lambda r: (r["accuracy"], r["auroc"]))
+    baselines: dict[str, Any] = {}
+    if config.surface:
+        names = [p["name"] for p in people]
+        surface = probe_features({-1: surface_features(names, backbone.tokenizer)}, labels, groups, config.folds,
+                                 config.seed)[0]
+        embedding = probe_features({0: hiddens[0]}, labels, groups, config.folds, config.seed)[0]
+        baselines = {"surface": {**surface, "layer": "name string"}, "embedding": embedding}
+        for row in rows:
+            row["margin_surface"] = row["auroc"] - surface["auroc"]
+            row["margin_embedding"] = row["auroc"] - embedding["auroc"]
     return {"model": config.model, "revision": getattr(backbone, "revision", ""),
             "num_layers": int(backbone.num_layers), "template": config.template,
             "n_real": sum(labels), "n_fake": len(labels) - sum(labels), "folds": config.folds,
             "grouped_by": "entity_id", "read_out": "last prompt token (chat template + generation prompt)",
             "classifier": CLASSIFIER, "positive_class": "real", "layers": rows, "best_layer": best["layer"],
-            "best_accuracy": best["accuracy"], "best_auroc": best["auroc"],
+            "best_accuracy": best["accuracy"], "best_auroc": best["auroc"], "baselines": baselines,
+            "matched_locales": config.matched_locales,
             "examples": {"real": prompts[0] if labels and labels[0] else "",
                          "fake": prompts[-1] if labels and not labels[-1] else ""}}
 
@@ -335,10 +398,17 @@ def probe_table(report: dict[str, Any]) -> Any:
 
     table = Table(title=f"Backbone probe: real vs made-up name, {report['folds']}-fold CV by entity "
                         f"({report['n_real']} real, {report['n_fake']} made-up)")
-    for column in ("layer", "accuracy", "AUROC", "majority"):
+    baselines = report.get("baselines") or {}
+    for column in ("layer", "accuracy", "AUROC", "majority", *(["AUROC - name string", "AUROC - embeddings"]
+                                                                if baselines else [])):
         table.add_column(column, justify="right")
+    for name, row in baselines.items():
+        table.add_row(f"{name} (baseline)", f"{row['accuracy']:.3f} ± {row['accuracy_std']:.3f}",
+                      f"{row['auroc']:.3f} ± {row['auroc_std']:.3f}", f"{row['majority']:.3f}",
+                      *(["", ""] if baselines else []))
     for row in report["layers"]:
         star = " *" if row["layer"] == report["best_layer"] else ""
+        margins = [f"{row['margin_surface']:+.3f}", f"{row['margin_embedding']:+.3f}"] if baselines else []
         table.add_row(f"{row['layer']}{star}", f"{row['accuracy']:.3f} ± {row['accuracy_std']:.3f}",
-                      f"{row['auroc']:.3f} ± {row['auroc_std']:.3f}", f"{row['majority']:.3f}")
+                      f"{row['auroc']:.3f} ± {row['auroc_std']:.3f}", f"{row['majority']:.3f}", *margins)
     return table

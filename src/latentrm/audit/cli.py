@@ -157,6 +157,11 @@ def probe(
     batch_size: Annotated[int, typer.Option(help="Prompts per forward batch.", min=1)] = 32,
     threads: Annotated[int | None, typer.Option(help="torch CPU threads (default: torch's choice).", min=1)] = None,
     force: Annotated[bool, typer.Option("--force", help="Rerun even when probe.json is up to date.")] = False,
+    surface: Annotated[bool, typer.Option("--surface/--no-surface", help="Also probe the name string alone "
+                                          "(character n-grams, token count) and the embedding layer; each layer's "
+                                          "AUROC margin over both.")] = True,
+    matched_locales: Annotated[bool, typer.Option("--matched-locales", help="Made-up names from the faker "
+                                                  "locales of the real people's nationalities.")] = False,
 ) -> None:
     """Can the backbone tell a real name from a made-up one? Per-layer CV accuracy of a linear probe."""
     from latentrm.audit.backbone_probe import (
@@ -170,7 +175,7 @@ def probe(
 
     config = ProbeConfig(out=str(out), model=model, layers=parse_layers(layers), n_real=n_real, n_fake=n_fake,
                          folds=folds, seed=seed, template=template, dtype=dtype, batch_size=batch_size,
-                         device=device)
+                         device=device, surface=surface, matched_locales=matched_locales)
     check_config(config)  # folds and counts: before the model is even resolved
     check_config(config, model_num_layers(model))  # layers against the backbone's config.json
     if threads:

@@ -307,9 +307,16 @@ def onpolicy_view(sides: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 def probe_view(report: dict[str, Any]) -> dict[str, Any]:
     """The backbone probe: one row per layer (accuracy and AUROC as mean ± std over folds), the best marked."""
-    rows = [{"layer": str(row.get("layer")), "best": row.get("layer") == report.get("best_layer"),
-             "accuracy": _spread(row, "accuracy"), "auroc": _spread(row, "auroc"),
-             "majority": _fixed(row.get("majority"), "majority")} for row in report.get("layers") or []]
+    baselines = [{"layer": f"{name} (baseline)", "best": False, "accuracy": _spread(row, "accuracy"),
+                  "auroc": _spread(row, "auroc"), "majority": _fixed(row.get("majority"), "majority")}
+                 for name, row in (report.get("baselines") or {}).items()]
+    rows = baselines + [
+        {"layer": str(row.get("layer")), "best": row.get("layer") == report.get("best_layer"),
+         "accuracy": _spread(row, "accuracy"),
+         "auroc": _spread(row, "auroc") + (f" ({row['margin_surface']:+.3f} over the name string, "
+                                           f"{row['margin_embedding']:+.3f} over the embeddings)"
+                                           if isinstance(row.get("margin_surface"), int | float) else ""),
+         "majority": _fixed(row.get("majority"), "majority")} for row in report.get("layers") or []]
     facts = [(key.replace("_", " "), number(report.get(key)))
              for key in ("model", "template", "n_real", "n_fake", "folds", "grouped_by", "read_out", "classifier",
                          "seconds") if key in report]
