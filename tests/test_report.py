@@ -307,11 +307,27 @@ def test_response_text_is_escaped(html: str) -> None:
 
 
 def test_empty_run_dir_says_not_run(tmp_path: Path) -> None:
+    with pytest.raises(LatentrmError, match="holds no run"):  # an empty folder is no run: refused, not rendered
+        build_report(tmp_path)
+    (tmp_path / "eval").mkdir()  # a run that has not got far: every section says "not run"
     html = build_report(tmp_path).read_text(encoding="utf-8")
     ids = [attrs.get("id") for tag, attrs in parse(html).tags if tag == "section"]
     assert ids == SECTION_IDS
     assert html.count('class="not-run"') == len(SECTION_IDS)
     assert "<img" not in html
+
+
+def test_a_reward_model_folder_or_a_bad_out_is_refused(tmp_path: Path) -> None:
+    rm = tmp_path / "run" / "rm"
+    rm.mkdir(parents=True)
+    (rm / "rm.json").write_text("{}")
+    with pytest.raises(LatentrmError, match="is a reward-model folder, not a run"):
+        build_report(rm)
+    with pytest.raises(LatentrmError, match="--out .*: is a directory"):
+        build_report(tmp_path / "run", tmp_path)
+    (tmp_path / "run" / "run.json").write_bytes(b"\xff\xfe{not utf-8")
+    html = build_report(tmp_path / "run").read_text(encoding="utf-8")  # the damaged file is named, not a traceback
+    assert "Left out of this report" in html and "run.json: not UTF-8 text" in html
 
 
 def test_partial_run(tmp_path: Path) -> None:
@@ -326,12 +342,18 @@ def test_partial_run(tmp_path: Path) -> None:
     assert html.count('class="not-run"') == len(SECTION_IDS) - 2  # data and eval ran
 
 
-def test_malformed_json_names_the_file(tmp_path: Path) -> None:
+def test_malformed_json_names_the_file(tmp_path: Path, capsys) -> None:
     (tmp_path / "rm").mkdir()
     (tmp_path / "rm" / "rm.json").write_text('{"layer": 15,')
-    with pytest.raises(LatentrmError, match=r"rm\.json: not valid JSON"):
-        build_report(tmp_path)
-    assert not (tmp_path / "report.html").exists()
+    _eval_set(tmp_path, "base", "heldout", _responses("base"))
+    responses = tmp_path / "eval" / "base" / "heldout" / "responses.jsonl"
+    responses.write_text(responses.read_text() + '{"item_id": "torn", "resp')  # a write cut mid-line
+    html = build_report(tmp_path).read_text(encoding="utf-8")
+    assert "Left out of this report" in html
+    assert "rm.json: not valid JSON" in html and "its section is left out" in html
+    assert "responses.jsonl: left out line(s)" in html
+    err = capsys.readouterr().err
+    assert "warning:" in err and "rm.json" in err and "responses.jsonl" in err
 
 
 def test_cli_command(tmp_path: Path, run_dir: Path) -> None:

@@ -10,6 +10,8 @@ PNG files are kept as raw bytes; nothing here imports torch or loads a model.
 from __future__ import annotations
 
 import json
+import sys
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,16 @@ from latentrm.errors import LatentrmError
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 EVAL_SIDES = ("model", "base", "policy")  # model: the untouched model, when a warm start is the base
 PROBE_PNG = "probe.png"
+# What `load_run` passed over (torn JSONL lines, unreadable optional files), said in the report and on stderr.
+SKIPPED: ContextVar[list[str] | None] = ContextVar("latentrm_report_skipped", default=None)
+
+
+def note_skipped(message: str) -> None:
+    """Record (and print to stderr) a file or part of one the report had to leave out, with why."""
+    found = SKIPPED.get()
+    if found is not None:
+        found.append(message)
+    print(f"warning: {message}", file=sys.stderr)
 
 
 def read_json(path: Path) -> Any:
@@ -26,23 +38,36 @@ def read_json(path: Path) -> Any:
         return None
     try:
         return json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise LatentrmError(f"{path}: not UTF-8 text (byte-level damage?); delete it, or re-run the stage that "
+                            "writes it") from None
     except json.JSONDecodeError as exc:
         raise LatentrmError(f"{path}: not valid JSON ({exc.msg}); fix or delete it, or re-run the stage that "
                             "writes it") from None
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """The file's JSON-object lines; missing file -> [], unparsable lines are skipped."""
+    """The file's JSON-object lines; missing file -> []; lines that do not parse (a crash can tear the last one)
+    are left out and said (`note_skipped`), never dropped silently."""
     if not path.is_file():
         return []
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    rows, bad = [], []
+    text = path.read_bytes().decode("utf-8", errors="replace")
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
         try:
             row = json.loads(line)
         except json.JSONDecodeError:
+            bad.append(number)
             continue
         if isinstance(row, dict):
             rows.append(row)
+        else:
+            bad.append(number)
+    if bad:
+        lines = ", ".join(map(str, bad[:5])) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        note_skipped(f"{path}: left out line(s) {lines}, not JSON objects (a torn write?); the rest is shown")
     return rows
 
 
@@ -61,8 +86,13 @@ def read_pngs(folder: Path, first: list[str] | None = None) -> list[dict[str, An
 
 
 def _object(path: Path) -> dict[str, Any] | None:
-    """A JSON file that must hold an object (None when missing)."""
-    value = read_json(path)
+    """A JSON file that must hold an object (None when missing). A torn or damaged file leaves its section out,
+    said in the report and on stderr, so one bad file does not cost the rest of the report."""
+    try:
+        value = read_json(path)
+    except LatentrmError as exc:
+        note_skipped(f"{exc}; its section is left out")
+        return None
     if value is not None and not isinstance(value, dict):
         raise LatentrmError(f"{path}: expected a JSON object, found {type(value).__name__}; re-run the stage "
                             "that writes it")
@@ -147,9 +177,33 @@ def load_onpolicy(folder: Path) -> dict[str, dict[str, Any]] | None:
     return {side: found[side] for side in order} or None
 
 
+RUN_PARTS = ("run.json", "data", "rm_sweep", "rm", "audit", "probe", "rl", "eval", "compare", "goodhart", "onpolicy")
+
+
+def check_run_dir(run_dir: Path) -> None:
+    """A folder that holds a run: one of RUN_PARTS. A reward-model folder or an empty one is refused by name."""
+    if (run_dir / "rm.json").is_file() or (run_dir / "head.safetensors").is_file():
+        raise LatentrmError(f"{run_dir} is a reward-model folder, not a run; pass the run folder that holds it "
+                            f"({run_dir.parent})")
+    if not any((run_dir / part).exists() for part in RUN_PARTS):
+        raise LatentrmError(f"{run_dir} holds no run: a run folder has run.json or stage folders (data/, rm/, rl/, "
+                            "eval/, ...); pass the folder `latentrm run` wrote, e.g. runs/quick")
+
+
 def load_run(run_dir: Path) -> dict[str, Any]:
-    """Everything the report shows, read from `run_dir`; missing sections are None."""
+    """Everything the report shows, read from `run_dir`; missing sections are None; `skipped` lists the files
+    (or lines) left out, with why."""
     run_dir = Path(run_dir)
+    skipped: list[str] = []
+    token = SKIPPED.set(skipped)
+    try:
+        loaded = _load_run(run_dir)
+    finally:
+        SKIPPED.reset(token)
+    return {**loaded, "skipped": skipped}
+
+
+def _load_run(run_dir: Path) -> dict[str, Any]:
     data = _object(run_dir / "data" / "build.json")
     return {
         "run_dir": str(run_dir),

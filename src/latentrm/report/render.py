@@ -92,6 +92,7 @@ def context(run_dir: Path) -> dict[str, Any]:
         "generated": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "sections": [{"id": sid, "title": title, "ran": ran[sid]} for sid, title in SECTIONS],
         "ran": ran,
+        "skipped": loaded["skipped"],
         "run": {"preset": run.get("preset"), "command": run.get("command"),
                 "config": json.dumps(run["config"], indent=2, default=str) if run.get("config") else None,
                 "versions": views.key_values(run.get("versions"))},
@@ -116,6 +117,13 @@ def build_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     if not run_dir.is_dir():
         what = "is not a directory" if run_dir.exists() else "does not exist"
         raise LatentrmError(f"{run_dir} {what}; pass a run directory such as runs/<name>")
-    target = Path(out) if out is not None else run_dir / "report.html"
-    atomic_write_text(target, render_html(context(run_dir)))
+    from latentrm.report.load import check_run_dir
+    from latentrm.validate import check_writable_file
+
+    check_run_dir(run_dir)
+    target = check_writable_file(Path(out) if out is not None else run_dir / "report.html", "--out")
+    try:
+        atomic_write_text(target, render_html(context(run_dir)))
+    except OSError as exc:
+        raise LatentrmError(f"--out {target}: cannot write ({exc.strerror}); pick a writable path") from None
     return target
