@@ -75,6 +75,17 @@ CASES = [
     (["rm", "score", "--rm", "{badrm}", "--prompt", "a", "--completion", "b"],
      "rm.json (head type 'mlp') does not match"),
     (["rm", "goodhart", "--rm", "{tmp}/rm", "--n-prompts", "-3"], "--n-prompts"),
+    # ----- rl compare: every arm's config and the start policy, before anything trains
+    (["rl", "compare", "--pairs", "{pairs}", "--rm", "{tmp}/rm", "--warm-start", "banana"],
+     "--warm-start 'banana': use one of dpo, ipo, kto, sft"),
+    (["rl", "compare", "--pairs", "{pairs}", "--rm", "{tmp}/rm", "--policy", "{tmp}/no-such-model"], "--policy:"),
+    (["rl", "compare", "--pairs", "{pairs}", "--rm", "{tmp}/rm", "--set", "shaper=banana"],
+     "--set shaper: every arm sets its own shaper"),
+    (["rl", "compare", "--pairs", "{pairs}", "--rm", "{tmp}/rm", "--set", "mix=banana"], "--set mix:"),
+    (["rl", "compare", "--pairs", "{pairs}", "--rm", "{tmp}/rm", "--arms", "", "--baselines", ""],
+     "--arms and --baselines are both empty"),
+    (["rl", "compare", "--pairs", "{pairs}", "--rm", "{tmp}/rm", "--baseline-lr", "nan"], "--baseline-lr finite"),
+    (["rl", "compare", "--pairs", "{pairs}", "--rm", "{tmp}/rm", "--set", "steps=abc"], "steps"),
     # ----- usage errors are one line too
     (["rm", "train", "--pairs", "{pairs}", "--epochs", "x"], "--epochs: Input should be a valid integer"),
     (["rm", "train", "--pairs", "{pairs}", "--no-such-option"], "No such option: --no-such-option"),

@@ -137,8 +137,12 @@ def compare(
     eval_qa: Annotated[Optional[Path], typer.Option(help="Your JSONL of qa questions with short references: "
                                                     "adds precision and not-attempted (reference judge).")] = None,
     baseline_lr: Annotated[float, typer.Option(help="DPO/IPO/KTO learning rate.")] = 5e-6,
-    warm_start: Annotated[Optional[str], typer.Option(help="dpo | ipo | kto: train it first and start every GRPO "
-                                                      "arm from its policy.")] = None,
+    warm_start: Annotated[Optional[str], typer.Option(help="sft | dpo | ipo | kto: train it first and start every "
+                                                      "GRPO arm from its policy.")] = None,
+    warm_start_steps: Annotated[int, typer.Option(help="Warm-start steps (the quick preset's: 30).")] = 30,
+    warm_start_lr: Annotated[float, typer.Option(help="Warm-start learning rate (the quick preset's).")] = 2e-5,
+    policy: Annotated[Optional[str], typer.Option(help="A ready start policy for every GRPO arm (a model folder, "
+                                                  "e.g. runs/quick/warm_start/baseline-sft/policy).")] = None,
 ) -> None:
     """Raw vs calibrated vs quantile-matched rewards, natural vs balanced mix, and DPO/IPO/KTO: one table."""
     from latentrm.rl.compare import CompareConfig, run
@@ -156,7 +160,8 @@ def compare(
                            fake_share=fake_share, seeds=seed_list, eval_n=eval_n,
                            eval_false_premise=eval_false_premise, eval_max_new_tokens=eval_max_new_tokens,
                            eval_qa=str(eval_qa) if eval_qa else None, baseline_lr=baseline_lr,
-                           warm_start=warm_start)
+                           warm_start=warm_start, warm_start_steps=warm_start_steps, warm_start_lr=warm_start_lr,
+                           policy=policy)
     out = run(config.validate())
     print((out / "table.md").read_text())
     print(f"compare results in {out}")

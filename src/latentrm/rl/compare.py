@@ -25,7 +25,8 @@ is its own skipping stage, so a rerun redoes only what changed.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+import math
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +61,10 @@ class CompareConfig:
     eval_qa: str | None = None  # a user JSONL of qa questions, graded by the reference judge
     baseline_lr: float = 5e-6
     baseline_batch_size: int = 8
-    warm_start: str | None = None  # dpo | ipo | kto: train it first; every GRPO arm starts from its policy
+    warm_start: str | None = None  # sft | dpo | ipo | kto: train it first; every GRPO arm starts from its policy
+    warm_start_steps: int = 30  # the quick preset's warm start: 30 steps at 2e-5 (not the RL step count)
+    warm_start_lr: float = 2e-5
+    policy: str | None = None  # a ready start policy (e.g. a pipeline's warm_start/baseline-sft/policy)
 
     def validate(self) -> CompareConfig:
         unknown = [arm for arm in self.arms if arm not in ARMS]
@@ -70,6 +74,27 @@ class CompareConfig:
 
         if self.warm_start is not None and self.warm_start not in METHODS:
             raise LatentrmError(f"--warm-start {self.warm_start!r}: use one of {', '.join(METHODS)}")
+        if self.warm_start is not None and self.policy is not None:
+            raise LatentrmError("--warm-start trains a start policy and --policy gives one; pass one of them")
+        if self.warm_start_steps < 1 or not (math.isfinite(self.warm_start_lr) and self.warm_start_lr > 0) \
+                or not (math.isfinite(self.baseline_lr) and self.baseline_lr > 0):
+            raise LatentrmError("--warm-start-steps must be >= 1, and --warm-start-lr and --baseline-lr finite "
+                                "and > 0")
+        owned = sorted(set(self.rl_sets) & {"shaper", "mix", "fake_share", "policy"})
+        if owned:
+            raise LatentrmError(f"--set {owned[0]}: every arm sets its own shaper and mix (and --policy or "
+                                f"--warm-start the start policy); choose arms with --arms instead")
+        if not self.arms and not self.baselines:
+            raise LatentrmError("--arms and --baselines are both empty: nothing to train; name at least one")
+        if self.policy is not None:
+            from latentrm.models import resolve_model
+
+            try:
+                resolve_model(self.policy)
+            except LatentrmError as exc:
+                raise LatentrmError(f"--policy: {exc}") from None
+        for arm in self.arms:  # every arm's RL config, checked before the first one trains
+            rl_config(self, arm, self.seeds[0] if self.seeds else 0)
         bad = [b for b in self.baselines if b not in METHODS]
         if bad:
             raise LatentrmError(f"--baselines: unknown method(s) {', '.join(bad)}; use {', '.join(METHODS)}")
@@ -143,10 +168,11 @@ def run(config: CompareConfig, *, log: Any = print) -> Path:
     base_rl = rl_config(config, config.arms[0], config.seeds[0]) if config.arms else None
     start_policy = base_rl.policy if base_rl else "embedded"
     steps = base_rl.steps if base_rl else None
-    warm = None
-    if config.warm_start:  # e.g. KTO first, so the GRPO arms start from a policy that sometimes hedges
-        log(f"== warm start: {config.warm_start}")
-        folder = _baseline(config, config.warm_start, start_policy or "embedded", steps or 30, base_rl, log)
+    warm = config.policy
+    if config.warm_start:  # e.g. SFT first, so the GRPO arms start from a policy that sometimes hedges
+        log(f"== warm start: {config.warm_start} ({config.warm_start_steps} steps at {config.warm_start_lr:g})")
+        folder = _baseline(replace(config, baseline_lr=config.warm_start_lr), config.warm_start,
+                           start_policy or "embedded", config.warm_start_steps, base_rl, log)
         warm = str(folder / "policy")
         policies[f"{config.warm_start}-warm"] = {"arm": config.warm_start, "seed": config.seeds[0],
                                                          "model": warm, "kind": "warm_start"}
