@@ -178,12 +178,37 @@ def test_from_forces_a_stage_and_every_later_one(tiny_run):
     (["warm_start.policy=x"], "warm_start.policy is set by the pipeline itself"),
     (["sweep.select=banana"], "sweep.select: 'banana' must be pairs"),
     (["rl.rounds=0"], "rl.rounds: 0 must be a whole number >= 1"),
+    (["features.layers=[1, 2, 999]"], "features.layers: 999 does not exist; "),  # before any stage runs
+    (["eval.sets=[banana]"], "eval.sets: unknown set 'banana'"),
+    (["eval.max_new_tokens=0"], "max_new_tokens, batch_size and samples must be >= 1"),
+    (["threads=0"], "threads=0: give a whole number of CPU threads >= 1"),
 ])
 def test_bad_overrides_fail_in_one_line(tiny_model_dir, tmp_path, sets, message):
     from latentrm.pipeline import plan
 
     with pytest.raises(LatentrmError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
         plan.resolve(str(_preset(tmp_path, tiny_model_dir)), sets=sets)
+
+
+@pytest.mark.parametrize("name, message", [
+    ("", "--name '': give a run name"),
+    ("../../escape", "--name '../../escape': a run name is one folder name"),
+    ("a/b", "not a path"),
+])
+def test_a_run_name_is_a_name_not_a_path(tiny_model_dir, tmp_path, name, message):
+    from latentrm.pipeline import plan
+
+    with pytest.raises(LatentrmError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        plan.resolve(str(_preset(tmp_path, tiny_model_dir)), name=name)
+
+
+def test_an_empty_preset_is_refused(tmp_path):
+    from latentrm.pipeline import plan
+
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    with pytest.raises(LatentrmError, match="the preset is empty"):
+        plan.resolve(str(empty))
 
 
 def test_cli_errors(run_cli, tmp_path):

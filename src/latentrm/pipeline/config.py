@@ -68,9 +68,14 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     import yaml
 
     try:
-        values = yaml.safe_load(path.read_text()) or {}
+        values = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise LatentrmError(f"{path}: not UTF-8 text; a preset is a YAML file") from None
     except yaml.YAMLError as exc:
         raise LatentrmError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
+    if values is None:
+        raise LatentrmError(f"{path}: the preset is empty; give its sections (data, rm, rl, ...) or start from "
+                            "configs/run/quick.yaml")
     if not isinstance(values, dict):
         raise LatentrmError(f"{path}: a preset is a mapping of sections (data, rm, rl, ...)")
     return values
@@ -132,4 +137,20 @@ def build_config(preset: str = "quick", *, sets: list[str] | None = None, name: 
     config = PipelineConfig(**values)
     overrides: dict[str, Any] = {k: v for k, v in {"name": name, "model": model, "runs_root": runs_root}.items()
                                  if v is not None}
-    return replace(config, **overrides)
+    config = replace(config, **overrides)
+    check_name(config.name, "--name" if name is not None else f"{path}: name")
+    if config.threads is not None and (not isinstance(config.threads, int) or isinstance(config.threads, bool)
+                                       or config.threads < 1):
+        raise LatentrmError(f"threads={config.threads!r}: give a whole number of CPU threads >= 1, or leave it out")
+    return config
+
+
+def check_name(name: Any, option: str) -> None:
+    """A run name is a name, not a path: it becomes one folder under the runs root."""
+    import re
+
+    if not isinstance(name, str) or not name.strip():
+        raise LatentrmError(f"{option} {name!r}: give a run name, e.g. quick or my-run")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name) or name in (".", ".."):
+        raise LatentrmError(f"{option} {name!r}: a run name is one folder name (letters, digits, '.', '_', '-'), "
+                            "not a path; use --runs-root to choose where runs go")

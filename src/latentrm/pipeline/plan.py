@@ -274,5 +274,48 @@ def resolve(preset: str = "quick", *, sets: list[str] | None = None, name: str |
     warm_start_config(config, "pairs.parquet")
     onpolicy_config(config, "base", config.model, "pairs.parquet")
     rl_config(config, "pairs.parquet")
-    eval_configs(config, "base", config.model, "pairs.parquet")
+    evals = eval_configs(config, "base", config.model, "pairs.parquet")
+    _check_values(config, evals)
     return config
+
+
+def _check_values(config: PipelineConfig, evals: list[Any]) -> None:
+    """Values each stage would refuse only when it runs (minutes in): eval sets, token caps, and the layers
+    against the backbone's depth (read from its config.json, no weights loaded)."""
+    from latentrm.eval.sets import SETS
+
+    for item in evals:
+        name = item.eval_set
+        if name not in SETS and not str(name).lower().endswith((".jsonl", ".json", ".ndjson")):
+            raise LatentrmError(f"{_where(config, 'eval')}.sets: unknown set {name!r}; use {', '.join(SETS)} or a "
+                                ".jsonl file")
+        if name not in SETS and not Path(name).is_file():
+            raise LatentrmError(f"{_where(config, 'eval')}.sets: {name}: no such file")
+        if item.max_new_tokens < 1 or item.batch_size < 1 or item.samples < 1:
+            raise LatentrmError(f"{_where(config, 'eval')}: max_new_tokens, batch_size and samples must be >= 1 "
+                                f"(got {item.max_new_tokens}, {item.batch_size}, {item.samples})")
+    depth = _depth(config.model)
+    if depth is None:
+        return
+    layers = features_config(config, "pairs.parquet").layers
+    bad = [layer for layer in layers if not -(depth + 1) <= int(layer) <= depth]
+    if bad:
+        raise LatentrmError(f"{_where(config, 'features')}.layers: {bad[0]} does not exist; {config.model} has "
+                            f"{depth} layers (use 1..{depth})")
+
+
+def _depth(model: str) -> int | None:
+    """The backbone's layer count from its config.json, or None when it cannot be read without loading it."""
+    import json
+
+    from latentrm.models import EMBEDDED, resolve_model
+
+    if model == EMBEDDED:
+        return 30  # SmolLM2-135M: materialising the GGUF to read this would take a minute
+    try:
+        path = resolve_model(model).path / "config.json"
+        config = json.loads(path.read_text())
+    except (LatentrmError, OSError, ValueError):
+        return None  # the stage that loads it names the problem
+    text = config.get("text_config") or config
+    return int(text["num_hidden_layers"]) if "num_hidden_layers" in text else None
