@@ -70,6 +70,9 @@ CASES = [
     (["rm", "train", "--pairs", "{pairs}", "--model", NO_MODEL, "--ensemble-mode", "foo"],
      "--ensemble-mode 'foo': use one of seed, bootstrap, layers"),
     (["serve", "--rm", "{tmp}/rm", "--shaper", "nosuch"], "--shaper 'nosuch': use one of"),
+    (["serve", "--rm", "{badrm}", "--log-level", "banana"], "--log-level 'banana': use one of critical"),
+    (["serve", "--rm", "{badrm}", "--max-body-mb", "-1"], "--max-body-mb -1.0: give a size in MiB > 0"),
+    (["serve", "--rm", "{badrm}", "--device", "banana"], "--device 'banana': use cpu, cuda"),
     (["rm", "train", "--pairs", "{tmp}", "--model", NO_MODEL, "--run-dir", "{tmp}/run"], "is a directory"),
     (["rm", "score", "--rm", "{tmp}/rm", "--input", "{tmp}"], "is a directory"),
     (["rm", "score", "--rm", "{badrm}", "--prompt", "a", "--completion", "b"],
@@ -204,3 +207,17 @@ def test_bad_qa_lines_name_the_file_and_line(line, fragment, tmp_path, capsys):
     assert len(lines) == 1 and lines[0].startswith(f"error: {path}:2: "), err
     assert fragment in lines[0] and "Traceback" not in err + out
     assert not (tmp_path / "run").exists()
+
+
+def test_serve_on_a_port_in_use_says_so_in_one_line(tmp_path, capsys):
+    import socket
+
+    rm = _mismatched_rm(tmp_path / "rm")
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        code, out, err = _run(["serve", "--rm", str(rm), "--port", str(port)], capsys)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1, err
+    assert f"--port {port}: 127.0.0.1:{port} is already in use" in lines[0] and "Traceback" not in err + out

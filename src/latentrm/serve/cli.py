@@ -42,7 +42,30 @@ def read_token(token_env: str | None, token_file: Path | None) -> str | None:
     return None
 
 
-def _is_loopback(host: str) -> bool:
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+
+
+def check_serve_options(log_level: str, max_body_mb: float, device: str | None, host: str, port: int) -> None:
+    """Options uvicorn or torch would reject with a traceback, or late: one line each, before the model loads."""
+    import math
+    import re
+    import socket
+
+    if log_level.lower() not in LOG_LEVELS:
+        raise LatentrmError(f"--log-level {log_level!r}: use one of {', '.join(LOG_LEVELS)}")
+    if not (math.isfinite(max_body_mb) and max_body_mb > 0):
+        raise LatentrmError(f"--max-body-mb {max_body_mb}: give a size in MiB > 0, e.g. 16")
+    if device is not None and not re.fullmatch(r"cpu|cuda(:\d+)?|mps", device):
+        raise LatentrmError(f"--device {device!r}: use cpu, cuda, cuda:N or mps")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            reason = "is already in use" if exc.errno == 98 else f"cannot be bound ({exc.strerror})"
+            raise LatentrmError(f"--port {port}: {host}:{port} {reason}; stop what holds it or pick another --port")
+
     if host == "localhost":
         return True
     try:
@@ -96,6 +119,7 @@ def serve(
     rm = Path(rm)
     if not (rm / "rm.json").exists():
         raise LatentrmError(f"{rm} holds no rm.json; pass a folder written by `latentrm rm train`")
+    check_serve_options(log_level, max_body_mb, device, host, port)
     token = read_token(token_env, token_file)
     if not _is_loopback(host) and token is None:
         typer.echo(f"warning: binding {host} without --token-env/--token-file: anyone who can reach this port "
@@ -119,13 +143,13 @@ def serve(
         if server is not None:
             server.should_exit = True
 
-    logging.getLogger("latentrm.serve").setLevel(log_level.upper())
+    logging.getLogger("latentrm.serve").setLevel("DEBUG" if log_level.lower() == "trace" else log_level.upper())
     if not logging.getLogger("latentrm.serve").handlers:
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("%(levelname)s:     %(message)s"))
         logging.getLogger("latentrm.serve").addHandler(handler)
     app = create_app(config, on_load_error=on_load_error)
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=access_log,
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level.lower(), access_log=access_log,
                                            timeout_graceful_shutdown=int(graceful_timeout)))
     server.run()
     if failure:
