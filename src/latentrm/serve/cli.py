@@ -66,6 +66,8 @@ def check_serve_options(log_level: str, max_body_mb: float, device: str | None, 
             reason = "is already in use" if exc.errno == 98 else f"cannot be bound ({exc.strerror})"
             raise LatentrmError(f"--port {port}: {host}:{port} {reason}; stop what holds it or pick another --port")
 
+
+def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
     try:
