@@ -231,6 +231,20 @@ def surface_features(names: Sequence[str], tokenizer: Any = None) -> np.ndarray:
     return rows
 
 
+def name_embeddings(backbone: Any, names: Sequence[str]) -> np.ndarray:
+    """`[n, hidden]`: the mean input embedding of each name's tokens. The embedding layer at the last prompt
+    token is the same token for every prompt (chance by construction), so the embedding baseline reads the
+    name's own tokens: what the vocabulary alone says, before any block has run."""
+    import torch
+
+    table = backbone.model.get_input_embeddings().weight.detach().float()
+    rows = []
+    for name in names:
+        ids = backbone.tokenizer(" " + name, add_special_tokens=False)["input_ids"]
+        rows.append(table[torch.as_tensor(ids, device=table.device)].mean(0).cpu().numpy())
+    return np.stack(rows).astype(np.float64)
+
+
 def _mean_std(values: Sequence[float]) -> tuple[float, float]:
     array = np.asarray(values, dtype=float)
     return float(np.nanmean(array)), float(np.nanstd(array))
@@ -274,12 +288,11 @@ def _key(config: ProbeConfig, revision: str, layers: list[int]) -> str:
 
 def compute(config: ProbeConfig, backbone: Any, layers: list[int]) -> dict[str, Any]:
     """The probe's report for a loaded backbone: people, hidden states, per-layer rows and the best layer; with
-    `surface`, the same cross-validation on the name string alone and on the embedding layer (layer 0), and each
-    layer's AUROC margin over both."""
+    `surface`, the same cross-validation on the name string alone and on the name's mean input embedding, and
+    each layer's AUROC margin over both."""
     people = probe_people(config.n_real, config.n_fake, config.seed, matched=config.matched_locales)
     prompts = [config.template.format(name=p["name"]) for p in people]
-    wanted = sorted({0, *layers}) if config.surface else list(layers)
-    hiddens = prompt_hiddens(backbone, prompts, wanted, batch_size=config.batch_size)
+    hiddens = prompt_hiddens(backbone, prompts, list(layers), batch_size=config.batch_size)
     labels = [1 if p["subset"] == "real" else 0 for p in people]
     groups = [p["entity_id"] for p in people]
     rows = probe_features({k: v for k, v in hiddens.items() if k in layers}, labels, groups, config.folds,
@@ -290,7 +303,8 @@ def compute(config: ProbeConfig, backbone: Any, layers: list[int]) -> dict[str, 
         names = [p["name"] for p in people]
         surface = probe_features({-1: surface_features(names, backbone.tokenizer)}, labels, groups, config.folds,
                                  config.seed)[0]
-        embedding = probe_features({0: hiddens[0]}, labels, groups, config.folds, config.seed)[0]
+        embedding = probe_features({0: name_embeddings(backbone, names)}, labels, groups, config.folds,
+                                   config.seed)[0]
         baselines = {"surface": {**surface, "layer": "name string"}, "embedding": embedding}
         for row in rows:
             row["margin_surface"] = row["auroc"] - surface["auroc"]
