@@ -89,6 +89,14 @@ CASES = [
      "--arms and --baselines are both empty"),
     (["rl", "compare", "--pairs", "{pairs}", "--rm", "{tmp}/rm", "--baseline-lr", "nan"], "--baseline-lr finite"),
     (["rl", "compare", "--pairs", "{pairs}", "--rm", "{tmp}/rm", "--set", "steps=abc"], "steps"),
+    # ----- issue 23: accepted nonsense and late tracebacks
+    (["rm", "train", "--pairs", "{pairs}", "--model", NO_MODEL, "--margin", "-1"], "--margin -1.0: must be >= 0"),
+    (["features", "--pairs", "{pairs}", "--model", NO_MODEL, "--layers", ""], "--layers is empty"),
+    (["data", "merge", "{pairs}", "{pairs}", "--out", "{tmp}/m.csv"], "a pairs file is .parquet or .jsonl"),
+    (["rl", "train", "--pairs", "{pairs}", "--rm", "{headless}", "--steps", "2"], "no head.safetensors"),
+    (["rl", "train", "--pairs", "{pairs}", "--rm", "{tmp}/rm", "--set", "steps=abc", "--steps", "2"],
+     "steps='abc': expected int"),
+    (["rm", "eval", "--rm", "{abc_layer}", "--pairs", "{pairs}"], "'layer' is 'abc', not a layer number"),
     # ----- usage errors are one line too
     (["rm", "train", "--pairs", "{pairs}", "--epochs", "x"], "--epochs: Input should be a valid integer"),
     (["rm", "train", "--pairs", "{pairs}", "--no-such-option"], "No such option: --no-such-option"),
@@ -110,6 +118,22 @@ def _mismatched_rm(folder: Path) -> Path:
     return folder
 
 
+def _headless_rm(folder: Path) -> Path:
+    """An rm folder with a good rm.json and no head.safetensors."""
+    _mismatched_rm(folder)
+    (folder / "head.safetensors").unlink()
+    meta = json.loads((folder / "rm.json").read_text())
+    (folder / "rm.json").write_text(json.dumps({**meta, "chosen_quantiles": {"all": [0.0, 1.0]}}))
+    return folder
+
+
+def _abc_layer_rm(folder: Path) -> Path:
+    _mismatched_rm(folder)
+    meta = json.loads((folder / "rm.json").read_text())
+    (folder / "rm.json").write_text(json.dumps({**meta, "layer": "abc"}))
+    return folder
+
+
 def _tree(root: Path) -> dict[str, int]:
     return {str(p.relative_to(root)): p.stat().st_size for p in sorted(root.rglob("*"))}
 
@@ -127,7 +151,8 @@ def test_bad_input_gives_one_line_error(argv, fragment, tmp_path, capsys, monkey
     (tmp_path / "a-file.txt").write_text("not a folder\n")
     paths = {"tmp": str(tmp_path), "pairs": str(_write(tmp_path / "pairs.jsonl", ROWS)),
              "identical": str(_write(tmp_path / "identical.jsonl", identical)), "inputs": str(inputs),
-             "file": str(tmp_path / "a-file.txt"), "badrm": str(_mismatched_rm(tmp_path / "badrm"))}
+             "file": str(tmp_path / "a-file.txt"), "badrm": str(_mismatched_rm(tmp_path / "badrm")),
+             "headless": str(_headless_rm(tmp_path / "headless")), "abc_layer": str(_abc_layer_rm(tmp_path / "abc"))}
     before = _tree(tmp_path)
     code, out, err = _run([part.format(**paths) for part in argv], capsys)
     lines = err.strip().splitlines()

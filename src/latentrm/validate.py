@@ -140,6 +140,15 @@ def top_p_option(param: typer.CallbackParam, value: float | None) -> float | Non
     return value
 
 
+def non_negative_float_option(param: typer.CallbackParam, value: float | None) -> float | None:
+    """A finite number >= 0 (a Bradley-Terry margin: a negative one rewards ranking the pair the wrong way)."""
+    if value is not None:
+        _finite(param, value)
+        if value < 0:
+            raise LatentrmError(f"{option_name(param)} {value}: must be >= 0 (0 is the plain Bradley-Terry loss)")
+    return value
+
+
 def finite_float_option(param: typer.CallbackParam, value: float | None) -> float | None:
     """Any finite number (a margin, a threshold)."""
     if value is not None:

@@ -181,6 +181,11 @@ def merge(
     """Merge pairs files into one (e.g. mix sycophancy pairs into a knowledge-awareness build)."""
     from latentrm.pairs import merge_pairs, save_pairs
 
+    from latentrm.errors import LatentrmError
+
+    if out.suffix.lower() not in (".parquet", ".jsonl"):
+        raise LatentrmError(f"--out {out}: a pairs file is .parquet or .jsonl (its suffix picks the format); "
+                            f"use {out.with_suffix('.parquet')}")
     merged = merge_pairs(list(paths))
     save_pairs(merged, out)
     counts = ", ".join(f"{k} {v}" for k, v in merged["subset"].value_counts().sort_index().items())

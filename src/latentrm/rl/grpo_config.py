@@ -201,6 +201,7 @@ def build_config(preset: str | None = None, sets: dict[str, Any] | None = None, 
     """Preset values, then `--set` values, then every named option that is not None."""
     values = load_preset(preset) if preset else {}
     values.update(sets or {})
+    _check_types(values)  # a bad preset or --set value is refused even when a named option replaces it
     values.update({k: v for k, v in overrides.items() if v is not None})
     if "shaper_params" in values and values["shaper_params"] is None:
         values["shaper_params"] = {}
@@ -212,10 +213,13 @@ def build_config(preset: str | None = None, sets: dict[str, Any] | None = None, 
     return config.validate()
 
 
-def _check_types(config: RLConfig) -> None:
-    """YAML and --set values of the wrong type get one line naming the field."""
+def _check_types(config: RLConfig | dict[str, Any]) -> None:
+    """YAML and --set values of the wrong type get one line naming the field (a config, or raw values)."""
+    values = config if isinstance(config, dict) else asdict(config)
     for f in fields(RLConfig):
-        value = getattr(config, f.name)
+        if f.name not in values:
+            continue
+        value = values[f.name]
         kind = str(f.type)
         ok = (value is None and "None" in kind) or (
             ("bool" in kind and isinstance(value, bool)) or

@@ -91,7 +91,7 @@ def prepare(config: RLConfig) -> dict[str, Any]:
     from latentrm.pairs import load_pairs
     from latentrm.rl.prompts import ordered_prompts, train_prompts
     from latentrm.rl.shaping import get_shaper
-    from latentrm.rm.model import LatentRewardModel
+    from latentrm.rm.model import HEAD_FILE, LatentRewardModel
 
     config.validate()
     if not config.pairs:
@@ -99,6 +99,8 @@ def prepare(config: RLConfig) -> dict[str, Any]:
     if not config.rm:
         raise LatentrmError("--rm is required: the reward-model folder written by `latentrm rm train`")
     meta = LatentRewardModel.read_meta(config.rm)
+    if not (Path(config.rm) / HEAD_FILE).is_file():
+        raise LatentrmError(f"--rm {config.rm}: no {HEAD_FILE}; pass a folder written by `latentrm rm train`")
     shaper = get_shaper(config.shaper, meta, **dict(config.shaper_params))  # missing quantiles fail here
     if shaper.needs_std and meta.get("head", {}).get("type") != "ensemble":
         raise LatentrmError(f"--shaper {config.shaper} needs an ensemble reward model (`latentrm rm train "

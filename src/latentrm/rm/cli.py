@@ -54,11 +54,14 @@ OutFile = Annotated[Optional[Path], typer.Option(help="Write the metrics JSON he
                                                  callback=validate.writable_file_option)]
 
 
-def _parse_layers(text: str, option: str = "--layers") -> list[int]:
+def _parse_layers(text: str, option: str = "--layers", *, allow_empty: bool = False) -> list[int]:
     try:
-        return [int(part) for part in text.replace(" ", "").split(",") if part]
+        layers = [int(part) for part in text.replace(" ", "").split(",") if part]
     except ValueError:
         raise LatentrmError(f"{option} '{text}' must be comma-separated integers, e.g. 5,10,15") from None
+    if not layers and not allow_empty:
+        raise LatentrmError(f"{option} is empty; give comma-separated layers, e.g. 5,10,15")
+    return layers
 
 
 def features(
@@ -113,7 +116,7 @@ def rm_train(
     epochs: Annotated[int, typer.Option(help="Maximum epochs (early stopping on val).", min=1)] = 200,
     lr: Annotated[Optional[float], typer.Option(help="AdamW learning rate (default: 1e-2 linear heads, 3e-3 mlp).",
                                                 callback=validate.positive_float_option)] = None,
-    margin: Annotated[float, typer.Option(help="BT margin.", callback=validate.finite_float_option)] = 0.0,
+    margin: Annotated[float, typer.Option(help="BT margin (>= 0).", callback=validate.non_negative_float_option)] = 0.0,
     scale: Annotated[float, typer.Option(help="projection_sum output scale (not 0).",
                                          callback=validate.nonzero_float_option)] = 0.01,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
@@ -159,7 +162,7 @@ def rm_train(
                            train=_train_config(head, epochs, lr, margin, seed, scale,  # type: ignore[arg-type]
                                                edit_loss, edit_weight),
                            ensemble=ensemble, ensemble_mode=ensemble_mode,
-                           ensemble_layers=tuple(_parse_layers(ensemble_layers, "--ensemble-layers")),
+                           ensemble_layers=tuple(_parse_layers(ensemble_layers, "--ensemble-layers", allow_empty=True)),
                            edits=_edits(edits, from_audit), out_name=out_name)
     out = run(config, force=force, log=print)
     meta = json.loads((out / "rm.json").read_text())

@@ -93,9 +93,16 @@ class LatentRewardModel:
             meta = json.loads(meta_path.read_text())
         except json.JSONDecodeError as exc:
             raise LatentrmError(f"{meta_path} is not valid JSON ({exc.msg}); re-run `latentrm rm train`")
+        if not isinstance(meta, dict):
+            raise LatentrmError(f"{meta_path} must hold a JSON object; re-run `latentrm rm train`")
         for key in ("backbone", "layer", "head"):
             if key not in meta:
                 raise LatentrmError(f"{meta_path} has no '{key}' field; re-run `latentrm rm train`")
+        if not isinstance(meta["layer"], int) or isinstance(meta["layer"], bool):
+            raise LatentrmError(f"{meta_path}: 'layer' is {meta['layer']!r}, not a layer number; re-run "
+                                "`latentrm rm train`")
+        if not isinstance(meta["backbone"], dict) or not isinstance(meta["head"], dict):
+            raise LatentrmError(f"{meta_path}: 'backbone' and 'head' must be objects; re-run `latentrm rm train`")
         return meta
 
     @classmethod
