@@ -179,9 +179,8 @@ def merge(
     out: Path = typer.Option(..., help="merged pairs file (.parquet or .jsonl)", callback=validate.writable_file_option),
 ) -> None:
     """Merge pairs files into one (e.g. mix sycophancy pairs into a knowledge-awareness build)."""
-    from latentrm.pairs import merge_pairs, save_pairs
-
     from latentrm.errors import LatentrmError
+    from latentrm.pairs import merge_pairs, save_pairs
 
     if out.suffix.lower() not in (".parquet", ".jsonl"):
         raise LatentrmError(f"--out {out}: a pairs file is .parquet or .jsonl (its suffix picks the format); "

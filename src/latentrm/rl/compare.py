@@ -80,10 +80,10 @@ class CompareConfig:
                 or not (math.isfinite(self.baseline_lr) and self.baseline_lr > 0):
             raise LatentrmError("--warm-start-steps must be >= 1, and --warm-start-lr and --baseline-lr finite "
                                 "and > 0")
-        owned = sorted(set(self.rl_sets) & {"shaper", "mix", "fake_share", "policy"})
+        owned = sorted(set(self.rl_sets) & {"shaper", "mix", "fake_share"})
         if owned:
-            raise LatentrmError(f"--set {owned[0]}: every arm sets its own shaper and mix (and --policy or "
-                                f"--warm-start the start policy); choose arms with --arms instead")
+            raise LatentrmError(f"--set {owned[0]}: every arm sets its own shaper and mix; choose arms with --arms "
+                                "instead")
         if not self.arms and not self.baselines:
             raise LatentrmError("--arms and --baselines are both empty: nothing to train; name at least one")
         if self.policy is not None:
