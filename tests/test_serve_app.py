@@ -502,3 +502,31 @@ def test_unparseable_bodies_say_what_was_wrong(serve, body, fragment):
 def test_body_timeout_is_validated():
     with pytest.raises(LatentrmError, match="--body-timeout"):
         ServeConfig(body_timeout=0)
+
+
+def test_issue_23_decisions_nul_roles_content_type_plain_queries_and_headers(serve, tokenizer):
+    secret = "another-s3cret"
+    server = serve(token=secret)
+    auth = {"Authorization": f"Bearer {secret}"}
+    with httpx.Client(base_url=server.url, headers=auth) as client:
+        nul = client.post("/score", json={"items": [item("Who is\u0000 Ada?", "A mathematician.")]})
+        assert nul.status_code == 422 and "NUL character" in nul.json()["detail"]
+        role = client.post("/score", json={"items": [item([{"role": "banana", "content": "Hi"}], "Hello")]})
+        assert role.status_code == 422 and "role 'banana' is not a chat role" in role.json()["detail"]
+        for headers in ({"content-type": "text/plain"}, {}):
+            plain = client.post("/score", content=b'{"items": []}', headers=headers)
+            assert plain.status_code == 422 and "expected a JSON body" in plain.json()["detail"]
+        # an empty completion is scored (the head's reward for answering nothing, at the end-of-turn token)
+        empty = client.post("/score", json={"items": [item("Who is Ada?", "")]})
+        assert empty.status_code == 200 and len(empty.json()["scores"]) == 1
+        # a plain (non-chat) query, as OpenRLHF sends for a policy without a chat template, split by its prompt
+        plain_query = client.post("/get_reward", json={"query": ["Who is Ada? A mathematician."],
+                                                       "prompts": ["Who is Ada?"]})
+        assert plain_query.status_code == 200, plain_query.text
+        np.testing.assert_allclose(plain_query.json()["extra_logs"]["latentrm_raw"],
+                                   [fake_value("A mathematician.")])
+        unsplittable = client.post("/get_reward", json={"query": ["Who is Ada? A mathematician."]})
+        assert unsplittable.status_code == 422  # without prompts there is nothing to split a plain query by
+    two = httpx.post(server.url + "/score", json={"items": [item()]},
+                     headers=[("Authorization", f"Bearer {secret}"), ("Authorization", "Bearer wrong")])
+    assert two.status_code == 401 and "more than one Authorization header" in two.json()["detail"]

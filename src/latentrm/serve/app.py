@@ -123,10 +123,33 @@ class ServeConfig:
 Number = StrictFloat | StrictInt
 
 
+ROLES = ("system", "user", "assistant", "tool", "developer")
+
+
+def _no_nul(value: str) -> str:
+    """A NUL character is refused: no chat template or tokenizer gives it a meaning, and C-string code around a
+    server (logs, proxies) may cut the text there, so the score would be of a text nobody sent."""
+    if "\x00" in value:
+        raise ValueError("contains a NUL character (\\u0000); remove it")
+    return value
+
+
 class Message(BaseModel):
     model_config = ConfigDict(extra="ignore")
     role: StrictStr
     content: StrictStr
+
+    @field_validator("role")
+    @classmethod
+    def _known_role(cls, value: str) -> str:
+        if value not in ROLES:
+            raise ValueError(f"role {value!r} is not a chat role; use one of {', '.join(ROLES)}")
+        return value
+
+    @field_validator("content")
+    @classmethod
+    def _content(cls, value: str) -> str:
+        return _no_nul(value)
 
 
 Messages = Annotated[list[Message], Field(min_length=1)]
@@ -138,9 +161,16 @@ class ScoreItem(BaseModel):
     completion: StrictStr | Messages
     subset: StrictStr | None = None
 
+    @field_validator("prompt")
+    @classmethod
+    def _prompt(cls, value: str | list[Message]) -> str | list[Message]:
+        return _no_nul(value) if isinstance(value, str) else value
+
     @field_validator("completion")
     @classmethod
     def _completion_has_an_answer(cls, value: str | list[Message]) -> str | list[Message]:
+        if isinstance(value, str):
+            return _no_nul(value)
         if not isinstance(value, str) and not any(m.role == "assistant" for m in value):
             raise ValueError("completion messages hold no assistant turn; send the answer as a string or as "
                              "[{\"role\": \"assistant\", \"content\": ...}]")
@@ -158,6 +188,13 @@ class GetRewardRequest(BaseModel):
     query: list[StrictStr] = Field(min_length=1)
     prompts: list[StrictStr] | None = None
     labels: list[Any] | None = None
+
+    @field_validator("query", "prompts")
+    @classmethod
+    def _texts(cls, value: list[str] | None) -> list[str] | None:
+        for text in value or []:
+            _no_nul(text)
+        return value
 
 
 def _plain(value: str | list[Message]) -> str | list[dict[str, str]]:
@@ -236,11 +273,21 @@ class _State:
             info["rm_path"] = self.config.rm_path
         return info
 
-    def split_queries(self, queries: list[str]) -> list[Any]:
+    def split_queries(self, queries: list[str], prompts: list[str] | None = None) -> list[Any]:
+        """Each query as (prompt messages, response). A chat-rendered query is parsed by the template; a plain
+        one (a policy without a chat template: OpenRLHF then sends the raw prompt + response) is split at the
+        end of its entry in `prompts`, the prompt becoming one user turn."""
+        from latentrm.serve.split import SplitQuery
+
         assert self.splitter is not None
         parts = []
         with self.tokenizer_lock:
             for index, query in enumerate(queries):
+                prompt = prompts[index] if prompts is not None else None
+                if prompt and query.startswith(prompt) and not self.splitter.looks_chat(query):
+                    parts.append(SplitQuery([{"role": "user", "content": prompt}], query[len(prompt):].strip(),
+                                            roundtrip_ok=False))
+                    continue
                 with _client_input(f"query {index}"):
                     parts.append(self.splitter.split(query, where=f"query {index}"))
         return parts
@@ -354,7 +401,14 @@ def create_app(config: ServeConfig, scorer: Scorer | None = None, *, loader: Cal
     async def invalid_body(_request: Request, exc: RequestValidationError) -> JSONResponse:
         # loc/msg/type only: echoing "input" back could return megabytes of the request body
         errors = jsonable_encoder([{k: e[k] for k in ("loc", "msg", "type") if k in e} for e in exc.errors()])
-        first = errors[0] if errors else {}
+        kind = _request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if kind != "application/json" and any(e.get("loc") in (["body"], ("body",)) for e in errors):
+            metrics.rejected.labels("invalid").inc()
+            shown = f"Content-Type {kind!r}" if kind else "no Content-Type"
+            return JSONResponse({"detail": f"expected a JSON body (Content-Type: application/json), got {shown}",
+                                 "errors": errors}, status_code=422)
+        # a union (a string or a list of messages) reports each branch; our own checks say the most
+        first = next((e for e in errors if e.get("type") == "value_error"), errors[0] if errors else {})
         where = ".".join(str(p) for p in first.get("loc", []))
         message = f"invalid request body at {where}: {first.get('msg', 'malformed')}" if first else "invalid body"
         metrics.rejected.labels("invalid").inc()
@@ -445,7 +499,7 @@ def create_app(config: ServeConfig, scorer: Scorer | None = None, *, loader: Cal
                 metrics.rejected.labels("too_many_items").inc()
                 raise _Reject(413, f"{n} queries in one request, over the limit of {config.max_items} "
                                    "(--max-items); split the request")
-            parts = await asyncio.to_thread(state.split_queries, body.query)
+            parts = await asyncio.to_thread(state.split_queries, body.query, body.prompts)
             mismatched = sum(not p.roundtrip_ok for p in parts)
             if mismatched:
                 metrics.split_mismatch.inc(mismatched)

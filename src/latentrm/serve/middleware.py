@@ -58,10 +58,13 @@ class AuthMiddleware:
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] == "http" and scope["path"] not in OPEN_PATHS:
-            header = b""
-            for name, value in scope.get("headers", []):
-                if name.lower() == b"authorization":
-                    header = value
+            found = [value for name, value in scope.get("headers", []) if name.lower() == b"authorization"]
+            if len(found) > 1:  # which one counts is proxy-dependent: refused, never "the last one wins"
+                response = error_response(401, "more than one Authorization header; send exactly one",
+                                          {"WWW-Authenticate": "Bearer"})
+                await response(scope, receive, send)
+                return
+            header = found[0] if found else b""
             scheme, _, credential = header.partition(b" ")
             if not (scheme.lower() == b"bearer" and hmac.compare_digest(credential.strip(), self._token)):
                 response = error_response(401, "missing or wrong bearer token (send 'Authorization: Bearer <token>')",

@@ -160,6 +160,13 @@ class ChatSplitter:
                     text, changed = text[: -len(token)], True
         return text
 
+    def looks_chat(self, query: str) -> bool:
+        """Does the query open with one of the template's turn markers (after padding and any preamble)?"""
+        text = self._strip_padding(query)
+        if self.preamble and text.startswith(self.preamble):
+            text = text[len(self.preamble):]
+        return any(t.open and text.startswith(t.open) for t in self.turns)
+
     def split(self, query: str, where: str = "query") -> SplitQuery:
         """Parse one query into (prompt messages, response); `where` names it in errors."""
         text = self._strip_padding(query)
