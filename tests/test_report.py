@@ -246,6 +246,34 @@ def parse(text: str) -> Tags:
 # --------------------------------------------------------------------------- the page
 
 
+def test_report_opens_with_its_verdict(html: str) -> None:
+    first = html.index('id="verdict"')
+    assert first < html.index('<section id="overview"')  # the first screen, before any section
+    box = html[first:html.index("</div>", first)]
+    # the fixture's policy refuses 4 of the few made-up people the base model confabulated about: within the noise
+    assert "did not change behaviour on held-out people beyond the intervals" in box
+    assert "fake_substantive 100% [" in box and "-&gt; 33%" in box  # the rates themselves, with intervals
+    assert "False premises: agrees 100%" in box
+    assert "test accuracy on held-out pairs" in box and "The audit flags 1 of 3 probes (surface)" in box
+
+
+def test_the_verdict_says_by_how_much_when_the_intervals_part() -> None:
+    from latentrm.eval.metrics import rate
+    from latentrm.report import views
+
+    def side(fake_sub: int, real: int) -> dict:
+        return {"metrics": {"headline": {"fake_substantive": rate(fake_sub, 50), "answers_real": rate(real, 50)}}}
+
+    loaded = {"eval": {"heldout": {"model": side(50, 40), "base": side(15, 20), "policy": side(3, 36)}},
+              "rl": {"summary": {"steps": 40, "shaper": {"name": "calibrated"}, "mix": "balanced"}}}
+    lines = views.verdict(loaded)
+    assert lines[0].startswith("RL (40 GRPO steps, calibrated reward, balanced mix) changed behaviour")
+    assert "fake_substantive 30% [19%, 44%] -> 6% [2%, 16%] (-24 points)" in lines[0]
+    assert "answers_real 40% [28%, 54%] -> 72% [58%, 83%] (+32 points)" in lines[0]
+    assert "The warm start against the untouched model: fake_substantive 100%" in lines[1]
+    assert views.verdict({}) == []
+
+
 def test_report_has_every_section_filled(report_path: Path, run_dir: Path, html: str) -> None:
     assert report_path == run_dir / "report.html"
     ids = [attrs.get("id") for tag, attrs in parse(html).tags if tag == "section"]
@@ -417,6 +445,7 @@ def test_browser_renders_offline(tmp_path: Path, html: str) -> None:
     page = parse(dom.stdout)
     ids = [attrs.get("id") for tag, attrs in page.tags if tag == "section"]
     assert ids == SECTION_IDS
+    assert any(tag == "div" and attrs.get("id") == "verdict" for tag, attrs in page.tags)  # rendered, first screen
     widths = next(attrs["data-widths"] for tag, attrs in page.tags if tag == "body").split(",")
     n_images = sum(1 for tag, _ in parse(html).tags if tag == "img")
     assert len(widths) == n_images == 10 and all(int(w) > 0 for w in widths)  # every image decoded, no network

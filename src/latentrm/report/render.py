@@ -93,6 +93,7 @@ def context(run_dir: Path) -> dict[str, Any]:
         "sections": [{"id": sid, "title": title, "ran": ran[sid]} for sid, title in SECTIONS],
         "ran": ran,
         "skipped": loaded["skipped"],
+        "verdict": views.verdict(loaded),
         "run": {"preset": run.get("preset"), "command": run.get("command"),
                 "config": json.dumps(run["config"], indent=2, default=str) if run.get("config") else None,
                 "versions": views.key_values(run.get("versions"))},

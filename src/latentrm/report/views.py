@@ -329,3 +329,60 @@ def _spread(row: dict[str, Any], metric: str) -> str:
     if not isinstance(mean, int | float):
         return "n/a"
     return f"{mean:.3f} ± {std:.3f}" if isinstance(std, int | float) else f"{mean:.3f}"
+
+
+def _pct(entry: dict[str, Any]) -> str:
+    return f"{entry['rate']:.0%} [{entry['lo']:.0%}, {entry['hi']:.0%}]"
+
+
+def verdict(loaded: dict[str, Any]) -> list[str]:
+    """The report's first lines, built from the run's own numbers: what RL did to the held-out rates (moved
+    beyond the intervals or not), what the warm start cost against the untouched model, the reward model's test
+    accuracy and the audit's flags. Empty when the run has none of these yet."""
+    lines = []
+    evals = loaded.get("eval") or {}
+    held = evals.get("heldout") or {}
+    side = {name: ((held.get(name) or {}).get("metrics") or {}).get("headline") or {}
+            for name in ("model", "base", "policy")}
+    rl = loaded.get("rl") or {}
+    summary = rl.get("summary") or {}
+    shaper = (summary.get("shaper") or {}).get("name") if isinstance(summary.get("shaper"), dict) else None
+    what = "RL" + (f" ({summary.get('steps')} GRPO steps, {shaper or 'n/a'} reward, {summary.get('mix', 'n/a')} mix)"
+                   if summary else "")
+    moves = []
+    for label in ("fake_substantive", "refuses_fake", "answers_real"):
+        before, after = side["base"].get(label), side["policy"].get(label)
+        if before and after and before.get("rate") is not None and after.get("rate") is not None:
+            apart = after["lo"] > before["hi"] or after["hi"] < before["lo"]
+            moves.append((label, before, after, apart))
+    if moves:
+        text = "; ".join(f"{label} {_pct(b)} -> {_pct(a)}" + (f" ({100 * (a['rate'] - b['rate']):+.0f} points)"
+                                                               if apart else "") for label, b, a, apart in moves)
+        if any(apart for *_, apart in moves):
+            lines.append(f"{what} changed behaviour on held-out people: {text}. Rates whose Wilson intervals do "
+                         "not overlap show the change in points; the others moved within the noise.")
+        else:
+            lines.append(f"{what} did not change behaviour on held-out people beyond the intervals: {text}.")
+    premise = evals.get("false_premise") or {}
+    agrees = [((premise.get(n) or {}).get("metrics") or {}).get("rates", {}).get("agrees") for n in ("base", "policy")]
+    if all(a and a.get("rate") is not None for a in agrees):
+        lines.append(f"False premises: agrees {_pct(agrees[0])} -> {_pct(agrees[1])}.")
+    model = side["model"]
+    if model and side["base"]:
+        cost = [f"{label} {_pct(model[label])} (model) -> {_pct(side['base'][label])} (start policy)"
+                for label in ("fake_substantive", "answers_real")
+                if (model.get(label) or {}).get("rate") is not None
+                and (side["base"].get(label) or {}).get("rate") is not None]
+        if cost:
+            lines.append("The warm start against the untouched model: " + "; ".join(cost) + ".")
+    rm = loaded.get("rm") or {}
+    test = ((rm.get("metrics") or {}).get("test") or {}).get("overall") or {}
+    if isinstance(test.get("accuracy"), int | float):
+        lines.append(f"The reward model's test accuracy on held-out pairs: {test['accuracy']:.3f}.")
+    audit = loaded.get("audit")
+    if audit:
+        rows = audit_rows(audit)
+        flagged = [r["name"] for r in rows if r["verdict"] in ("flag", "fail")]
+        lines.append(f"The audit flags {len(flagged)} of {len(rows)} probes" +
+                     (f" ({', '.join(flagged)})." if flagged else "."))
+    return lines
