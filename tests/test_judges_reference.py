@@ -249,3 +249,26 @@ def test_labelled_rows_must_fit_the_question(tmp_path):
                                "label": "correct"}) + "\n")
     with pytest.raises(LatentrmError, match="label 'correct' is not allowed"):
         load_labelled(bad)
+
+
+@pytest.mark.parametrize("question, references, response, label", [
+    # the wrong answer first, the right one later: a reader takes the first
+    ("What city serves as the capital of Brazil?", ["Brasília"],
+     "The capital of Brazil is São Paulo. However, Brazil has cities serving as its capital, including Brasilia.",
+     "incorrect"),
+    ("How many sides does a hexagon have?", ["6"], "A hexagon has 12 sides, made of six triangles.", "incorrect"),
+    # the right answer, then the question's frame restated with another answer
+    ("What is the largest planet in the Solar System?", ["Jupiter"],
+     "The largest planet in the Solar System is Jupiter. The largest planet is Saturn, a gas giant.", "incorrect"),
+    # a further fact about another name is no contradiction, nor is a misspelling of the answer
+    ("What is the capital of Australia?", ["Canberra"],
+     "The capital of Australia is Canberra. However, Sydney is the largest city.", "correct"),
+    ("What is the tallest mountain in Africa?", ["Kilimanjaro"],
+     "The tallest mountain in Africa is Mount Kilimanjaro. Kilimanjo is also the tallest mountain in Africa.",
+     "correct"),
+])
+def test_an_answer_that_contradicts_itself_is_incorrect(question, references, response, label):
+    judgment = grade(question, references, response)
+    assert judgment.label == label, judgment.evidence
+    if label == "incorrect":
+        assert "contradicts it" in judgment.evidence[0]

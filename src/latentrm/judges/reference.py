@@ -124,13 +124,31 @@ def _names(clause: str, asked: set[str]) -> list[str]:
     return out
 
 
+def _near(name: str, phrase: list[str]) -> bool:
+    """A misspelling of the reference ("Kilimanjo" for "Kilimanjaro") restates it; it is no other answer."""
+    from difflib import SequenceMatcher
+
+    return any(SequenceMatcher(None, word, ref).ratio() >= 0.8 for word in normal_tokens(name) for ref in phrase
+               if len(ref) >= 4)
+
+
 class _Grade:
-    """What the committing clauses say about one reference."""
+    """What the committing clauses say about one reference.
+
+    Besides the first match, it records what a reader takes as the answer when the response says more than
+    one thing: `first_wrong`, a candidate of the reference's type stated *before* the match that does not match
+    ("The capital of Brazil is São Paulo ... including Brasilia"), and `contradicted`, another candidate stated
+    *after* the match in a clause that restates the question's frame ("Jupiter. ... The largest planet is
+    Saturn"). For names, both need a clause that restates the frame (two of the question's content words).
+    Either makes a matching answer `incorrect`: SimpleQA grades an answer that contradicts itself incorrect."""
 
     def __init__(self, reference: Reference, question: str, kept: list[str]) -> None:
         self.match: str | None = None
         self.partial: str | None = None
         self.candidates: list[str] = []
+        self.first_wrong: str | None = None
+        self.contradicted: str | None = None
+        matched_at: int | None = None  # index of the clause that matched
         asked = set(normal_tokens(question))
         if reference.type == "date" and reference.date is not None:
             skip = [d.parts() for d in dates(question)]
@@ -143,22 +161,38 @@ class _Grade:
                         self.match = f"'{date.span}' in: {clause.strip()[:140]}"
         elif reference.type == "number" and reference.number is not None:
             skip_values = {n.value for n in numbers(question)}
-            for clause in kept:
+            for index, clause in enumerate(kept):
                 for number in numbers(clause):
                     if number.year_like or number.value in skip_values or (
                             number.span.lower() == "one" and reference.number.value != 1):
                         continue
                     self.candidates.append(number.span)
-                    if self.match is None and numbers_agree(reference.number, number):
+                    agrees = numbers_agree(reference.number, number)
+                    if self.match is None and agrees:
                         self.match = f"'{number.span}' in: {clause.strip()[:140]}"
+                        matched_at = index
+                    elif self.match is None and self.first_wrong is None and not agrees:
+                        self.first_wrong = f"'{number.span}' first, in: {clause.strip()[:140]}"
         else:
             phrase = list(reference.tokens)
-            for clause in kept:
+            frame = {t for t in asked if len(t) >= 4 and t not in _STOP}
+            for index, clause in enumerate(kept):
                 tokens = normal_tokens(clause)
                 for start in find_phrase(phrase, tokens):
                     if not _NEGATORS & set(tokens[max(0, start - 5) : start]) and self.match is None:
                         self.match = f"'{' '.join(phrase)}' in: {clause.strip()[:140]}"
-                self.candidates += _names(clause, asked) if reference.proper else (
+                        matched_at = index
+                names = _names(clause, asked) if reference.proper else []
+                other = [n for n in names if not find_phrase(phrase, normal_tokens(n)) and not _near(n, phrase)]
+                # only a clause that restates the question's frame ("the largest planet is ...") answers it
+                # again; "However, Sydney is the largest city" after "Canberra" adds a fact, it does not contradict
+                restates = len(frame & set(tokens)) >= min(2, len(frame))
+                if reference.proper and other and restates and not find_phrase(phrase, tokens):
+                    if matched_at is None and self.first_wrong is None:
+                        self.first_wrong = f"'{other[0]}' first, in: {clause.strip()[:140]}"
+                    elif matched_at is not None and index > matched_at and self.contradicted is None:
+                        self.contradicted = f"'{other[0]}' restated after it, in: {clause.strip()[:140]}"
+                self.candidates += names if reference.proper else (
                     [clause.strip()[:160]] if _new_words(clause, asked) else [])
             said = {t for clause in kept for t in normal_tokens(clause)}
             if self.match is None and len(phrase) >= 3 and len(set(phrase) & said) * 2 >= len(set(phrase)):
@@ -185,6 +219,11 @@ def grade(item: JudgeInput) -> Judgment:
     grades = [(ref, _Grade(ref, item.question, kept)) for ref in map(read_reference, item.references)]
     for ref, result in grades:
         if result.match is not None:
+            against = result.first_wrong or result.contradicted
+            if against and not any(r.match is not None and not (r.first_wrong or r.contradicted)
+                                    for _, r in grades):
+                return Judgment("incorrect", [f"matches reference {ref.text!r} but contradicts it: {against}",
+                                              *uncertain], name)
             return Judgment("correct", [f"matches reference {ref.text!r}: {result.match}", *uncertain], name)
     partial = [result.partial for _, result in grades if result.partial]
     if partial:
