@@ -145,7 +145,7 @@ def forget(folder: str | Path) -> None:
 def from_mapping(cls: type[T], values: Mapping[str, Any], where: str) -> T:
     """Build a stage config dataclass from YAML / `--set` values; unknown fields and wrong types are one line.
 
-    `where` names the source in errors (`configs/run/quick.yaml: data`). Lists become tuples where the
+    `where` names the source in errors (`presets/run/quick.yaml: data`). Lists become tuples where the
     field is a tuple.
     """
     known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]

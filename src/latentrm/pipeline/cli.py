@@ -51,7 +51,7 @@ class Progress:
 
 
 def run(
-    preset: Annotated[str, typer.Option(help="configs/run/<NAME>.yaml (quick, cpu-full, gpu-qwen3-8b) or a YAML "
+    preset: Annotated[str, typer.Option(help="presets/run/<NAME>.yaml (quick, cpu-full, gpu-qwen3-8b) or a YAML "
                                              "path.")] = "quick",
     model: Annotated[Optional[str], typer.Option(help="Backbone for every stage (default: the preset's).")] = None,
     name: Annotated[Optional[str], typer.Option(help="Run name: writes runs/<name>/ (default: the preset's).")

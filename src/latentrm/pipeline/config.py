@@ -1,4 +1,4 @@
-"""`latentrm run`'s configuration: a preset YAML in `configs/run/`, `--set section.field=value` overrides.
+"""`latentrm run`'s configuration: a preset YAML in `presets/run/`, `--set section.field=value` overrides.
 
     name: quick               # runs/<name>/
     model: embedded           # backbone of every stage: data generator, reward model, start policy
@@ -24,8 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from latentrm.errors import LatentrmError
+from latentrm.presets import preset_dir
 
-PRESET_DIR = Path(__file__).resolve().parents[3] / "configs" / "run"
+PRESET_DIR = preset_dir("run")  # inside the package: a wheel install finds it too
 SECTIONS = ("data", "features", "sweep", "rm", "audit", "warm_start", "onpolicy", "rl", "eval")
 # Fields a section may not set: the pipeline wires them from the run directory and earlier stages.
 WIRED = {"data": ("out", "pairs_out", "model"), "features": ("pairs", "run_dir", "model"),
@@ -75,14 +76,14 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         raise LatentrmError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
     if values is None:
         raise LatentrmError(f"{path}: the preset is empty; give its sections (data, rm, rl, ...) or start from "
-                            "configs/run/quick.yaml")
+                            "presets/run/quick.yaml")
     if not isinstance(values, dict):
         raise LatentrmError(f"{path}: a preset is a mapping of sections (data, rm, rl, ...)")
     return values
 
 
 def load_preset(name: str) -> tuple[Path, dict[str, Any]]:
-    """A preset's values: `configs/run/<name>.yaml`, or a YAML file path."""
+    """A preset's values: `presets/run/<name>.yaml`, or a YAML file path."""
     path = Path(name)
     if not path.suffix:
         path = PRESET_DIR / f"{name}.yaml"

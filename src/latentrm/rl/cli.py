@@ -15,7 +15,7 @@ from latentrm.errors import LatentrmError
 app = typer.Typer(help="RL against a latent reward model: TRL GRPO, reward shapers, the compare experiment.",
                   no_args_is_help=True)
 
-Preset = Annotated[Optional[str], typer.Option(help="configs/rl/<NAME>.yaml (cpu-small, gpu) or a YAML path; "
+Preset = Annotated[Optional[str], typer.Option(help="presets/rl/<NAME>.yaml (cpu-small, gpu) or a YAML path; "
                                                     "options given here override it.")]
 
 

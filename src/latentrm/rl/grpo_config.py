@@ -1,7 +1,7 @@
 """`RLConfig`: everything one GRPO run against a latent reward model depends on; presets as YAML.
 
-A preset is a YAML file of `RLConfig` fields (`configs/rl/cpu-small.yaml`, `configs/rl/gpu.yaml`);
-`--preset NAME` reads `configs/rl/NAME.yaml` (a path works too) and command-line options override
+A preset is a YAML file of `RLConfig` fields (`presets/rl/cpu-small.yaml`, `presets/rl/gpu.yaml`);
+`--preset NAME` reads `presets/rl/NAME.yaml` (a path works too) and command-line options override
 it. `to_grpo_config()` builds TRL's `GRPOConfig` from it, so TRL's own checks (group size,
 batch divisibility) run before any model loads.
 
@@ -20,8 +20,9 @@ from typing import Any
 
 from latentrm.errors import LatentrmError
 from latentrm.io import config_hash
+from latentrm.presets import preset_dir
 
-PRESET_DIR = Path(__file__).resolve().parents[3] / "configs" / "rl"
+PRESET_DIR = preset_dir("rl")  # inside the package: a wheel install finds it too
 # Fields that change how fast or where a run goes, never what it computes: left out of the run key.
 NON_KEY_FIELDS = ("run_dir", "report_to", "logging_steps", "save_steps", "save_total_limit", "reward_batch_size",
                   "eval_batch_size", "threads")
@@ -175,7 +176,7 @@ class RLConfig:
 
 
 def load_preset(name: str) -> dict[str, Any]:
-    """A preset's fields: `configs/rl/<name>.yaml`, or a YAML file path."""
+    """A preset's fields: `presets/rl/<name>.yaml`, or a YAML file path."""
     import yaml
 
     path = Path(name)
