@@ -199,12 +199,16 @@ def _onpolicy(ctx: Context, which: str, policy: str) -> str:
     if config is None:
         return "disabled (onpolicy.enabled: false)"
     report = json.loads((run(config, force=ctx.force(f"onpolicy_{which}")) / "onpolicy.json").read_text())
-    ctx.summaries[f"onpolicy_{which}"] = {name: c["auroc"]["pooled"] for name, c in report["classes"].items()}
+    ctx.summaries[f"onpolicy_{which}"] = {name: c["auroc"]["within_prompt"]["mean"]
+                                          for name, c in report["classes"].items()}
     parts = []
     for name, c in report["classes"].items():
         a = c["auroc"]
-        value = "-" if a["pooled"] is None else f"{a['pooled']:.2f}"
-        parts.append(f"{name} AUROC {value} ({c['verdict']}, {c['n_wanted']}/{c['n_unwanted']} wanted/unwanted)")
+        within = a["within_prompt"]["mean"]
+        value = "-" if within is None or within != within else f"{within:.2f}"
+        pooled = "-" if a["pooled"] is None or a["pooled"] != a["pooled"] else f"{a['pooled']:.2f}"
+        parts.append(f"{name} within-prompt AUROC {value} over {a['prompts_with_both']} prompts (pooled {pooled}; "
+                     f"{c['verdict']}, {c['n_wanted']}/{c['n_unwanted']} wanted/unwanted)")
     return f"{report['prompts']} prompts x {report['samples_per_prompt']}: " + "; ".join(parts)
 
 
@@ -318,7 +322,12 @@ def _write_run_json(ctx: Context, stages: dict[str, dict[str, Any]], command: st
 
     atomic_write_text(ctx.config.run_dir / "run.json", json.dumps({
         "name": ctx.config.name, "preset": ctx.config.preset, "command": command, "config": ctx.config.to_dict(),
-        "versions": versions(), "precision": precision().as_dict(), "stages": stages}, indent=1, default=str))
+        "versions": versions(), "precision": precision().as_dict(),
+        "stages": {name: stages[name] for name in sorted(stages, key=_stage_order)}}, indent=1, default=str))
+
+
+def _stage_order(name: str) -> int:
+    return STAGE_NAMES.index(name) if name in STAGE_NAMES else len(STAGE_NAMES)
 
 
 def run(config: PipelineConfig, *, from_stage: str | None = None, log: Callable[[str], None] = print, on_stage: Callable[[int, str, dict[str, Any]], None] | None = None,
