@@ -485,7 +485,12 @@ def _plot_training(results: Path) -> Path | None:
         for ax, key in zip(axes, ("artifacts/hedge_fake", "train_judge/fake_substantive"), strict=True):
             points = [(r["step"], r[key]) for r in rows if isinstance(r.get(key), int | float)]
             if points:
-                ax.plot(*zip(*points, strict=True), label=name, alpha=0.8)
+                steps, values = zip(*points, strict=True)
+                # one step holds one made-up prompt's 8 samples: the raw line is noise, the mean over 8 steps reads
+                window = [sum(values[max(0, i - 7):i + 1]) / len(values[max(0, i - 7):i + 1])
+                          for i in range(len(values))]
+                line = ax.plot(steps, window, label=f"{name} (mean of 8 steps)")[0]
+                ax.plot(steps, values, color=line.get_color(), alpha=0.2, linewidth=0.8)
     for ax, title in zip(axes, ("hedge share, made-up prompts (train samples)",
                                 "fake_substantive, live judge (train samples)"), strict=True):
         ax.set_title(title, fontsize=9)
