@@ -42,7 +42,8 @@ def _settings():
 
 
 def test_a_unit_runs_once_is_skipped_when_done_and_refuses_another_start(quick_run, tiny_model_dir, tmp_path):
-    from latentrm.rl.campaign import finished_units, prepare, render, run_unit
+    from latentrm.rl.campaign import prepare, run_unit
+    from latentrm.rl.campaign_table import finished_units, render
 
     results, work = tmp_path / "results", tmp_path / "work"
     prepare(quick_run, results, _settings(), base=str(tiny_model_dir), log=lambda *_: None)

@@ -209,7 +209,8 @@ def campaign_unit(
     force: Annotated[bool, typer.Option(help="Redo a unit even when it is done.")] = False,
 ) -> None:
     """Run units one after another (a finished unit is skipped); the table is re-rendered after each."""
-    from latentrm.rl.campaign import parse_unit, read_inputs, render, run_unit
+    from latentrm.rl.campaign import parse_unit, read_inputs, run_unit
+    from latentrm.rl.campaign_table import render
 
     for name in names:
         parse_unit(name)  # every name is checked before the first unit starts
@@ -223,6 +224,6 @@ def campaign_unit(
 @campaign_app.command("table")
 def campaign_table(results: Results = Path("results/rl-campaign")) -> None:
     """Render `<results>/table.md` and the training plot from whatever units have finished."""
-    from latentrm.rl.campaign import render
+    from latentrm.rl.campaign_table import render
 
     print(render(results).read_text())
