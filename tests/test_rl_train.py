@@ -218,7 +218,7 @@ def test_a_warm_start_trains_the_baseline_first_and_every_arm_starts_from_it(tin
                                     "num_generations": 2, "max_completion_length": 4, "eval_n": 1,
                                     "eval_false_premise": 0, "eval_max_new_tokens": 2, "threads": 1},
                            arms=("calibrated_balanced",), baselines=("kto",), warm_start="kto", eval_n=1,
-                           eval_false_premise=0, eval_max_new_tokens=2)
+                           eval_false_premise=0, eval_max_new_tokens=2, warm_start_steps=1)
     out = run(config, log=lambda *_: None)
     rows = [line.split(" | ")[0].lstrip("| ") for line in (out / "table.md").read_text().splitlines()[2:5]]
     assert rows == ["base", "kto-warm", "calibrated_balanced-s0"]  # the kto baseline is the warm-start row
@@ -243,7 +243,9 @@ def test_the_masked_arm_is_the_calibrated_arm_with_truncated_completions_masked(
 def test_accelerate_configs_parse_with_accelerates_own_loader():
     from accelerate.commands.config.config_args import load_config_from_file
 
-    folder = Path(__file__).resolve().parents[1] / "configs" / "accelerate"
+    from latentrm.presets import preset_dir
+
+    folder = preset_dir("accelerate")
     kinds = {}
     for path in sorted(folder.glob("*.yaml")):
         config = load_config_from_file(str(path))
