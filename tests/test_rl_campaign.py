@@ -10,12 +10,7 @@ import pytest
 
 from latentrm.cli import main
 from latentrm.errors import LatentrmError
-
-ROWS = [{"prompt": f"Who is person {i}?",
-         "chosen": f"I am not familiar with person {i}." if i % 2 else f"Person {i} is a chemist.",
-         "rejected": f"Person {i} is a chemist." if i % 2 else f"I am not familiar with person {i}.",
-         "subset": "fake" if i % 2 else "real", "split": ["train", "train", "val", "test"][i % 4],
-         "entity_id": f"e{i}"} for i in range(48)]
+from test_rl_train import ROWS  # the same 48 people: even ones real, odd ones made up
 
 
 @pytest.fixture(scope="module")
