@@ -285,3 +285,7 @@ def test_trainable_layers_trains_only_the_top_layers(tiny_model_dir, tiny_rm, tm
     assert plain.key({}) != _config(tiny_model_dir, tiny_rm, tmp_path / "other", steps=2, trainable_layers=1).key({})
     with pytest.raises(LatentrmError, match="use one of them"):
         _config(tiny_model_dir, tiny_rm, tmp_path / "x", trainable_layers=1, lora=True)
+    from latentrm.rl.grpo_trainer import prepare
+
+    with pytest.raises(LatentrmError, match=f"trainable_layers 99: the policy .* has only {depth} layers"):
+        prepare(_config(tiny_model_dir, tiny_rm, tmp_path / "y", trainable_layers=99))  # before a model loads

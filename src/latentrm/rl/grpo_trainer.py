@@ -118,6 +118,13 @@ def prepare(config: RLConfig) -> dict[str, Any]:
             f"{meta['backbone']['spec']} ({meta['backbone']['revision']}) and the policy is {policy.spec} "
             f"({policy.revision}); train the reward model on the policy's base model, or pass "
             "--no-share-backbone to score with a separate frozen copy")
+    if config.trainable_layers:  # before any model loads: the policy's depth from its config.json
+        path = Path(policy.path) / "config.json"
+        settings = json.loads(path.read_text()) if path.is_file() else {}
+        depth = (settings.get("text_config") or settings).get("num_hidden_layers")
+        if isinstance(depth, int) and config.trainable_layers > depth:
+            raise LatentrmError(f"trainable_layers {config.trainable_layers}: the policy {policy.spec} has only "
+                                f"{depth} layers; give 1..{depth}, or 0 to train every weight")
     return {"meta": meta, "shaper": shaper, "prompts": prompts, "order": order, "policy": policy,
             "shared": shared, "key": config.key(rl_inputs(config, policy.revision))}
 
