@@ -110,10 +110,9 @@ def check_config(config: OnPolicyConfig) -> None:
             raise LatentrmError(f"{option} {value}: must be 0 or more")
     if not config.prompts:
         raise LatentrmError("--prompts is empty; name heldout, false_premise or a JSONL eval set")
-    from latentrm.eval.heldout import PEOPLE
+    from latentrm.eval.heldout import check_people
 
-    if config.people not in PEOPLE:
-        raise LatentrmError(f"--people {config.people!r}: use one of {', '.join(PEOPLE)}")
+    check_people(config.people, "--people")
 
 
 def check_backbone(rm_dir: str | Path) -> dict[str, Any]:

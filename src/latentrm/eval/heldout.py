@@ -36,14 +36,19 @@ FAKE_GUARD = 1000  # training-stream fake names excluded (covers builds with --n
 PEOPLE: dict[str, tuple[int, ...] | None] = {"all": None, "eval": (0, 1), "select": (2,), "check": (3,)}
 
 
+def check_people(people: str, option: str = "people") -> str:
+    """`people` if it names a part, else a one-line error naming `option`."""
+    if people not in PEOPLE:
+        raise LatentrmError(f"{option} {people!r}: use one of {', '.join(PEOPLE)}")
+    return people
+
+
 def in_part(name: str, people: str, parts: int = 4) -> bool:
     """Is this entity in `people` (all | eval | select | check)? Half the names are eval, a quarter each other."""
     from latentrm.data.entities import fold
     from latentrm.io import stable_id
 
-    if people not in PEOPLE:
-        raise LatentrmError(f"people {people!r}: use one of {', '.join(PEOPLE)}")
-    wanted = PEOPLE[people]
+    wanted = PEOPLE[check_people(people)]
     return wanted is None or int(stable_id("people", fold(name), length=8), 16) % parts in wanted
 
 
@@ -88,8 +93,7 @@ def build_heldout(*, n_real: int = 100, n_fake: int = 100, seed: int = 0, recipe
 
     if n_real < 0 or n_fake < 0 or n_real + n_fake == 0:
         raise LatentrmError("heldout needs --n-real and/or --n-fake above 0")
-    if people not in PEOPLE:
-        raise LatentrmError(f"people {people!r}: use one of {', '.join(PEOPLE)}")
+    check_people(people)
     spec = load_recipe(recipe)
     defaults = BuildConfig()
     train_n_real = defaults.n_real if train_n_real is None else train_n_real

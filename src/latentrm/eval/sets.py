@@ -93,10 +93,9 @@ def false_premise_set(*, people: str = "all", **_: Any) -> list[EvalItem]:
     final eval takes them all (`people` all or eval), and the head's selection and the on-policy check split
     the people between them: `select` is one half, `check` the other (by the same stable name hash)."""
     from latentrm.eval.false_premise import FALSE_PREMISES
-    from latentrm.eval.heldout import PEOPLE, in_part
+    from latentrm.eval.heldout import check_people, in_part
 
-    if people not in PEOPLE:
-        raise LatentrmError(f"people {people!r}: use one of {', '.join(PEOPLE)}")
+    check_people(people)
     halves = {"select": "even", "check": "odd"}
 
     def keep(entity: str) -> bool:
