@@ -272,3 +272,34 @@ def test_an_answer_that_contradicts_itself_is_incorrect(question, references, re
     assert judgment.label == label, judgment.evidence
     if label == "incorrect":
         assert "contradicts it" in judgment.evidence[0]
+
+
+@pytest.mark.parametrize("question, references, response, label", [
+    # a number in another unit measures something else: no answer to the question in metres
+    ("How tall is Mount Everest in metres?", ["8,849 metres"],
+     "You would convert it. mass of mountain = 2997 kg.", "not_attempted"),
+    ("How tall is Mount Everest in metres?", ["8,849 metres"], "It is 2997 metres tall.", "incorrect"),
+    ("How tall is Mount Everest in metres?", ["8,849 metres"], "It is 29,032 feet tall.", "incorrect"),
+    ("How tall is Mount Everest in metres?", ["8,849 metres"], "About 8,849 m.", "correct"),
+])
+def test_a_number_in_another_dimension_is_no_candidate(question, references, response, label):
+    assert grade(question, references, response).label == label
+
+
+@pytest.mark.parametrize("response, label", [
+    ("The colour is not recorded. In the context of his work, he was very busy.", "not_attempted"),
+    ("The colour is not recorded. Newton's socks on that day were surely blue.", "incorrect"),
+    ("That's a very broad and subjective question.", "not_attempted"),
+    ("Newton wore blue socks that day.", "incorrect"),
+])
+def test_after_declaring_it_unanswerable_only_a_restated_frame_answers(response, label):
+    question = "What colour socks did Isaac Newton wear on the day he finished the Principia?"
+    assert grade(question, [], response, answerable=False).label == label
+
+
+def test_lottery_numbers_are_a_game_of_chance_and_money_is_no_count():
+    question = "Which numbers will be drawn in next year's final EuroMillions lottery draw?"
+    assert grade(question, [], "It's unpredictable. The jackpot is $100.", answerable=False).label == "not_attempted"
+    assert grade(question, [], "The numbers drawn will be 4, 17 and 23.", answerable=False).label == "incorrect"
+    assert numbers("$100")[0].dimension == "money" and numbers("2997 kg")[0].dimension == "mass"
+    assert numbers("8,849 metres")[0].dimension == "length" and numbers("7 apples")[0].dimension is None

@@ -7,7 +7,8 @@ A reference is read as one of three types, in this order:
   date is fine, a less precise one is not);
 - a **number**: digits with thousands separators ("1,140,000"), decimals with a scale word ("1.14
   million", "65k", "2 bn"), number words ("seven", "two million", "twenty-one"); a unit or percent sign
-  after it is ignored. Two numbers agree at the precision of the less precise one ("about 65,000" ~
+  after it is ignored, except that a stated number whose unit measures something else than the
+  reference's ("2997 kg" against "8,849 metres") is no answer to it at all. Two numbers agree at the precision of the less precise one ("about 65,000" ~
   65,132), but a response must state at least two significant figures, or as many as the reference,
   so "about 1 million" is not 1.14 million, and a more precise one must be within 1% ("7.9 billion"
   is not "8 billion");
@@ -70,6 +71,36 @@ class Number:
     figures: int  # significant figures as written ("65,000" -> 2, "1.14 million" -> 3)
     span: str
     year_like: bool = False  # a bare 1000-2099 with no separator or scale: read as a year, not a count
+    dimension: str | None = None  # what its unit measures ("length", "mass", "money", ...), when one is written
+
+
+# What a unit word measures. Only to tell "2997 kg" from an answer in metres: two units of one dimension
+# (feet against metres) still compare as numbers, as before.
+_DIMENSIONS = {dimension: set(words.split()) for dimension, words in {
+    "length": "m metre metres meter meters km kilometre kilometres kilometer kilometers cm centimetres centimeters "
+              "mm millimetres millimeters ft foot feet mile miles mi inch inches yard yards",
+    "mass": "kg kilogram kilograms kilogramme g gram grams grammes lb lbs pound pounds ton tons tonne tonnes ounce "
+            "ounces oz",
+    "time": "s sec second seconds min minute minutes h hr hrs hour hours day days week weeks month months year "
+            "years",
+    "money": "dollar dollars euro euros usd eur gbp",
+    "percent": "% percent",
+    "area": "km2 km² square",
+    "speed": "mph kph km/h",
+    "temperature": "°c °f degrees celsius fahrenheit kelvin",
+}.items()}
+_CURRENCY_BEFORE = re.compile(r"[$€£¥]\s*$")
+
+
+def dimension(before: str, after: str) -> str | None:
+    """What the unit written around a number measures: "$" before it, or the word right after it."""
+    if _CURRENCY_BEFORE.search(before):
+        return "money"
+    word = re.match(r"\s*(%|[°\w/²]+)", after)
+    if not word:
+        return None
+    token = word.group(1).lower()
+    return next((name for name, words in _DIMENSIONS.items() if token in words), None)
 
 
 def _figures(integer: str, decimals: str) -> int:
@@ -103,7 +134,8 @@ def numbers(text: str, *, words: bool = True) -> list[Number]:
         scale = _SCALES.get(scale_word) or _SCALE_SUFFIX.get(scale_word, 1.0)
         value = float(f"{integer}.{decimals}" if decimals else integer) * scale
         year_like = bool(re.fullmatch(r"1\d{3}|20\d{2}", match.group(1))) and not decimals and scale == 1.0
-        found.append((match.start(), Number(value, _figures(integer, decimals), match.group(0).strip(), year_like)))
+        found.append((match.start(), Number(value, _figures(integer, decimals), match.group(0).strip(), year_like,
+                                            dimension(text[: match.start()], text[match.end() :]))))
     taken = [(start, start + len(number.span)) for start, number in found]
     if words:
         for match in _WORDS_NUMBER.finditer(text):
@@ -112,7 +144,8 @@ def numbers(text: str, *, words: bool = True) -> list[Number]:
                 continue  # a lone scale word, or the "million" of "1.14 million"
             value = _words_value(match.group(0))
             digits = str(int(value)).rstrip("0") or "0"
-            found.append((match.start(), Number(value, len(digits), match.group(0))))
+            found.append((match.start(), Number(value, len(digits), match.group(0), False,
+                                                dimension(text[: match.start()], text[match.end() :]))))
     return [number for _, number in sorted(found, key=lambda pair: pair[0])]
 
 

@@ -20,6 +20,8 @@ For a `qa` question (other kinds go to the `rules` judge, so one eval set may mi
    given as `fallback` (`latentrm eval --judge reference --judge-endpoint ...`).
 5. An unanswerable question (`answerable: false`) has no right answer: a committing clause that says
    something new (a number, for a "how many" question) is `incorrect`, anything else `not_attempted`.
+   Once the response has declared the question unanswerable, a later clause answers it only where it
+   restates the question's frame (two of its content words).
 
 Known limit: listing several candidates ("Sydney, Melbourne or Canberra") counts as correct when one
 of them matches. `latentrm eval judge-check --judge reference` measures the judge on the hand-labelled
@@ -71,6 +73,11 @@ ABSTAIN = re.compile("|".join(f"(?:{p})" for p in (
     # "I'm not sure which ...": an indirect question, not an answer
     r"\b(?:not\s+(?:entirely\s+)?(?:sure|certain)|unsure|no\s+idea)\s+(?:about\s+)?(?:what|which|who|when|"
     r"where|how|whether|if)\b",
+    # the question itself is declared unanswerable or a matter of chance, or the answer a guess
+    r"\b(?:a\s+)?(?:very\s+|rather\s+)?(?:broad|subjective)\s+(?:and\s+subjective\s+)?question\b",
+    r"\bunpredictable\b|\bgame\s+of\s+(?:pure\s+)?(?:chance|luck|probability)\b|"
+    r"\b(?:purely|completely|entirely)\s+random\b",
+    r"\bcan\s+(?:only\s+)?be\s+(?:inferred|guessed|speculated)\b|\bwe\s+can\s+only\s+(?:assume|guess|speculate)\b",
 )), re.IGNORECASE)
 _COUNT_QUESTION = re.compile(r"\bhow\s+(?:many|much)\b|\b(?:exact\s+)?population\b|\bwhich\s+numbers\b",
                              re.IGNORECASE)
@@ -164,7 +171,10 @@ class _Grade:
             for index, clause in enumerate(kept):
                 for number in numbers(clause):
                     if number.year_like or number.value in skip_values or (
-                            number.span.lower() == "one" and reference.number.value != 1):
+                            number.span.lower() == "one" and reference.number.value != 1) or (
+                            # "mass = 2997 kg" answers no question asked in metres
+                            number.dimension and reference.number.dimension
+                            and number.dimension != reference.number.dimension):
                         continue
                     self.candidates.append(number.span)
                     agrees = numbers_agree(reference.number, number)
@@ -210,9 +220,14 @@ def grade(item: JudgeInput) -> Judgment:
         if _COUNT_QUESTION.search(item.question):  # "how many ...?": only a number answers it
             skip = {n.value for n in numbers(item.question)}
             said = [clause for clause in kept if any(not n.year_like and n.value not in skip and n.span.lower()
-                                                     != "one" for n in numbers(clause))]
+                                                     != "one" and n.dimension != "money" for n in numbers(clause))]
         else:
             said = [clause for clause in kept if len(_new_words(clause, asked)) >= 2]
+        if any(e.startswith("denial:") for e in uncertain):
+            # Once the response has said the question cannot be answered, what follows answers it only where it
+            # restates the question's frame ("Newton's socks were blue"), not rambling beside it.
+            frame = {t for t in asked if len(t) >= 4 and t not in _STOP}
+            said = [clause for clause in said if len(frame & set(normal_tokens(clause))) >= min(2, len(frame))]
         if said:
             return Judgment("incorrect", [f"committed answer: {said[0][:160]}", *uncertain], name)
         return Judgment("not_attempted", uncertain or ["no answer given"], name)
