@@ -158,8 +158,8 @@ def test_help_is_fast():
 
 def test_score_with_a_shaper_writes_the_shaped_reward_as_rl_computes_it(tiny_model_dir, tmp_path, capsys):
     from latentrm.rl.reward import ShapedReward
-    from latentrm.rl.shaping import get_shaper
     from latentrm.rm.model import LatentRewardModel
+    from latentrm.rm.shaping import get_shaper
 
     pairs = _write(tmp_path / "pairs.jsonl", ROWS)
     run = tmp_path / "run"

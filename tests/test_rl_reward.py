@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from latentrm.errors import LatentrmError
-from latentrm.rl.reward import ShapedReward, artifact_flags, group_ids
-from latentrm.rl.shaping import get_shaper
+from latentrm.rl.reward import ShapedReward, artifact_flags
+from latentrm.rm.shaping import get_shaper, group_ids
 
 LEVELS = [0.0, 0.5, 1.0]
 META = {"head": {"type": "linear"}, "chosen_quantiles": {

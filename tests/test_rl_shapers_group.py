@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from latentrm.errors import LatentrmError
-from latentrm.rl.shaping import get_shaper
+from latentrm.rm.shaping import get_shaper
 
 LEVELS = [0.0, 0.25, 0.5, 0.75, 1.0]
 

@@ -252,7 +252,13 @@ def test_accelerate_configs_parse_with_accelerates_own_loader():
         kinds[path.stem] = str(config.distributed_type)
         assert config.mixed_precision == "bf16" and config.num_processes >= 1
     assert kinds.keys() == {"zero2", "zero3", "fsdp"}
-    assert "DEEPSPEED" in kinds["zero2"] and "FSDP" in kinds["fsdp"]
+    assert "DEEPSPEED" in kinds["zero2"] and "DEEPSPEED" in kinds["zero3"] and "FSDP" in kinds["fsdp"]
+    stages = {name: load_config_from_file(str(folder / f"{name}.yaml")).deepspeed_config["zero_stage"]
+              for name in ("zero2", "zero3")}
+    assert stages == {"zero2": 2, "zero3": 3}  # the plugin and the ZeRO stage each file selects
+    fsdp = load_config_from_file(str(folder / "fsdp.yaml")).fsdp_config
+    assert fsdp["fsdp_version"] == 2 and fsdp["fsdp_reshard_after_forward"] is True  # FSDP2, fully sharded
+    assert fsdp["fsdp_auto_wrap_policy"] == "TRANSFORMER_BASED_WRAP"
 
 
 def test_resume_passes_over_a_half_written_checkpoint(tmp_path):

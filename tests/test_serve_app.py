@@ -98,9 +98,8 @@ def test_score_and_get_reward(serve, tokenizer):
 
 
 def test_score_groups_identical_prompts_for_quantile_match(serve):
-    """The server shapes through rl.reward.shape_scores, so quantile_match ranks each prompt's group."""
-    from latentrm.rl.reward import shape_scores
-    from latentrm.rl.shaping import get_shaper
+    """The server shapes through rm.shaping.shape_scores, so quantile_match ranks each prompt's group."""
+    from latentrm.rm.shaping import get_shaper, shape_scores
 
     server = serve()
     completions = ["A mathematician.", "A poet.", "I don't know.", "No idea at all."]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from latentrm.errors import LatentrmError
-from latentrm.rl.shaping import QuantileTable, available_shapers, get_shaper
+from latentrm.rm.shaping import QuantileTable, available_shapers, get_shaper
 
 LEVELS = [round(i / 100, 2) for i in range(101)]
 
@@ -89,3 +89,13 @@ def test_ensemble_is_pessimistic_and_needs_std():
 def test_length_mismatch_is_an_error():
     with pytest.raises(LatentrmError, match="2 scores but 1 subsets"):
         get_shaper("raw")(np.array([1.0, 2.0]), ["fake"])
+
+
+def test_shapers_say_whether_they_need_the_prompt_class():
+    from latentrm.rm.shaping import SHAPERS, needs_subsets
+
+    assert not needs_subsets("raw") and not needs_subsets("ensemble")
+    assert needs_subsets("calibrated") and needs_subsets("quantile_match")
+    assert set(available_shapers()) == set(SHAPERS.names())
+    with pytest.raises(LatentrmError, match="--shaper"):
+        needs_subsets("banana")

@@ -21,7 +21,7 @@ Preset = Annotated[Optional[str], typer.Option(help="presets/rl/<NAME>.yaml (cpu
 
 def shaper_names() -> list[str]:
     """The registered reward shapers (for option validation; imports the shaping module on first use)."""
-    from latentrm.rl.shaping import available_shapers
+    from latentrm.rm.shaping import available_shapers
 
     return available_shapers()
 

@@ -34,7 +34,7 @@ class RLConfig:
     rm: str = field(default="", metadata={"help": "reward-model folder (rm.json + head.safetensors)"})
     policy: str | None = field(default=None, metadata={"help": "start policy; default: the reward model's backbone"})
     run_dir: str = field(default="runs/rl", metadata={"help": "run directory; the stage writes <run_dir>/rl/"})
-    shaper: str = field(default="calibrated", metadata={"help": "reward shaper (rl/shaping.py)"})
+    shaper: str = field(default="calibrated", metadata={"help": "reward shaper (rm/shaping.py)"})
     shaper_params: dict[str, float] = field(default_factory=dict, metadata={"help": "shaper parameters"})
     mix: str = field(default="balanced", metadata={"help": "balanced | natural class mix of every batch"})
     fake_share: float | None = field(default=None, metadata={"help": "natural mix: share of fake prompts"})
@@ -89,7 +89,7 @@ class RLConfig:
     def validate(self) -> RLConfig:
         """One-line errors for values TRL would reject later (or that make no sense)."""
         from latentrm.rl.prompts import MIXES
-        from latentrm.rl.shaping import available_shapers
+        from latentrm.rm.shaping import available_shapers
 
         checks: list[tuple[bool, str]] = [
             (self.steps >= 1, f"--steps {self.steps}: give at least 1 optimizer step"),

@@ -90,8 +90,8 @@ def prepare(config: RLConfig) -> dict[str, Any]:
     from latentrm.models import resolve_model
     from latentrm.pairs import load_pairs
     from latentrm.rl.prompts import ordered_prompts, train_prompts
-    from latentrm.rl.shaping import get_shaper
     from latentrm.rm.model import HEAD_FILE, LatentRewardModel
+    from latentrm.rm.shaping import get_shaper, needs_subsets
 
     config.validate()
     if not config.pairs:
@@ -106,7 +106,7 @@ def prepare(config: RLConfig) -> dict[str, Any]:
         raise LatentrmError(f"--shaper {config.shaper} needs an ensemble reward model (`latentrm rm train "
                             f"--ensemble K`); {config.rm} has a single head")
     frame = load_pairs(config.pairs)
-    needs_class = config.mix == "balanced" or config.shaper not in ("raw", "ensemble")
+    needs_class = config.mix == "balanced" or needs_subsets(config.shaper)
     prompts = train_prompts(frame, where=str(config.pairs), need_subset=needs_class)
     order = ordered_prompts(prompts, config.mix, config.steps, config.prompts_per_step, seed=config.seed,
                             fake_share=config.fake_share)

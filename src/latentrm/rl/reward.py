@@ -32,33 +32,15 @@ frozen base weights and never the adapters the policy is training.
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
 from latentrm.errors import LatentrmError
-from latentrm.rl.shaping import Shaper
+from latentrm.rm.shaping import Shaper, shape_scores
 
 SUBSET_COLUMN = "subset"
-
-
-def group_ids(prompts: Sequence[Any]) -> list[int]:
-    """One id per distinct prompt (text or chat messages), in order of first appearance."""
-    seen: dict[str, int] = {}
-    out = []
-    for prompt in prompts:
-        key = prompt if isinstance(prompt, str) else json.dumps(prompt, sort_keys=True, default=str)
-        out.append(seen.setdefault(key, len(seen)))
-    return out
-
-
-def shape_scores(shaper: Shaper, raw: np.ndarray, subsets: Sequence[str | None] | None,
-                 std: np.ndarray | None = None, prompts: Sequence[Any] | None = None) -> np.ndarray:
-    """The shaping half of the composition, for callers that score on their own (the server's batcher)."""
-    groups = group_ids(prompts) if (shaper.needs_groups and prompts is not None) else None
-    return shaper(raw, subsets, std, groups)
 
 
 def has_std(rm: Any) -> bool:

@@ -34,9 +34,9 @@ def ensemble_modes() -> tuple[str, ...]:
 
 
 def shaper_names() -> list[str]:
-    from latentrm.rl.cli import shaper_names as names
+    from latentrm.rm.shaping import available_shapers
 
-    return names()
+    return available_shapers()
 
 
 Model = Annotated[str, typer.Option(help="Backbone: 'embedded' (SmolLM2-135M), a HF id in the local cache, or a folder.")]
@@ -283,7 +283,7 @@ def rm_score(
     out: Annotated[Optional[Path], typer.Option(help="Output JSONL with a 'score' column (default: print).",
                                                 callback=validate.writable_file_option)] = None,
     batch_size: BatchSize = 16,
-    shaper: Annotated[Optional[str], typer.Option(help="Also write the shaped reward (rl.reward.ShapedReward, as RL "
+    shaper: Annotated[Optional[str], typer.Option(help="Also write the shaped reward (rm.shaping, as RL "
                                                        "and the server compute it): calibrated, quantile_match, ...",
                                                   callback=validate.choice_option(shaper_names))] = None,
     shaper_param: Annotated[Optional[list[str]], typer.Option(help="name=number, repeatable.")] = None,
@@ -313,19 +313,23 @@ def rm_score(
 
     shaped = None
     if shaper is not None:  # checked against rm.json before the backbone loads
-        from latentrm.rl.reward import ShapedReward
-        from latentrm.rl.shaping import get_shaper
+        import numpy as np
+
+        from latentrm.rm.shaping import get_shaper, needs_subsets, shape_scores
 
         the_shaper = get_shaper(shaper, LatentRewardModel.read_meta(rm), **validate.parse_shaper_params(shaper_param))
-        if frame is not None and subset_column not in frame.columns and shaper not in ("raw", "ensemble"):
+        if frame is not None and subset_column not in frame.columns and needs_subsets(shaper):
             raise LatentrmError(f"{input}: --shaper {shaper} needs each row's prompt class in a '{subset_column}' "
                                 "column (or --subset-column NAME)")
     model = LatentRewardModel.load(rm)
     if shaper is not None:
         subsets = list(frame[subset_column]) if frame is not None and subset_column in frame.columns else None
-        reward = ShapedReward(model, the_shaper, subset_column="subset", batch_size=batch_size)
-        raw, std = reward.raw_scores(prompts, completions)
-        shaped = reward.shape(raw, subsets, std, prompts).tolist()
+        if isinstance(model.head, EnsembleHead):
+            mean, spread = model.score_with_std(prompts, completions, batch_size=batch_size)
+            raw, std = np.asarray(mean, dtype=np.float64), np.asarray(spread, dtype=np.float64)
+        else:
+            raw, std = np.asarray(model.score(prompts, completions, batch_size=batch_size), np.float64), None
+        shaped = shape_scores(the_shaper, raw, subsets, std, prompts).tolist()
         scores, stds = raw.tolist(), (std.tolist() if std is not None else None)
     elif isinstance(model.head, EnsembleHead):  # mean over heads, plus their spread
         mean, std = model.score_with_std(prompts, completions, batch_size=batch_size)

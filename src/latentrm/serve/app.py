@@ -44,9 +44,8 @@ from fastapi.responses import JSONResponse, Response
 
 from latentrm.errors import LatentrmError
 from latentrm.models import render_for_scoring
-from latentrm.rl.reward import shape_scores
-from latentrm.rl.shaping import Shaper, get_shaper
 from latentrm.rm.metrics import sigmoid
+from latentrm.rm.shaping import Shaper, get_shaper, shape_scores
 from latentrm.serve.batcher import BatchPolicy, MicroBatcher, QueueFull
 from latentrm.serve.bodies import GetRewardRequest, ScoreRequest, _plain
 from latentrm.serve.metrics import ServeMetrics

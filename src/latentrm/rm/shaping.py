@@ -57,6 +57,7 @@ Usage: `get_shaper("calibrated", LatentRewardModel.load(d).meta, tau=0.5)(scores
 from __future__ import annotations
 
 import inspect
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -64,6 +65,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 
 from latentrm.errors import LatentrmError
+from latentrm.registry import Registry
 
 ShaperName = Literal["raw", "calibrated", "capped", "ensemble", "quantile_match", "density"]
 
@@ -105,12 +107,17 @@ class Shaper:
 
 
 ShaperFactory = Callable[..., Shaper]
-SHAPERS: dict[str, ShaperFactory] = {}
+SHAPERS: Registry[ShaperFactory] = Registry("reward shaper", hint="--shaper")
+_NEEDS_SUBSETS: dict[str, bool] = {}
 
 
-def register_shaper(name: str) -> Callable[[ShaperFactory], ShaperFactory]:
+def register_shaper(name: str, *, needs_subsets: bool = True) -> Callable[[ShaperFactory], ShaperFactory]:
+    """`@register_shaper("name")` on a factory `(meta, **params) -> Shaper`. `needs_subsets`: the shaper reads
+    each completion's prompt class (a per-class table of chosen scores), so callers must pass it."""
+
     def wrap(factory: ShaperFactory) -> ShaperFactory:
-        SHAPERS[name] = factory
+        SHAPERS.add(name, factory)
+        _NEEDS_SUBSETS[name] = needs_subsets
         return factory
 
     return wrap
@@ -120,20 +127,41 @@ def available_shapers() -> list[str]:
     return sorted(SHAPERS)
 
 
+def needs_subsets(name: str) -> bool:
+    """Whether shaper `name` needs each completion's prompt class (unknown names: as `get_shaper` says)."""
+    SHAPERS.get(name)
+    return _NEEDS_SUBSETS[name]
+
+
 def get_shaper(name: str, meta: Mapping[str, Any] | None = None, **params: Any) -> Shaper:
     """Build the shaper `name` for a reward model whose rm.json is `meta`.
 
     Unknown names and unknown or invalid parameters raise `LatentrmError`.
     """
-    if name not in SHAPERS:
-        raise LatentrmError(f"unknown reward shaper '{name}'; choose one of {', '.join(available_shapers())}")
-    factory = SHAPERS[name]
+    factory = SHAPERS.get(name)
     accepted = [p for p in inspect.signature(factory).parameters if p != "meta"]
     unknown = sorted(set(params) - set(accepted))
     if unknown:
         allowed = ", ".join(accepted) or "none"
         raise LatentrmError(f"reward shaper '{name}' has no parameter {', '.join(unknown)}; it takes: {allowed}")
     return factory(meta or {}, **params)
+
+
+def group_ids(prompts: Sequence[Any]) -> list[int]:
+    """One id per distinct prompt (text or chat messages), in order of first appearance."""
+    seen: dict[str, int] = {}
+    out = []
+    for prompt in prompts:
+        key = prompt if isinstance(prompt, str) else json.dumps(prompt, sort_keys=True, default=str)
+        out.append(seen.setdefault(key, len(seen)))
+    return out
+
+
+def shape_scores(shaper: Shaper, raw: np.ndarray, subsets: Sequence[str | None] | None,
+                 std: np.ndarray | None = None, prompts: Sequence[Any] | None = None) -> np.ndarray:
+    """The shaping half of the composition, for callers that score on their own (the server's batcher)."""
+    groups = group_ids(prompts) if (shaper.needs_groups and prompts is not None) else None
+    return shaper(raw, subsets, std, groups)
 
 
 # --------------------------------------------------------------------------- quantile tables
@@ -228,7 +256,7 @@ def _finite_param(name: str, value: Any, low: float, high: float, shaper: str, *
 # --------------------------------------------------------------------------- shapers
 
 
-@register_shaper("raw")
+@register_shaper("raw", needs_subsets=False)
 def raw_shaper(meta: Mapping[str, Any]) -> Shaper:
     return Shaper("raw", {}, lambda scores, subsets, std: scores.copy())
 
@@ -261,7 +289,7 @@ def capped_shaper(meta: Mapping[str, Any], quantile: float = 0.5) -> Shaper:
     return Shaper("capped", {"quantile": quantile}, shape)
 
 
-@register_shaper("ensemble")
+@register_shaper("ensemble", needs_subsets=False)
 def ensemble_shaper(meta: Mapping[str, Any], k: float = 1.0) -> Shaper:
     k = _finite_param("k", k, 0.0, 100.0, "ensemble")
 
