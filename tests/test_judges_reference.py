@@ -226,7 +226,7 @@ def test_labelled_set_covers_every_label_thirty_times_with_a_heldout_part():
     counts = Counter(r["label"] for r in rows)
     assert min(counts[label] for label in ("correct", "incorrect", "not_attempted")) >= 30, counts
     assert {r["source"] for r in rows} == {"embedded", "hand"}
-    assert {r["part"] for r in rows} == {"dev", "heldout"}
+    assert {"dev", "heldout", "dev2"} <= {r["part"] for r in rows}
     assert sum(r["part"] == "heldout" for r in rows) >= 30
 
 
@@ -236,7 +236,7 @@ def test_judge_check_reports_the_reference_grader_per_label_and_part():
     result = judge_check(LABELLED, ["reference"])["judges"]["reference"]
     assert set(result["by_label"]) == {"correct", "incorrect", "not_attempted"}
     assert sum(entry["n"] for entry in result["by_label"].values()) == result["n"]
-    assert set(result["by_part"]) == {"dev", "heldout"} and set(result["by_part_label"]) == {"dev", "heldout"}
+    assert {"dev", "heldout", "dev2"} <= set(result["by_part"]) and set(result["by_part_label"]) == set(result["by_part"])
     # docs/eval.md reports the measured numbers (`latentrm eval judge-check --judge reference`); a regression guard:
     assert result["accuracy"] >= 0.85
 
@@ -303,3 +303,38 @@ def test_lottery_numbers_are_a_game_of_chance_and_money_is_no_count():
     assert grade(question, [], "The numbers drawn will be 4, 17 and 23.", answerable=False).label == "incorrect"
     assert numbers("$100")[0].dimension == "money" and numbers("2997 kg")[0].dimension == "mass"
     assert numbers("8,849 metres")[0].dimension == "length" and numbers("7 apples")[0].dimension is None
+
+
+@pytest.mark.parametrize("question, references, response, label", [
+    ("Is the Amazon longer than the Thames?", ["yes"], "Yes, by thousands of kilometres.", "correct"),
+    ("Is the Amazon longer than the Thames?", ["yes"], "No, the Thames is longer.", "incorrect"),
+    ("Is the Amazon longer than the Thames?", ["yes"], "The Amazon is not longer than the Thames.", "incorrect"),
+    ("Is the Amazon longer than the Thames?", ["yes"], "Both rivers carry a lot of water.", "not_attempted"),
+    ("Is Canberra the largest city in Australia?", ["no"],
+     "No, Canberra is not the largest city. But Canberra is indeed the largest city in Australia.", "incorrect"),
+    ("Was Abraham Lincoln born before Charles Darwin?", ["no"], "The answer is no. So, yes, he was.", "incorrect"),
+    ("Is gold heavier than lead, by density?", ["yes"], "Gold is far denser: its density is 19.3.", "correct"),
+])
+def test_yes_no_questions_read_the_answer_not_the_word(question, references, response, label):
+    assert grade(question, references, response).label == label
+
+
+@pytest.mark.parametrize("response, label", [
+    ("Venus is closer to the Sun than Mars.", "correct"),
+    ("Mars is closer to the Sun.", "incorrect"),
+    ("Venus and Mars are both planets near the Sun.", "not_attempted"),   # naming both options answers nothing
+    ("The closest approach to Venus is measured by transits.", "not_attempted"),
+    ("Venus is closer to the Sun than Mars. Mars is closer to the Sun, though.", "incorrect"),
+])
+def test_a_which_of_a_or_b_question_needs_one_option_chosen(response, label):
+    assert grade("Which is closer to the Sun, Venus or Mars?", ["Venus"], response).label == label
+
+
+def test_unanswerable_name_questions_need_a_name_and_records_can_be_missing():
+    question = "Which team will win the football World Cup in 2042?"
+    assert grade(question, [], "The World Cup is a big event where two teams compete.", answerable=False
+                 ).label == "not_attempted"
+    assert grade(question, [], "Brazil will win it.", answerable=False).label == "incorrect"
+    assert grade("What was Leonardo's exact height?", [], "His height was never recorded.", answerable=False
+                 ).label == "not_attempted"
+    assert numbers("about 1270 kilometres")[0].year_like is False and numbers("in 1270")[0].year_like is True

@@ -133,9 +133,11 @@ def numbers(text: str, *, words: bool = True) -> list[Number]:
         scale_word = (match.group(3) or match.group(4) or "").lower()
         scale = _SCALES.get(scale_word) or _SCALE_SUFFIX.get(scale_word, 1.0)
         value = float(f"{integer}.{decimals}" if decimals else integer) * scale
-        year_like = bool(re.fullmatch(r"1\d{3}|20\d{2}", match.group(1))) and not decimals and scale == 1.0
+        unit = dimension(text[: match.start()], text[match.end() :])
+        year_like = bool(re.fullmatch(r"1\d{3}|20\d{2}", match.group(1))) and not decimals and scale == 1.0 and (
+            unit in (None, "time"))  # "1270 kilometres" is a length, not a year
         found.append((match.start(), Number(value, _figures(integer, decimals), match.group(0).strip(), year_like,
-                                            dimension(text[: match.start()], text[match.end() :]))))
+                                            unit)))
     taken = [(start, start + len(number.span)) for start, number in found]
     if words:
         for match in _WORDS_NUMBER.finditer(text):

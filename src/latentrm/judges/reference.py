@@ -78,9 +78,15 @@ ABSTAIN = re.compile("|".join(f"(?:{p})" for p in (
     r"\bunpredictable\b|\bgame\s+of\s+(?:pure\s+)?(?:chance|luck|probability)\b|"
     r"\b(?:purely|completely|entirely)\s+random\b",
     r"\bcan\s+(?:only\s+)?be\s+(?:inferred|guessed|speculated)\b|\bwe\s+can\s+only\s+(?:assume|guess|speculate)\b",
+    r"\bno\s+(?:surviving\s+|historical\s+|reliable\s+|written\s+)?(?:records?|sources?|evidence|accounts?)\b"
+    r"(?!\s+(?:shows?|says?|suggests?)\s+(?:that\s+)?\w+\s+(?:is|was))",
+    r"\b(?:was|were|is|are|has\s+been|have\s+been)\s+never\s+(?:recorded|documented|written\s+down|measured|counted)\b",
+    r"\b(?:is|are)\s*n[o'’]t\s+(?:available|known|recorded)\b",
 )), re.IGNORECASE)
-_COUNT_QUESTION = re.compile(r"\bhow\s+(?:many|much)\b|\b(?:exact\s+)?population\b|\bwhich\s+numbers\b",
+_COUNT_QUESTION = re.compile(r"\bhow\s+(?:many|much)\b|\b(?:exact\s+)?population\b|\bwhich\s+numbers?\b",
                              re.IGNORECASE)
+_NAME_QUESTION = re.compile(r"\b(?:which\s+(?:team|country|city|person|player|company|nation)|who\s+will|"
+                            r"what\s+(?:was|is|will\s+be)\s+the\s+name)\b", re.IGNORECASE)
 _NEGATORS = {"not", "no", "never", "isnt", "wasnt", "arent", "werent", "nor", "neither", "rather", "instead"}
 # Capitalised words that open a sentence or name nothing: never a candidate name.
 _STARTERS = set("""i i'm i've i'd it it's its the this that these those there here as however yes no in according
@@ -209,6 +215,109 @@ class _Grade:
                 self.partial = f"{len(set(phrase) & said)}/{len(set(phrase))} words of {reference.text!r}"
 
 
+_YES_NO = {"yes": "yes", "no": "no"}
+_YES = re.compile(r"^(?:well,?\s+|actually,?\s+|so,?\s+)?(?:yes|yeah|yep|absolutely|definitely|certainly|indeed|"
+                  r"correct|that's\s+(?:right|correct|true))\b|\bthe\s+answer\s+is\s+yes\b", re.IGNORECASE)
+_NO = re.compile(r"^(?:well,?\s+|actually,?\s+|so,?\s+)?(?:no|nope|not\s+at\s+all|not\s+really)\b|"
+                 r"\bthe\s+answer\s+is\s+no\b", re.IGNORECASE)
+_NEGATED = re.compile(r"\b(?:not|never|n't|n’t|neither|nor)\b", re.IGNORECASE)
+# "Which came first, the printing press or the telescope?": the options after the last comma or colon
+_OPTIONS = re.compile(r"[,:]\s*(?:the\s+)?(?P<a>[^,:?]+?)\s+or\s+(?:the\s+)?(?P<b>[^,:?]+?)\s*\?\s*$", re.IGNORECASE)
+_COMPARE = re.compile(r"\b(?:than|compared\s+(?:to|with)|before|ahead\s+of|rather\s+than|over|while|whereas)\b",
+                      re.IGNORECASE)
+_WH = {"which", "who", "what", "whose", "whom", "first", "one"}
+
+
+def _predicate(question: str, names: Sequence[str]) -> set[str]:
+    """The question's content words that are not its entities nor the asked type ("which *planet*"): "longer",
+    "born", "came", "first"."""
+    named = {t for name in names for t in normal_tokens(name)}
+    capitalised = {t for run in re.findall(r"\b[A-Z][\w'’-]*", question) for t in normal_tokens(run)}
+    asked_type = {m.lower() for m in re.findall(r"\b(?:which|what)\s+(\w+)", question, re.IGNORECASE)}
+    return {t for t in normal_tokens(question) if len(t) >= 3 and t not in _STOP and t not in named
+            and t not in capitalised - {"first"} and t not in _WH | asked_type | {"did", "does", "was", "were", "is",
+                                                                                    "are", "has", "have"}}
+
+
+def _says(words: set[str], tokens: Sequence[str]) -> bool:
+    """Whether a clause uses one of `words`, inflected or not ("live" ~ "lived", "taller" ~ "taller")."""
+    return any(t == w or (len(w) >= 4 and t.startswith(w)) for t in tokens for w in words)
+
+
+def _yes_no(item: JudgeInput, kept: list[str], uncertain: list[str]) -> Judgment | None:
+    """A yes/no question: the first clause that says yes or no, or restates the question's predicate about one of
+    its entities (negated: no), is the answer; a later clause that says the opposite contradicts it."""
+    wanted = {_YES_NO[r.strip().lower().rstrip(".!")] for r in item.references
+              if r.strip().lower().rstrip(".!") in _YES_NO}
+    if not wanted or len(wanted) != len(item.references):
+        return None
+    names = [n for n in re.findall(r"\b[A-Z][\w'’.-]*(?:\s+[A-Z][\w'’.-]*)*", item.question)
+             if n.split()[0].lower() not in _STARTERS | {"is", "was", "did", "does", "are", "were", "has", "have",
+                                                         "can", "could", "will", "would"}]
+    predicate = _predicate(item.question, names)
+    entity_words = {t for n in names for t in normal_tokens(n) if len(t) >= 3}
+    said: list[tuple[str, str]] = []
+    for clause in kept:
+        tokens = normal_tokens(clause)
+        if _YES.search(clause):
+            said.append(("yes", clause))
+        elif _NO.search(clause):
+            said.append(("no", clause))
+        elif _says(predicate, tokens) and (entity_words & set(tokens) or not entity_words):
+            said.append(("no" if _NEGATED.search(clause) else "yes", clause))
+    if not said:
+        return Judgment("not_attempted", uncertain or ["no yes or no stated"], ReferenceJudge.name)
+    answer, where = said[0]
+    against = next((c for a, c in said[1:] if a != answer), None)
+    if answer in wanted and against is None:
+        return Judgment("correct", [f"says {answer}, as the reference: {where[:140]}", *uncertain], ReferenceJudge.name)
+    reason = (f"says {answer}, then the opposite: {against[:140]}" if against is not None
+              else f"says {answer}: {where[:140]}")
+    return Judgment("incorrect", [reason, *uncertain], ReferenceJudge.name)
+
+
+def _options(item: JudgeInput, kept: list[str], uncertain: list[str]) -> Judgment | None:
+    """A "which of A or B" question: both options are in the question, so naming them answers nothing. A clause
+    answers when it restates the question's predicate and names one option, or both with a comparison between
+    ("Venus is closer to the Sun than Mars"); the first such clause is the answer."""
+    found = _OPTIONS.search(item.question)
+    if not found:
+        return None
+    options = [found.group("a"), found.group("b")]
+    option_tokens = [normal_tokens(o) for o in options]
+    refs = [normal_tokens(r) for r in item.references]
+    right = [i for i, toks in enumerate(option_tokens) if any(r and (r == toks or find_phrase(r, toks)
+                                                                     or find_phrase(toks, r)) for r in refs)]
+    if len(right) != 1:
+        return None
+    predicate = _predicate(item.question[: found.start()], options)
+    picked: list[tuple[int, str]] = []
+    for clause in kept:
+        tokens = normal_tokens(clause)
+        where = [min(find_phrase(toks, tokens), default=None) for toks in option_tokens]
+        named = [i for i, at in enumerate(where) if at is not None]
+        if not named or not _says(predicate, tokens) or _NEGATED.search(clause):
+            continue
+        if len(named) == 1:
+            picked.append((named[0], clause))
+        else:
+            first = min(named, key=lambda i: where[i])
+            second = 1 - first
+            between = " ".join(tokens[where[first] : where[second]])
+            if _COMPARE.search(between):
+                picked.append((first, clause))
+    if not picked:
+        return Judgment("not_attempted", uncertain or ["neither option chosen"], ReferenceJudge.name)
+    choice, where_said = picked[0]
+    against = next((c for i, c in picked[1:] if i != choice), None)
+    if choice == right[0] and against is None:
+        return Judgment("correct", [f"chooses {options[choice]!r}: {where_said[:140]}", *uncertain],
+                        ReferenceJudge.name)
+    reason = (f"chooses {options[choice]!r}, then the other: {against[:140]}" if against is not None
+              else f"chooses {options[choice]!r}: {where_said[:140]}")
+    return Judgment("incorrect", [reason, *uncertain], ReferenceJudge.name)
+
+
 def grade(item: JudgeInput) -> Judgment:
     """The string-matching verdict on one `qa` response (`unjudged` where matching cannot decide)."""
     name = ReferenceJudge.name
@@ -221,8 +330,10 @@ def grade(item: JudgeInput) -> Judgment:
             skip = {n.value for n in numbers(item.question)}
             said = [clause for clause in kept if any(not n.year_like and n.value not in skip and n.span.lower()
                                                      != "one" and n.dimension != "money" for n in numbers(clause))]
-        else:
-            said = [clause for clause in kept if len(_new_words(clause, asked)) >= 2]
+        elif _NAME_QUESTION.search(item.question):  # "which team ...?", "what was the name ...": only a name
+            said = [clause for clause in kept if _names(clause, asked)]
+        else:  # something new: two new words, or a name the question does not hold
+            said = [clause for clause in kept if len(_new_words(clause, asked)) >= 2 or _names(clause, asked)]
         if any(e.startswith("denial:") for e in uncertain):
             # Once the response has said the question cannot be answered, what follows answers it only where it
             # restates the question's frame ("Newton's socks were blue"), not rambling beside it.
@@ -231,6 +342,10 @@ def grade(item: JudgeInput) -> Judgment:
         if said:
             return Judgment("incorrect", [f"committed answer: {said[0][:160]}", *uncertain], name)
         return Judgment("not_attempted", uncertain or ["no answer given"], name)
+    for reader in (_yes_no, _options):
+        verdict = reader(item, kept, uncertain)
+        if verdict is not None:
+            return verdict
     grades = [(ref, _Grade(ref, item.question, kept)) for ref in map(read_reference, item.references)]
     for ref, result in grades:
         if result.match is not None:
