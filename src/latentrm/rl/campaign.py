@@ -278,8 +278,10 @@ def _train(manifest: dict[str, Any], settings: CampaignSettings, unit: dict[str,
     from latentrm.rl.grpo_trainer import run as run_rl
 
     start = str(manifest["start"]) if unit["start"] == "sft" else str(manifest["base"])
-    # the unit evaluates on its own sets afterwards; TRL's start and end evals shrink to a smoke test
-    config = build_config(settings.preset, {"eval_every": 0, "eval_n": 2, "eval_false_premise": 0,
+    # the unit evaluates on its own sets afterwards; TRL's start and end evals shrink to a smoke test. The unit
+    # key holds the preset's name, not its values, so what trains is pinned here: every unit so far trained all
+    # layers, whatever the preset now says (a campaign that wants fewer sets rl_sets.trainable_layers)
+    config = build_config(settings.preset, {"trainable_layers": 0, "eval_every": 0, "eval_n": 2, "eval_false_premise": 0,
                                             "eval_max_new_tokens": 16, "save_steps": settings.save_steps,
                                             "save_total_limit": 2, "threads": settings.threads,
                                             **settings.rl_sets},
