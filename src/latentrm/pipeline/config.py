@@ -23,10 +23,10 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from latentrm import presets
 from latentrm.errors import LatentrmError
-from latentrm.presets import preset_dir
 
-PRESET_DIR = preset_dir("run")  # inside the package: a wheel install finds it too
+PRESET_DIR = presets.preset_dir("run")  # inside the package: a wheel install finds it too
 SECTIONS = ("data", "features", "sweep", "rm", "audit", "warm_start", "onpolicy", "rl", "eval")
 # Fields a section may not set: the pipeline wires them from the run directory and earlier stages.
 WIRED = {"data": ("out", "pairs_out", "model"), "features": ("pairs", "run_dir", "model"),
@@ -62,53 +62,17 @@ class PipelineConfig:
 
 
 def preset_names() -> list[str]:
-    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
-
-
-def _read_yaml(path: Path) -> dict[str, Any]:
-    import yaml
-
-    try:
-        values = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise LatentrmError(f"{path}: not UTF-8 text; a preset is a YAML file") from None
-    except yaml.YAMLError as exc:
-        raise LatentrmError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
-    if values is None:
-        raise LatentrmError(f"{path}: the preset is empty; give its sections (data, rm, rl, ...) or start from "
-                            "presets/run/quick.yaml")
-    if not isinstance(values, dict):
-        raise LatentrmError(f"{path}: a preset is a mapping of sections (data, rm, rl, ...)")
-    return values
+    return presets.preset_names("run")
 
 
 def load_preset(name: str) -> tuple[Path, dict[str, Any]]:
     """A preset's values: `presets/run/<name>.yaml`, or a YAML file path."""
-    path = Path(name)
-    if not path.suffix:
-        path = PRESET_DIR / f"{name}.yaml"
-    if not path.is_file():
-        raise LatentrmError(f"--preset {name}: no such preset ({path}); known presets: "
-                            f"{', '.join(preset_names()) or 'none found'}")
-    return path, _read_yaml(path)
+    return presets.read_preset("run", name, holds="sections (data, rm, rl, ...)")
 
 
 def parse_sets(items: list[str] | None) -> list[tuple[list[str], Any]]:
     """`--set data.n_real=20` items as (path, value) with YAML scalars (`1e-5`, `true`, `[9, 15]`)."""
-    import yaml
-
-    out = []
-    for item in items or []:
-        key, sep, text = item.partition("=")
-        parts = [p.strip().replace("-", "_") for p in key.split(".") if p.strip()]
-        if not sep or not parts:
-            raise LatentrmError(f"--set {item!r}: write section.field=value, e.g. data.n_real=20 or rl.steps=10")
-        try:
-            value = yaml.safe_load(text)
-        except yaml.YAMLError:
-            raise LatentrmError(f"--set {item!r}: the value is not a YAML scalar or list") from None
-        out.append((parts, value))
-    return out
+    return [presets.parse_set(item, form="section.field=value", example="data.n_real=20 or rl.steps=10") for item in items or []]
 
 
 def build_config(preset: str = "quick", *, sets: list[str] | None = None, name: str | None = None,

@@ -20,7 +20,7 @@ from typing import Any
 
 from latentrm.errors import LatentrmError
 from latentrm.io import config_hash
-from latentrm.presets import preset_dir
+from latentrm.presets import parse_set, preset_dir, read_preset
 
 PRESET_DIR = preset_dir("rl")  # inside the package: a wheel install finds it too
 # Fields that change how fast or where a run goes, never what it computes: left out of the run key.
@@ -177,20 +177,7 @@ class RLConfig:
 
 def load_preset(name: str) -> dict[str, Any]:
     """A preset's fields: `presets/rl/<name>.yaml`, or a YAML file path."""
-    import yaml
-
-    path = Path(name)
-    if not path.suffix:
-        path = PRESET_DIR / f"{name}.yaml"
-    if not path.is_file():
-        known = ", ".join(sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))) or "none found"
-        raise LatentrmError(f"--preset {name}: no such preset ({path}); known presets: {known}")
-    try:
-        values = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise LatentrmError(f"{path}: not valid YAML ({exc})") from None
-    if not isinstance(values, dict):
-        raise LatentrmError(f"{path}: a preset is a mapping of RLConfig fields")
+    path, values = read_preset("rl", name, holds="RLConfig fields")
     known_fields = {f.name for f in fields(RLConfig)}
     unknown = sorted(set(values) - known_fields)
     if unknown:
@@ -233,20 +220,13 @@ def _check_types(config: RLConfig | dict[str, Any]) -> None:
 
 def parse_sets(items: list[str] | None) -> dict[str, Any]:
     """`--set key=value` pairs as RLConfig field values (YAML scalars: 1e-5, true, null, [a, b])."""
-    import yaml
-
     known = {f.name: f for f in fields(RLConfig)}
     out: dict[str, Any] = {}
     for item in items or []:
-        name, sep, text = item.partition("=")
-        name = name.strip().replace("-", "_")
-        if not sep or name not in known:
-            hint = "" if sep else " (write key=value)"
-            raise LatentrmError(f"--set {item!r}: unknown RLConfig field{hint}; fields: {', '.join(sorted(known))}")
-        try:
-            value = yaml.safe_load(text)
-        except yaml.YAMLError:
-            raise LatentrmError(f"--set {item!r}: the value is not a YAML scalar or list") from None
+        parts, value = parse_set(item, example="learning_rate=1e-5")
+        name = ".".join(parts)
+        if name not in known:
+            raise LatentrmError(f"--set {item!r}: unknown RLConfig field; fields: {', '.join(sorted(known))}")
         if isinstance(value, str) and "float" in str(known[name].type):
             try:  # YAML 1.1 reads 3e-5 (no dot) as a string
                 value = float(value)
