@@ -295,3 +295,26 @@ def test_trainable_layers_trains_only_the_top_layers(tiny_model_dir, tiny_rm, tm
 
     with pytest.raises(LatentrmError, match=f"trainable_layers 99: the policy .* has only {depth} layers"):
         prepare(_config(tiny_model_dir, tiny_rm, tmp_path / "y", trainable_layers=99))  # before a model loads
+
+
+def test_rloo_plugs_in_through_the_same_session_and_moves_the_policy(tiny_model_dir, tiny_rm, tmp_path):
+    from trl import RLOOConfig, RLOOTrainer
+
+    from latentrm.rl.grpo_trainer import prepare, run
+    from latentrm.rl.session import build_session
+
+    config = _config(tiny_model_dir, tiny_rm, tmp_path / "run", steps=2, eval_every=0, algorithm="rloo")
+    args = config.to_grpo_config(tmp_path / "args", use_cpu=True)
+    assert isinstance(args, RLOOConfig) and args.normalize_advantages and args.num_generations == 2
+    assert not args.bf16  # the one precision policy holds for every algorithm
+    out = run(config, log=lambda *_: None)
+    before, after = _weights(tiny_model_dir), _weights(out / "policy")
+    assert any(not np.array_equal(before[n], after[n]) for n in before if n in after)
+    assert (out / "metrics.jsonl").read_text().strip()  # our callback logged the shaped reward's metrics
+    session = build_session(config, prepare(config), tmp_path / "s", log=lambda *_: None)
+    assert isinstance(session.trainer, RLOOTrainer)
+    grpo = _config(tiny_model_dir, tiny_rm, tmp_path / "run", steps=2)
+    assert grpo.key({}) == _config(tiny_model_dir, tiny_rm, tmp_path / "run", steps=2, algorithm="grpo").key({})
+    assert grpo.key({}) != config.key({})
+    with pytest.raises(LatentrmError, match="algorithm 'ppo': use one of grpo, rloo"):
+        _config(tiny_model_dir, tiny_rm, tmp_path / "x", algorithm="ppo")

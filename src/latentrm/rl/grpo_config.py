@@ -46,6 +46,7 @@ class RLConfig:
     top_p: float = field(default=1.0, metadata={"help": "nucleus sampling while training"})
     learning_rate: float = field(default=1e-5, metadata={"help": "AdamW learning rate"})
     beta: float = field(default=0.0, metadata={"help": "KL coefficient to the start policy (0: no reference)"})
+    algorithm: str = field(default="grpo", metadata={"help": "grpo | rloo: TRL's trainer (rl/algorithms.py)"})
     scale_rewards: str = field(default="group", metadata={"help": "TRL: group | batch | none"})
     loss_type: str = field(default="dapo", metadata={"help": "TRL GRPO loss type"})
     mask_truncated: bool = field(default=False, metadata={"help": "TRL mask_truncated_completions"})
@@ -83,11 +84,14 @@ class RLConfig:
         payload = {k: v for k, v in self.to_dict().items() if k not in NON_KEY_FIELDS}
         if not payload.get("trainable_layers"):  # keys of runs from before the field existed stay valid
             payload.pop("trainable_layers", None)
+        if payload.get("algorithm") == "grpo":  # so do the keys of GRPO runs from before `algorithm`
+            payload.pop("algorithm")
         payload["inputs"] = input_hashes
         return config_hash(payload)
 
     def validate(self) -> RLConfig:
         """One-line errors for values TRL would reject later (or that make no sense)."""
+        from latentrm.rl.algorithms import ALGORITHMS
         from latentrm.rl.prompts import MIXES
         from latentrm.rm.shaping import available_shapers
 
@@ -108,6 +112,7 @@ class RLConfig:
              f"--fake-share {self.fake_share}: give a share strictly between 0 and 1"),
             (self.fake_share is None or self.mix == "natural", "--fake-share sets the natural mix's imbalance; "
                                                                "use it with --mix natural"),
+            (self.algorithm in ALGORITHMS, f"algorithm {self.algorithm!r}: use one of {', '.join(ALGORITHMS)}"),
             (self.shaper in available_shapers(), f"--shaper {self.shaper!r}: use one of "
                                                  f"{', '.join(available_shapers())}"),
             (self.scale_rewards in ("group", "batch", "none"), f"--scale-rewards {self.scale_rewards!r}: use "
@@ -128,16 +133,18 @@ class RLConfig:
         return self
 
     def to_grpo_config(self, output_dir: str | Path, *, use_cpu: bool | None = None) -> Any:
-        """TRL's GRPOConfig for this run (TRL's own checks run here)."""
+        """TRL's config for this run's algorithm, GRPOConfig or RLOOConfig (TRL's own checks run here)."""
         import torch
-        from trl import GRPOConfig
 
         from latentrm.models import precision
+        from latentrm.rl.algorithms import ALGORITHMS
 
+        algorithm = ALGORITHMS.get(self.algorithm)
+        config_class, _ = algorithm.classes()
         cpu = (not torch.cuda.is_available()) if use_cpu is None else use_cpu
         chosen = precision(self.dtype, use_cpu=cpu)  # the one precision policy (models.py)
         try:
-            return GRPOConfig(
+            arguments = dict(
                 output_dir=str(output_dir),
                 max_steps=self.steps,
                 per_device_train_batch_size=self.prompts_per_step * self.num_generations,
@@ -171,6 +178,9 @@ class RLConfig:
                 lr_scheduler_type="constant",
                 warmup_steps=0,
             )
+            for name in algorithm.drop:
+                arguments.pop(name, None)
+            return config_class(**arguments, **algorithm.extra(self))
         except (ValueError, TypeError) as exc:
             raise LatentrmError(f"TRL rejected the RL config: {exc}") from None
 

@@ -194,7 +194,7 @@ def _callback_class() -> Any:
 
 
 def build_session(config: RLConfig, prepared: dict[str, Any], out: Path, *, log: Any = print) -> Session:
-    """TRL's GRPOTrainer wired to our reward, prompts and callbacks."""
+    """TRL's trainer for the run's algorithm (GRPOTrainer, RLOOTrainer) wired to our reward, prompts and callbacks."""
     import torch
     from datasets import Dataset
     from transformers import AutoTokenizer
@@ -226,11 +226,13 @@ def build_session(config: RLConfig, prepared: dict[str, Any], out: Path, *, log:
     if not prepared["shared"]:
         reward.rm = LatentRewardModel.load(config.rm)
     callback = _callback_class()()
-    from trl import GRPOTrainer
+    from latentrm.rl.algorithms import ALGORITHMS
 
+    _, trainer_class = ALGORITHMS.get(config.algorithm).classes()
     try:
-        trainer = GRPOTrainer(model=str(policy.path), reward_funcs=[cast(Any, reward)], args=args, train_dataset=dataset,
-                              processing_class=tokenizer, peft_config=peft_config, callbacks=[callback])
+        trainer = trainer_class(model=str(policy.path), reward_funcs=[cast(Any, reward)], args=args,
+                                train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config,
+                                callbacks=[callback])
     except ValueError as exc:
         raise LatentrmError(f"TRL rejected the RL setup: {exc}") from None
     if config.trainable_layers:
