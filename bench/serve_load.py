@@ -2,6 +2,7 @@
 
     python bench/serve_load.py --random-head                 # embedded SmolLM2, random head at layer 15
     python bench/serve_load.py --rm runs/quick/rm --clients 64 --seconds 20
+    python bench/serve_load.py --random-head --compare workers   # 1 worker x 2 threads vs 2 workers x 1 thread
 
 The script starts two real server processes on 127.0.0.1 (`python -m latentrm.serve`, one with
 `--no-batching`), waits for /health and warms both up. Then, alternating between them in rounds (so
@@ -75,10 +76,11 @@ def metric_value(text: str, name: str) -> float:
 
 
 class Server:
-    def __init__(self, rm: Path, port: int, batching: bool, args: argparse.Namespace) -> None:
+    def __init__(self, rm: Path, port: int, batching: bool, args: argparse.Namespace, workers: int = 1) -> None:
+        threads = max(1, args.threads // workers)  # the same cores, shared by the workers
         command = [sys.executable, "-m", "latentrm.serve", "--rm", str(rm), "--port", str(port), "--device",
-                   args.device, "--dtype", args.dtype, "--threads", str(args.threads), "--log-level", "warning",
-                   "--batching" if batching else "--no-batching", *(args.server_arg or [])]
+                   args.device, "--dtype", args.dtype, "--threads", str(threads), "--log-level", "warning",
+                   "--workers", str(workers), "--batching" if batching else "--no-batching", *(args.server_arg or [])]
         self.url = f"http://127.0.0.1:{port}"
         self.process = subprocess.Popen(command, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
 
@@ -155,8 +157,12 @@ def bench(rm: Path, args: argparse.Namespace, items: list[dict]) -> list[dict]:
     load on a shared machine hits both modes alike."""
     from latentrm.serve.testing import free_port
 
-    servers = {"batching on": Server(rm, free_port(), True, args),
-               "batching off": Server(rm, free_port(), False, args)}
+    if args.compare == "workers":  # `serve --workers`: 1 process with all threads vs 2 with half each
+        servers = {"1 worker": Server(rm, free_port(), True, args, workers=1),
+                   "2 workers": Server(rm, free_port(), True, args, workers=2)}
+    else:
+        servers = {"batching on": Server(rm, free_port(), True, args),
+                   "batching off": Server(rm, free_port(), False, args)}
     try:
         for server in servers.values():
             server.wait_ready()
@@ -212,6 +218,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="server device: cpu, cuda, ...")
     parser.add_argument("--dtype", default="float32", help="server dtype: float32, bfloat16, ...")
     parser.add_argument("--server-arg", action="append", help="extra `latentrm serve` option (repeatable)")
+    parser.add_argument("--compare", choices=("batching", "workers"), default="batching",
+                        help="batching on vs off (default), or 1 vs 2 `serve --workers` (threads split between them)")
     parser.add_argument("--out", type=Path, help="also write the results as JSON here")
     args = parser.parse_args()
     items = workload(512)
@@ -233,7 +241,7 @@ def main() -> None:
     console = Console()
     console.print(table)
     ratio = results[0]["throughput"] / results[1]["throughput"] if results[1]["throughput"] else float("inf")
-    console.print(f"throughput ratio (on / off): {ratio:.2f}x")
+    console.print(f"throughput ratio ({results[0]['mode']} / {results[1]['mode']}): {ratio:.2f}x")
     with tempfile.TemporaryDirectory(prefix="latentrm-bench-") as scratch:
         rm = args.rm if args.rm else build_random_rm(Path(scratch) / "rm", args.layer)
         single, batched = ceiling(rm, args, items)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -143,3 +144,45 @@ def test_cli_serves_a_saved_model_and_exits_cleanly_on_sigterm(tiny_rm, tmp_path
     assert process.returncode in (0, -signal.SIGTERM), output
     assert "Application shutdown complete" in output and "Traceback" not in output, output
     assert "tok-123" not in output
+
+
+def test_workers_serve_one_address_from_several_processes_each_with_the_model(tiny_rm, tmp_path):
+    folder = tiny_rm.save(tmp_path / "rm")
+    port = free_port()
+    env = {**os.environ, "LATENTRM_TEST_TOKEN": "tok-456", "TOKENIZERS_PARALLELISM": "false"}
+    command = [sys.executable, "-c", "import sys; from latentrm.cli import main; sys.exit(main())", "serve",
+               "--rm", str(folder), "--port", str(port), "--device", "cpu", "--dtype", "float32", "--workers", "2",
+               "--token-env", "LATENTRM_TEST_TOKEN", "--threads", "1", "--log-level", "info"]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert process.poll() is None, process.communicate()[0]
+            try:
+                if httpx.get(url + "/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "server did not become ready"
+            time.sleep(0.2)
+        children = set()
+        for task in Path(f"/proc/{process.pid}/task").iterdir():
+            children |= {int(p) for p in (task / "children").read_text().split()}
+        workers = set()
+        while time.monotonic() < deadline and len(workers) < 2:  # each new connection may land on either worker
+            health = httpx.get(url + "/health", timeout=10)
+            if health.status_code == 200:
+                workers.add(health.json()["pid"])
+        assert workers <= children and len(workers) == 2, (workers, children)
+        headers = {"Authorization": "Bearer tok-456"}
+        for _ in range(4):  # every worker scores as the model does
+            answer = httpx.post(url + "/score", headers=headers, timeout=60,
+                                json={"items": [{"prompt": PROMPTS[0], "completion": COMPLETIONS[0]}]}).json()
+            np.testing.assert_allclose(answer["scores"], tiny_rm.score(PROMPTS[:1], COMPLETIONS[:1]), rtol=1e-4,
+                                       atol=1e-5)
+        assert httpx.post(url + "/score", json={"items": []}).status_code == 401  # the token reached the workers
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output = process.communicate(timeout=60)[0]
+    assert "Traceback" not in output and "tok-456" not in output, output

@@ -30,6 +30,7 @@ import inspect
 import json
 import logging
 import math
+import os
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
@@ -437,7 +438,8 @@ def create_app(config: ServeConfig, scorer: Scorer | None = None, *, loader: Cal
             return JSONResponse(body, status_code=503, headers=None if state.error else {"Retry-After": "5"})
         assert state.batcher is not None
         return JSONResponse({"status": "ready", "model": state.model_info(),
-                             "queue_items": state.batcher.queued_items, "batching": config.batching})
+                             "queue_items": state.batcher.queued_items, "batching": config.batching,
+                             "pid": os.getpid()})  # which worker answered, under `serve --workers N`
 
     @app.get("/metrics")
     async def prometheus() -> Response:

@@ -108,6 +108,8 @@ def serve(
                                             "for the shaper (train with --data.label_key subset)."),
     threads: int | None = typer.Option(None, help="torch CPU threads (default: torch's choice)."),
     graceful_timeout: float = typer.Option(60.0, help="Seconds to drain in-flight requests on shutdown."),
+    workers: int = typer.Option(1, help="Server processes behind this address, each loading the reward model "
+                                "once (uvicorn workers; on CPU give each --threads cores / N).", min=1),
     log_level: str = typer.Option("info", help="uvicorn log level."),
     access_log: bool = typer.Option(False, "--access-log/--no-access-log", help="Log every request line."),
 ) -> None:
@@ -137,6 +139,14 @@ def serve(
         max_item_tokens=max_item_tokens, max_body_bytes=int(max_body_mb * 1024 * 1024), body_timeout=body_timeout, token=token,
         subset_from_labels=subset_from_labels, drain_timeout=graceful_timeout,
     )
+    if workers > 1:  # uvicorn's supervisor; each worker builds its app from the environment (serve/replicas.py)
+        from latentrm.serve.replicas import environment
+
+        os.environ.update(environment(config, threads))
+        uvicorn.run("latentrm.serve.replicas:app_from_env", factory=True, host=host, port=port, workers=workers,
+                    log_level=log_level.lower(), access_log=access_log,
+                    timeout_graceful_shutdown=int(graceful_timeout))
+        return
     failure: dict[str, BaseException] = {}
     server: Any = None
 
