@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,16 @@ PRESET_DIR = preset_dir("rl")  # inside the package: a wheel install finds it to
 # Fields that change how fast or where a run goes, never what it computes: left out of the run key.
 NON_KEY_FIELDS = ("run_dir", "report_to", "logging_steps", "save_steps", "save_total_limit", "reward_batch_size",
                   "eval_batch_size", "threads")
+
+
+def world_size() -> int:
+    """Processes in this run (torchrun / `accelerate launch` set WORLD_SIZE; 1 otherwise)."""
+    return max(1, int(os.environ.get("WORLD_SIZE", "1") or 1))
+
+
+def is_main_process() -> bool:
+    """Rank 0 (or the only process): the one that writes the run folder."""
+    return int(os.environ.get("RANK", "0") or 0) == 0
 
 
 @dataclass(frozen=True)
@@ -143,11 +154,17 @@ class RLConfig:
         config_class, _ = algorithm.classes()
         cpu = (not torch.cuda.is_available()) if use_cpu is None else use_cpu
         chosen = precision(self.dtype, use_cpu=cpu)  # the one precision policy (models.py)
+        processes = world_size()
+        if (self.prompts_per_step * self.num_generations) % processes:
+            raise LatentrmError(f"prompts_per_step x num_generations = {self.prompts_per_step * self.num_generations}"
+                                f" completions a step cannot be split over {processes} processes; make it a "
+                                "multiple of the process count")
         try:
             arguments = dict(
                 output_dir=str(output_dir),
                 max_steps=self.steps,
-                per_device_train_batch_size=self.prompts_per_step * self.num_generations,
+                # prompts_per_step is the global batch: the same prompts a step in 1 process or N (rl/prompts.py)
+                per_device_train_batch_size=self.prompts_per_step * self.num_generations // processes,
                 gradient_accumulation_steps=1,
                 num_generations=self.num_generations,
                 max_completion_length=self.max_completion_length,

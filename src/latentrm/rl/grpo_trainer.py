@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from latentrm.errors import LatentrmError
-from latentrm.rl.grpo_config import RLConfig
+from latentrm.rl.grpo_config import RLConfig, is_main_process, world_size
 from latentrm.stages import forget, is_done, write_manifest
 
 STAGE = "rl"
@@ -172,16 +172,19 @@ def run(config: RLConfig, *, resume: bool = False, fresh: bool = False, force: b
     if force and out.exists():
         fresh = True
     checkpoint = _check_folder(config, key, resume, fresh)
-    forget(out)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "config.json", json.dumps({"key": key, "config": config.to_dict(),
-                                                       "shared_backbone": prepared["shared"]}, indent=1))
-    metrics_path = out / "metrics.jsonl"
-    if checkpoint is None:
-        metrics_path.unlink(missing_ok=True)
-    else:
-        state = json.loads((checkpoint / "trainer_state.json").read_text())
-        _truncate_metrics(metrics_path, int(state.get("global_step", 0)))
+    main = is_main_process()  # in N processes (torchrun), rank 0 alone writes the run folder
+    if main:
+        forget(out)
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "config.json", json.dumps({"key": key, "config": config.to_dict(),
+                                                           "shared_backbone": prepared["shared"],
+                                                           "processes": world_size()}, indent=1))
+        metrics_path = out / "metrics.jsonl"
+        if checkpoint is None:
+            metrics_path.unlink(missing_ok=True)
+        else:
+            state = json.loads((checkpoint / "trainer_state.json").read_text())
+            _truncate_metrics(metrics_path, int(state.get("global_step", 0)))
 
     if config.threads:
         import torch
@@ -192,6 +195,9 @@ def run(config: RLConfig, *, resume: bool = False, fresh: bool = False, force: b
     started = time.time()
     session = build_session(config, prepared, out, log=log)
     session.trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    if not main:  # the other ranks trained their share; rank 0 evaluates, saves and writes the manifest
+        session.trainer.accelerator.wait_for_everyone()
+        return out
     session.final_eval()
     policy_dir = session.save_policy(out / "policy")
     summary = session.summary(time.time() - started)
@@ -201,4 +207,5 @@ def run(config: RLConfig, *, resume: bool = False, fresh: bool = False, force: b
                             *(["eval"] if (out / "eval").is_dir() else [])],
                    summary={k: v for k, v in summary.items() if not isinstance(v, (dict, list))},
                    seconds=round(time.time() - started, 1))
+    session.trainer.accelerator.wait_for_everyone()
     return out

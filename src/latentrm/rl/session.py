@@ -170,12 +170,12 @@ def _callback_class() -> Any:
             self.session: Session | None = None
 
         def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            if self.session is not None and state.global_step == 0:
+            if self.session is not None and state.global_step == 0 and state.is_world_process_zero:
                 self.session.run_eval(0)
 
         def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None,
                    **kwargs: Any) -> None:
-            if self.session is None or not logs or "train_runtime" in logs:
+            if self.session is None or not logs or "train_runtime" in logs or not state.is_world_process_zero:
                 return
             row = {"step": int(state.global_step), "kind": "train"}
             row.update({short: logs[key] for key, short in TRL_KEYS.items() if key in logs})
@@ -185,8 +185,8 @@ def _callback_class() -> Any:
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             session = self.session
-            if session is None or not session.config.eval_every:
-                return
+            if session is None or not session.config.eval_every or not state.is_world_process_zero:
+                return  # rank 0 evaluates (its own generate, no collective); the others go on to the next step
             if state.global_step % session.config.eval_every == 0 and state.global_step < state.max_steps:
                 session.run_eval(int(state.global_step))
 
