@@ -2,8 +2,8 @@
 
     .venv/bin/python bench/rl_step.py --run runs/quick                  # the quick preset's pairs and RM
     .venv/bin/python bench/rl_step.py --run runs/quick --after lora=true --after learning_rate=1e-4
-    .venv/bin/python bench/rl_step.py --run runs/quick --set threads=2 --variant trainable_layers=10 \
-        --variant trainable_layers=10,max_completion_length=32                   # one row per variant
+    .venv/bin/python bench/rl_step.py --run runs/quick --set threads=2 --set trainable_layers=0 \
+        --variant trainable_layers=6 --variant trainable_layers=10,max_completion_length=32  # one row per variant
     .venv/bin/python bench/rl_step.py --pairs runs/data/pairs.parquet --rm runs/ka/rm            # embedded, CPU
     .venv/bin/python bench/rl_step.py --pairs P --rm R --set num_generations=16 --set max_completion_length=128
 
@@ -20,6 +20,7 @@ those overrides, times it the same way in the same process, and prints after/bef
 part: the before/after measurement of a speed change, on one machine in one run. `--variant` (repeatable)
 adds one measured run per set of overrides, one row each. Goal for the quick preset's shape (2 prompts x 8
 completions x 48 tokens on 2 cores): a step of at most half of the full fine-tuning step, measured in the same run.
+The cpu-small preset now trains the top 6 layers; `--set trainable_layers=0` makes the first row full fine-tuning.
 """
 
 from __future__ import annotations
