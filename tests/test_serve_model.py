@@ -112,26 +112,33 @@ def test_ensemble_model_returns_std_and_pessimistic_rewards(tiny_backbone):
     np.testing.assert_allclose(answer["rewards"], mean - 2 * std, rtol=1e-4, atol=1e-5)
 
 
-def test_cli_serves_a_saved_model_and_exits_cleanly_on_sigterm(tiny_rm, tmp_path):
-    folder = tiny_rm.save(tmp_path / "rm")
+def _start_serve(folder, token, *extra):
+    """`latentrm serve` on a free port in a subprocess, once its /health says ready: (process, url)."""
     port = free_port()
-    env = {**os.environ, "LATENTRM_TEST_TOKEN": "tok-123", "TOKENIZERS_PARALLELISM": "false"}
+    env = {**os.environ, "LATENTRM_TEST_TOKEN": token, "TOKENIZERS_PARALLELISM": "false"}
     command = [sys.executable, "-c", "import sys; from latentrm.cli import main; sys.exit(main())", "serve",
                "--rm", str(folder), "--port", str(port), "--device", "cpu", "--dtype", "float32",
-               "--token-env", "LATENTRM_TEST_TOKEN", "--threads", "1", "--log-level", "info"]
+               "--token-env", "LATENTRM_TEST_TOKEN", "--threads", "1", "--log-level", "info", *extra]
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        if process.poll() is not None:
+            raise AssertionError(process.communicate()[0])
+        try:
+            if httpx.get(url + "/health", timeout=2).status_code == 200:
+                return process, url
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError("server did not become ready: " + process.communicate()[0])
+        time.sleep(0.2)
+
+
+def test_cli_serves_a_saved_model_and_exits_cleanly_on_sigterm(tiny_rm, tmp_path):
+    process, url = _start_serve(tiny_rm.save(tmp_path / "rm"), "tok-123")
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert process.poll() is None, process.communicate()[0]
-            try:
-                if httpx.get(url + "/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "server did not become ready"
-            time.sleep(0.2)
         headers = {"Authorization": "Bearer tok-123"}
         answer = httpx.post(url + "/score", headers=headers, timeout=60,
                             json={"items": [{"prompt": PROMPTS[0], "completion": COMPLETIONS[0]}]}).json()
@@ -147,25 +154,9 @@ def test_cli_serves_a_saved_model_and_exits_cleanly_on_sigterm(tiny_rm, tmp_path
 
 
 def test_workers_serve_one_address_from_several_processes_each_with_the_model(tiny_rm, tmp_path):
-    folder = tiny_rm.save(tmp_path / "rm")
-    port = free_port()
-    env = {**os.environ, "LATENTRM_TEST_TOKEN": "tok-456", "TOKENIZERS_PARALLELISM": "false"}
-    command = [sys.executable, "-c", "import sys; from latentrm.cli import main; sys.exit(main())", "serve",
-               "--rm", str(folder), "--port", str(port), "--device", "cpu", "--dtype", "float32", "--workers", "2",
-               "--token-env", "LATENTRM_TEST_TOKEN", "--threads", "1", "--log-level", "info"]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
+    process, url = _start_serve(tiny_rm.save(tmp_path / "rm"), "tok-456", "--workers", "2")
+    deadline = time.monotonic() + 60
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert process.poll() is None, process.communicate()[0]
-            try:
-                if httpx.get(url + "/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "server did not become ready"
-            time.sleep(0.2)
         children = set()
         for task in Path(f"/proc/{process.pid}/task").iterdir():
             children |= {int(p) for p in (task / "children").read_text().split()}
