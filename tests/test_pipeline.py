@@ -244,3 +244,13 @@ def test_gpu_preset_runs_when_its_model_is_cached():
 
     folder = run(config, log=print)
     assert (folder / "report.html").is_file()
+
+
+def test_run_prints_the_resolved_rl_config_and_precision(tiny_run, run_cli):
+    preset, root, config, folder, _ = tiny_run
+    code, out, err = run_cli(["run", "--preset", str(preset), "--runs-root", str(root / "runs")])  # all stages skip
+    assert code == 0, err
+    line = next(line for line in out.splitlines() if line.startswith("rl (resolved"))
+    # the rl preset's values appear beside the section's: what GRPO will use, not only the overrides
+    assert "steps=2" in line and "num_generations=2" in line and "shaper=calibrated" in line and "algorithm=grpo" in line
+    assert "precision: float32 on cpu" in out

@@ -80,6 +80,11 @@ def run(
     console.rule(f"[bold]latentrm run: preset {config.preset} -> {config.run_dir}", align="left")
     console.print(yaml.safe_dump(config.to_dict(), sort_keys=False, default_flow_style=None, width=110).rstrip(),
                   highlight=False, markup=False, soft_wrap=True)
+    # the RL stage's knobs come from the rl preset, this preset's rl section and --set: print what they resolve to
+    rl = plan.rl_config(config, config.run_dir / "data" / "pairs.parquet")
+    shown = {k: v for k, v in rl.to_dict().items() if k not in ("pairs", "rm", "run_dir", "policy")}
+    console.print("rl (resolved, " + str(config.rl.get("preset") or "no preset") + " + rl section + --set): "
+                  + ", ".join(f"{k}={v}" for k, v in shown.items()), highlight=False, markup=False, soft_wrap=True)
     from latentrm.models import precision
 
     chosen = precision()
