@@ -111,7 +111,7 @@ def test_rl_step_prints_one_row_per_variant(tiny_model_dir, tmp_path, monkeypatc
 
     monkeypatch.setattr(sys, "argv", ["rl_step.py", "--pairs", str(pairs), "--rm", str(tmp_path / "rm"), "--steps",
                                       "2", "--set", f"policy={tiny_model_dir}", "--set", "num_generations=2",
-                                      "--set", "max_completion_length=4", "--set", "threads=1",
+                                      "--set", "max_completion_length=4", "--set", "threads=1", "--set", "trainable_layers=0",
                                       "--variant", "trainable_layers=1", "--variant",
                                       "trainable_layers=1,max_completion_length=2"])
     rl_step.main()

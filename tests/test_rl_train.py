@@ -189,7 +189,7 @@ def test_compare_trains_every_arm_and_baseline_and_writes_one_table(tiny_model_d
 
     pairs, rm = tiny_rm
     config = CompareConfig(pairs=str(pairs), rm=str(rm), run_dir=str(tmp_path), preset="cpu-small",
-                           rl_sets={"policy": str(tiny_model_dir), "steps": 2, "prompts_per_step": 2,
+                           rl_sets={"policy": str(tiny_model_dir), "steps": 2, "prompts_per_step": 2, "trainable_layers": 0,
                                     "num_generations": 2, "max_completion_length": 4, "eval_n": 1,
                                     "eval_false_premise": 1, "eval_max_new_tokens": 2, "eval_every": 1, "threads": 1},
                            arms=("raw_natural", "quantile_match_balanced"), baselines=("kto",), eval_n=1,
@@ -214,7 +214,7 @@ def test_a_warm_start_trains_the_baseline_first_and_every_arm_starts_from_it(tin
 
     pairs, rm = tiny_rm
     config = CompareConfig(pairs=str(pairs), rm=str(rm), run_dir=str(tmp_path), preset="cpu-small",
-                           rl_sets={"policy": str(tiny_model_dir), "steps": 1, "prompts_per_step": 2,
+                           rl_sets={"policy": str(tiny_model_dir), "steps": 1, "prompts_per_step": 2, "trainable_layers": 0,
                                     "num_generations": 2, "max_completion_length": 4, "eval_n": 1,
                                     "eval_false_premise": 0, "eval_max_new_tokens": 2, "threads": 1},
                            arms=("calibrated_balanced",), baselines=("kto",), warm_start="kto", eval_n=1,
