@@ -287,3 +287,28 @@ def test_data_merge_mixes_recipes_and_keeps_entities_in_one_split(tmp_path, run_
     assert not (tmp_path / "bad.parquet").exists()
     code, _, err = run_cli(["data", "merge", str(a), "--out", str(tmp_path / "one.parquet")])
     assert code == 2 and "at least two" in err
+
+
+# --------------------------------------------------------------------------- two processes
+
+
+def test_two_processes_build_the_same_pairs_as_one(tmp_path):
+    """`torchrun --nproc_per_node 2 -m latentrm.cli data build`: rank r generates shards r, r + 2, ...; a shard's
+    seed follows its index, so the pairs equal a 1-process build's with the same seed."""
+    common = ["-m", "latentrm.cli", "data", "build", "--backend", "fake", "--real", "builtin", "--n-real", "8",
+              "--n-fake", "8", "--samples", "2", "--shard-size", "5", "--no-progress", "--seed", "3"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    one = subprocess.run([sys.executable, *common, "--out", str(tmp_path / "one")], capture_output=True, text=True,
+                         timeout=300, env=env)
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                          str(29500 + os.getpid() % 1000), *common, "--out", str(tmp_path / "two")],
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert two.returncode == 0, two.stdout[-2000:] + two.stderr[-3000:]
+    shards = sorted((tmp_path / "two" / "shards").glob("shard-*.parquet"))
+    assert [p.name for p in shards] == sorted(p.name for p in (tmp_path / "one" / "shards").glob("shard-*.parquet"))
+    assert len(shards) >= 4
+    for path in shards:  # every shard byte-for-byte the same content, whichever rank wrote it
+        pd.testing.assert_frame_equal(pd.read_parquet(path), pd.read_parquet(tmp_path / "one" / "shards" / path.name))
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "two" / "pairs.parquet"),
+                                  pd.read_parquet(tmp_path / "one" / "pairs.parquet"))

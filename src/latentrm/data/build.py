@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 import time
 from collections import Counter
@@ -339,6 +340,20 @@ def _process(rows: list[dict[str, Any]], recipe: Recipe, config: BuildConfig) ->
     return rows
 
 
+def _ranks() -> tuple[int, int, Any]:
+    """(rank, world size, barrier) of this process: under torchrun (WORLD_SIZE > 1) a gloo process group for the
+    barriers (generation itself needs no collective); in one process, rank 0 of 1 and a barrier that does
+    nothing."""
+    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    if world <= 1:
+        return 0, 1, lambda: None
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("gloo")
+    return dist.get_rank(), dist.get_world_size(), dist.barrier
+
+
 def run(config: BuildConfig, *, force: bool = False) -> Path:
     """Build (or resume) the pairs file for `config`; returns the pairs path (the folder is `config.out`).
 
@@ -383,23 +398,28 @@ def run(config: BuildConfig, *, force: bool = False) -> Path:
     key = _hash([plan_hash, post_hash])
     if not force and is_done(out, key) and pairs_path.exists():
         return pairs_path  # already built for this exact plan and filtering
-    forget(out)
+    rank, world, barrier = _ranks()
     timer = Timer()
-    shard_dir.mkdir(parents=True, exist_ok=True)
     shard_files = [shard_dir / f"shard-{index:05d}-{key}.parquet" for index, key in enumerate(shard_keys)]
-    # Shard files of an earlier, different config stay on disk unread (a later run with that config reuses them).
-    if force:
-        for path in shard_files:
-            path.unlink(missing_ok=True)
-    manifest_file.unlink(missing_ok=True)
-    atomic_write_text(out / "plan.json", json.dumps({"plan_hash": plan_hash, "n_requests": len(requests),
-                                                     "n_shards": len(shards)}, indent=1))
-    atomic_write_text(out / "config.json", json.dumps(asdict(config), indent=1, default=str))
-    prompt_frame = pd.DataFrame([{**row, "fields": json.dumps(row["fields"], ensure_ascii=False)}
-                                 for row in prompts])
-    _write_parquet(prompt_frame, out / "prompts.parquet")
+    if rank == 0:  # rank 0 alone touches the folder; the others wait for it, then generate their shards
+        forget(out)
+        shard_dir.mkdir(parents=True, exist_ok=True)
+        # Shard files of an earlier, different config stay on disk unread (a later run with that config reuses them).
+        if force:
+            for path in shard_files:
+                path.unlink(missing_ok=True)
+        manifest_file.unlink(missing_ok=True)
+        atomic_write_text(out / "plan.json", json.dumps({"plan_hash": plan_hash, "n_requests": len(requests),
+                                                         "n_shards": len(shards)}, indent=1))
+        atomic_write_text(out / "config.json", json.dumps(asdict(config), indent=1, default=str))
+        prompt_frame = pd.DataFrame([{**row, "fields": json.dumps(row["fields"], ensure_ascii=False)}
+                                     for row in prompts])
+        _write_parquet(prompt_frame, out / "prompts.parquet")
+    barrier()
 
-    todo = [index for index, path in enumerate(shard_files) if not path.exists()]
+    # In N processes rank r generates shards r, r + N, ...: a shard's sampling seed follows its index, never
+    # the rank, so the shards (and the pairs) equal a 1-process build's; each rank resumes its own shards.
+    todo = [index for index, path in enumerate(shard_files) if not path.exists() and index % world == rank]
     generator = policy_id or f"{config.backend}:{config.model}"
     generated, gen_seconds = 0, 0.0
     if todo:
@@ -429,6 +449,10 @@ def run(config: BuildConfig, *, force: bool = False) -> Path:
                 generated += len(rows)
                 _write_parquet(pd.DataFrame(rows), shard_files[index])
 
+    barrier()  # every shard is on disk; rank 0 merges and filters, the others are done
+    if rank != 0:
+        barrier()
+        return pairs_path
     raw = pd.concat([pd.read_parquet(path) for path in shard_files], ignore_index=True)
     if raw.duplicated(["request_id", "sample"]).any():
         raise LatentrmError(f"{shard_dir}: duplicated generations; remove the folder and rebuild")
@@ -480,4 +504,5 @@ def run(config: BuildConfig, *, force: bool = False) -> Path:
     write_manifest(out, "data", key, config, outputs=outputs, seconds=timer.seconds(),
                    summary={"pairs": len(pairs), "pairs_by_subset": counts["pairs_by_subset"],
                             "completions": len(generations), "pairs_file": str(pairs_path)})  # last
+    barrier()  # the others return once the pairs file is written
     return pairs_path
