@@ -32,6 +32,9 @@ done
 for part in select check; do
     for h in a b c; do
         rm_dir="$RUN/rm-$h"; [ "$h" = a ] && rm_dir=runs/quick/rm
+        # the samples are the SFT start's, whatever the head: reuse head a's (the cache is per output folder)
+        if [ "$h" != a ]; then mkdir -p "$RUN/onpolicy-$part-$h/samples"; cp -n "$RUN/onpolicy-$part-a/samples/"*.jsonl \
+            "$RUN/onpolicy-$part-$h/samples/"; fi
         $LATENTRM rm onpolicy --rm "$rm_dir" --policy "$SFT" --pairs "$RUN/pairs-c.parquet" --people "$part" \
             --n-real 20 --n-fake 20 --n-false-premise 10 --samples 8 --run-dir "$RUN" --name "onpolicy-$part-$h"
         cp "$RUN/onpolicy-$part-$h/onpolicy.json" "$OUT/onpolicy-$part-$h.json"
