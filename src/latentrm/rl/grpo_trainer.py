@@ -132,6 +132,8 @@ def prepare(config: RLConfig) -> dict[str, Any]:
 def _check_folder(config: RLConfig, key: str, resume: bool, fresh: bool) -> Path | None:
     """Refuse a folder of another config; return the checkpoint to resume from, if any."""
     out = stage_dir(config)
+    if not is_main_process():  # rank 0 checks and clears the folder; the others only need the resume point
+        return last_checkpoint(out / "checkpoints") if resume else None
     if fresh and out.exists():
         shutil.rmtree(out)
     previous = out / "config.json"
