@@ -294,14 +294,14 @@ def _options(item: JudgeInput, kept: list[str], uncertain: list[str]) -> Judgmen
     picked: list[tuple[int, str]] = []
     for clause in kept:
         tokens = normal_tokens(clause)
-        where = [min(find_phrase(toks, tokens), default=None) for toks in option_tokens]
-        named = [i for i, at in enumerate(where) if at is not None]
-        if not named or not _says(predicate, tokens) or _NEGATED.search(clause):
+        # option index -> where its first mention starts in this clause
+        where = {i: min(hits) for i, toks in enumerate(option_tokens) if (hits := find_phrase(toks, tokens))}
+        if not where or not _says(predicate, tokens) or _NEGATED.search(clause):
             continue
-        if len(named) == 1:
-            picked.append((named[0], clause))
+        if len(where) == 1:
+            picked.append((next(iter(where)), clause))
         else:
-            first = min(named, key=lambda i: where[i])
+            first = min(where, key=lambda i: where[i])
             second = 1 - first
             between = " ".join(tokens[where[first] : where[second]])
             if _COMPARE.search(between):
