@@ -60,9 +60,23 @@ def test_a_unit_runs_once_is_skipped_when_done_and_refuses_another_start(quick_r
     run_unit(results, "calibrated-s0", work=work, log=lines.append)  # done: skipped, nothing rewritten
     assert "done" in lines[0] and (out / "manifest.json").stat().st_mtime_ns == stamp
 
+    # part 2 of a chain continues from part 1's trained weights, and is its own row, not another seed
+    with pytest.raises(LatentrmError, match="part 2 .calibrated-s0-p2. is not done"):
+        run_unit(results, "calibrated-s0-p3", work=work, log=lambda *_: None)
+    second = json.loads((run_unit(results, "calibrated-s0-p2", work=work, log=lambda *_: None)
+                         / "manifest.json").read_text())
+    assert second["unit"]["part"] == 2 and second["from"] == manifest["policy"]
+    assert second["from_hash"] == manifest["policy_hash"] != second["policy_hash"]
+
     table = render(results).read_text()
     assert "| calibrated-s0 |" in table and "## RL arms, seeds pooled" in table
-    assert list(finished_units(results)) == ["calibrated-s0"]
+    assert f"| {2 * _settings().steps} (part 2) |" in table and "| calibrated (part 2) |" in table
+    assert list(finished_units(results)) == ["calibrated-s0", "calibrated-s0-p2"]
+    # part 1 redone: part 2 no longer continues from its weights, and the table says so
+    redone = json.loads((out / "manifest.json").read_text())
+    (out / "manifest.json").write_text(json.dumps({**redone, "policy_hash": "f" * 16}))
+    assert "chain parts calibrated-s0-p2 continue from weights" in render(results).read_text()
+    (out / "manifest.json").write_text(json.dumps(redone))
 
     # a unit folder written by another campaign config is refused, not overwritten
     manifest["key"] = "0" * 16
@@ -83,6 +97,7 @@ def test_a_unit_runs_once_is_skipped_when_done_and_refuses_another_start(quick_r
 
 @pytest.mark.parametrize("argv, message", [
     (["rl", "campaign", "unit", "banana"], "unit 'banana': use base, sft, bo8"),
+    (["rl", "campaign", "unit", "raw-s0-p1"], "a chain's part 1 is 'raw-s0'; parts count from -p2"),
     (["rl", "campaign", "unit", "sft", "--results", "no-such-folder"], "no campaign here"),
     (["rl", "campaign", "prepare", "--run", "no-such-run"], "--run no-such-run: no such folder"),
 ])

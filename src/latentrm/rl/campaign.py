@@ -14,6 +14,11 @@ x seed (or one reference policy), each under ~40 minutes on 2 threads including 
 - `bo8`: best-of-8 under the head, on the eval people (the on-policy check's best-of-n on the `eval` part);
 - `<arm>-s<seed>` (`calibrated`, `raw`, `quantile_match`): GRPO from the start policy against the head,
   class-balanced; `base-<arm>-s<seed>`: the same from the base model (the method's no-hit-rate claim);
+- `<rl unit>-p<k>` (k >= 2): part k of a chain, `steps` more GRPO steps from part k-1's trained policy (its
+  weights; the optimizer state starts afresh, and the prompts are drawn with seed + 1000 (k - 1), so a part
+  does not replay its predecessor's prompts). Part k-1's policy must still be in the work folder and hash as
+  its unit recorded; otherwise the chain restarts (redo part k-1). A long run this way is a chain of units
+  under ~40 minutes each, every one committed when it ends;
 - `kto-s<seed>`, `dpo-s<seed>`: direct preference optimisation on the same pairs from the start policy.
 
 Heavy files (weights, checkpoints, sample caches) go to a work folder (`runs/campaign/<unit>/`); each unit's
@@ -47,7 +52,7 @@ ARMS = {"calibrated": "calibrated", "raw": "raw", "quantile_match": "quantile_ma
 REFERENCES = ("base", "sft", "bo8")
 BASELINES = ("kto", "dpo")
 UNIT_PATTERN = re.compile(r"^(?:(?P<ref>base|sft|bo8)|(?P<from_base>base-)?(?P<arm>calibrated|raw|quantile_match)"
-                          r"-s(?P<seed>\d+)|(?P<dpo>kto|dpo)-s(?P<dseed>\d+))$")
+                          r"-s(?P<seed>\d+)(?:-p(?P<part>\d+))?|(?P<dpo>kto|dpo)-s(?P<dseed>\d+))$")
 RATES = ("refuses_fake", "fake_hedge", "fake_substantive", "answers_real")
 
 
@@ -84,16 +89,53 @@ def parse_unit(name: str) -> dict[str, Any]:
     match = UNIT_PATTERN.match(name)
     if not match:
         raise LatentrmError(f"unit {name!r}: use base, sft, bo8, <arm>-s<seed> (arms: {', '.join(ARMS)}), "
-                            "base-<arm>-s<seed> (RL from the base model) or kto-s<seed> / dpo-s<seed>")
+                            "base-<arm>-s<seed> (RL from the base model), <rl unit>-p<k> (part k >= 2 of a "
+                            "chain) or kto-s<seed> / dpo-s<seed>")
     if match["ref"]:
         return {"kind": "reference", "name": name}
     if match["arm"]:
-        return {"kind": "rl", "name": name, "arm": match["arm"], "seed": int(match["seed"]),
+        unit = {"kind": "rl", "name": name, "arm": match["arm"], "seed": int(match["seed"]),
                 "start": "base" if match["from_base"] else "sft"}
+        if match["part"] is not None:  # part 1 is the plain name (so the units run before chains keep their key)
+            part = int(match["part"])
+            if part < 2:
+                raise LatentrmError(f"unit {name!r}: a chain's part 1 is {name.rsplit('-p', 1)[0]!r}; parts "
+                                    "count from -p2")
+            unit["part"] = part
+        return unit
     return {"kind": "baseline", "name": name, "method": match["dpo"], "seed": int(match["dseed"])}
 
 
 # --------------------------------------------------------------------------- inputs
+
+
+def previous_part(unit: dict[str, Any]) -> str | None:
+    """The unit a chain part continues from (`calibrated-s0` for `calibrated-s0-p2`), or None for a first part."""
+    part = unit.get("part")
+    if not part:
+        return None
+    first = unit["name"].rsplit("-p", 1)[0]
+    return first if part == 2 else f"{first}-p{part - 1}"
+
+
+def _chain_start(results: Path, unit: dict[str, Any]) -> tuple[str, str]:
+    """Part k's start: part k-1's trained policy and its weights hash; refused when the chain is broken."""
+    before = previous_part(unit)
+    assert before is not None
+    path = results / before / "manifest.json"
+    if not path.is_file():
+        raise LatentrmError(f"unit {unit['name']}: part {unit['part'] - 1} ({before}) is not done; run "
+                            f"`latentrm rl campaign unit {before}` first")
+    record = json.loads(path.read_text())
+    policy = Path(record.get("policy", ""))
+    if not (policy / "config.json").is_file():
+        raise LatentrmError(f"unit {unit['name']}: {before}'s policy ({policy}) is not on this machine; the chain "
+                            f"restarts: redo {before} with --force, then this part")
+    now = _weights_hash(policy)
+    if record.get("policy_hash") not in (None, now):
+        raise LatentrmError(f"unit {unit['name']}: {before}'s policy at {policy} hashes {now}, its unit recorded "
+                            f"{record['policy_hash']}; redo {before} with --force")
+    return str(policy), now
 
 
 def _weights_hash(folder: str | Path) -> str:
@@ -246,8 +288,12 @@ def run_unit(results: str | Path, name: str, *, work: str | Path = "runs/campaig
         record["onpolicy"] = _check(manifest, settings, manifest["start"], workdir, out, people="eval",
                                     best_of=True)
     else:
-        policy = _train(manifest, settings, unit, workdir, out, log)
+        if unit.get("part"):
+            record["from"], record["from_hash"] = _chain_start(results, unit)
+        policy = _train(manifest, settings, unit, workdir, out, log, start=record.get("from"))
         record["policy"] = policy
+        if unit["kind"] == "rl":  # a chain's next part checks that it continues from these weights
+            record["policy_hash"] = _weights_hash(policy)
         record["eval"] = _evaluate(manifest, settings, policy, workdir, out)
         if unit["kind"] == "rl" or name == "sft":
             record["onpolicy"] = _check(manifest, settings, policy, workdir, out, people="check")
@@ -260,7 +306,7 @@ def run_unit(results: str | Path, name: str, *, work: str | Path = "runs/campaig
 
 
 def _train(manifest: dict[str, Any], settings: CampaignSettings, unit: dict[str, Any], workdir: Path, out: Path,
-           log: Any) -> str:
+           log: Any, *, start: str | None = None) -> str:
     """The unit's policy: the base model, the start policy, or a trained one (GRPO, DPO, KTO)."""
     if unit["kind"] == "reference":
         return str(manifest["base"]) if unit["name"] == "base" else str(manifest["start"])
@@ -277,7 +323,10 @@ def _train(manifest: dict[str, Any], settings: CampaignSettings, unit: dict[str,
     from latentrm.rl.grpo_config import build_config
     from latentrm.rl.grpo_trainer import run as run_rl
 
-    start = str(manifest["start"]) if unit["start"] == "sft" else str(manifest["base"])
+    if start is None:
+        start = str(manifest["start"]) if unit["start"] == "sft" else str(manifest["base"])
+    # a chain's part k draws other prompts than part k-1 (same sampler, another seed)
+    seed = unit["seed"] + 1000 * (unit.get("part", 1) - 1)
     # the unit evaluates on its own sets afterwards; TRL's start and end evals shrink to a smoke test. The unit
     # key holds the preset's name, not its values, so what trains is pinned here: every unit so far trained all
     # layers, whatever the preset now says (a campaign that wants fewer sets rl_sets.trainable_layers)
@@ -286,7 +335,7 @@ def _train(manifest: dict[str, Any], settings: CampaignSettings, unit: dict[str,
                                             "save_total_limit": 2, "threads": settings.threads,
                                             **settings.rl_sets},
                           pairs=manifest["pairs"], rm=manifest["rm"], policy=start, run_dir=str(workdir),
-                          seed=unit["seed"], shaper=ARMS[unit["arm"]], mix="balanced", steps=settings.steps,
+                          seed=seed, shaper=ARMS[unit["arm"]], mix="balanced", steps=settings.steps,
                           learning_rate=settings.learning_rate)
     folder = run_rl(config, log=log, resume_unfinished=True)
     for name in ("metrics.jsonl", "summary.json"):

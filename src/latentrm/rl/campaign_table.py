@@ -13,7 +13,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from latentrm.rl.campaign import RATES, read_inputs
+from latentrm.errors import LatentrmError
+from latentrm.rl.campaign import RATES, parse_unit, previous_part, read_inputs
 
 
 def finished_units(results: str | Path) -> dict[str, dict[str, Any]]:
@@ -52,6 +53,9 @@ def table(results: str | Path) -> str:
     manifest = read_inputs(results)
     units = finished_units(results)
     stale = [name for name, u in units.items() if u.get("hashes") != manifest["hashes"]]
+    # a chain part continues from weights its predecessor no longer has (the predecessor was redone)
+    broken = [name for name, u in units.items() if u.get("from_hash") is not None
+              and units.get(previous_part(u["unit"]) or "", {}).get("policy_hash") not in (None, u["from_hash"])]
     lines = ["| unit | " + " | ".join(RATES) + " | agrees (false premise) | steps | s/step |",
              "| --- |" + " --- |" * (len(RATES) + 3)]
     pooled: dict[str, dict[str, list[int]]] = {}
@@ -64,11 +68,15 @@ def table(results: str | Path) -> str:
         head = held.get("headline", {})
         cells = [_cell(head.get(r)) for r in RATES] + [_cell(premise.get("rates", {}).get("agrees"))]
         steps = summary.get("steps", summary.get("global_step", "-"))
+        part = u["unit"].get("part")
+        if part and isinstance(steps, int):  # a chain's part: the steps since the chain's start
+            steps = f"{(part - 1) * manifest['settings']['steps'] + steps} (part {part})"
         per_step = summary.get("seconds_per_step")
         shown = f"{per_step:.1f}" if isinstance(per_step, int | float) else "-"
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {steps} | {shown} |")
         if u["unit"]["kind"] == "rl":
             arm = ("base-" if u["unit"]["start"] == "base" else "") + u["unit"]["arm"]
+            arm += f" (part {part})" if part else ""  # a longer-trained policy is not another seed
             for label in (*RATES, "agrees"):
                 entry = head.get(label) if label != "agrees" else premise.get("rates", {}).get("agrees")
                 if entry and entry.get("n"):
@@ -121,6 +129,9 @@ def table(results: str | Path) -> str:
     if stale:
         out += ["", f"**Warning:** units {', '.join(stale)} were run against other inputs (hashes differ from "
                 "inputs/manifest.json); do not compare them with the rest."]
+    if broken:
+        out += ["", f"**Warning:** chain parts {', '.join(broken)} continue from weights their previous part no "
+                "longer has (it was redone); redo them with --force."]
     return "\n".join(out) + "\n"
 
 
@@ -145,11 +156,19 @@ def _plot_training(results: Path) -> Path | None:
 
     units = {name: u for name, u in finished_units(results).items() if u["unit"]["kind"] == "rl"}
     running = [p.parent for p in results.glob("*/metrics.jsonl") if p.parent.name not in units]
-    series = {}
+    per_unit = read_inputs(results)["settings"]["steps"]
+    series: dict[str, list[dict[str, Any]]] = {}
     for folder in [results / n for n in units] + running:
         rows = [r for r in read_metrics(folder / "metrics.jsonl") if r.get("kind") == "train"]
-        if rows:
-            series[folder.name] = rows
+        try:
+            part = parse_unit(folder.name).get("part", 1)
+        except LatentrmError:
+            part = 1
+        # a chain's parts are one line: part k's steps follow part k-1's
+        chain = folder.name.rsplit("-p", 1)[0] if part > 1 else folder.name
+        shifted = [{**r, "step": r["step"] + (part - 1) * per_unit} for r in rows if isinstance(r.get("step"), int)]
+        if shifted:
+            series[chain] = sorted(series.get(chain, []) + shifted, key=lambda r: r["step"])
     if not series:
         return None
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))

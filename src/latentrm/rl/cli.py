@@ -202,7 +202,8 @@ def campaign_prepare(
 @campaign_app.command("unit")
 def campaign_unit(
     names: Annotated[list[str], typer.Argument(help="Units, in order: base, sft, bo8, calibrated-s0, raw-s1, "
-                                                    "base-calibrated-s0, kto-s0, dpo-s0, ...")],
+                                                    "base-calibrated-s0, base-calibrated-s0-p2 (a chain's "
+                                                    "part 2: steps more from part 1's policy), kto-s0, ...")],
     results: Results = Path("results/rl-campaign"),
     work: Annotated[Path, typer.Option(help="Untracked folder for weights, checkpoints and caches.")] = Path(
         "runs/campaign"),
