@@ -17,7 +17,7 @@ PACKAGE = SRC / "latentrm"
 
 # Shared services: any module may import them; they import only each other.
 SERVICES = {"errors", "_version", "io", "registry", "stages", "models", "generation", "features", "pairs",
-            "judges", "validate", "presets"}
+            "judges", "validate", "presets", "ranks"}
 # Stage packages in import order: a stage may import an earlier one, never a later one. eval comes before
 # audit and rl because it only measures a policy (data + judges), and the audit's Goodhart curve and RL's
 # periodic eval call it.

@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
 import time
 from collections import Counter
@@ -57,6 +56,7 @@ from latentrm.data.text import is_echo, join_opener, trim_to_sentence
 from latentrm.errors import LatentrmError
 from latentrm.io import config_hash
 from latentrm.judges.grounding import contradictions
+from latentrm.ranks import process_group
 from latentrm.stages import Timer, forget, is_done, write_manifest
 
 
@@ -340,20 +340,6 @@ def _process(rows: list[dict[str, Any]], recipe: Recipe, config: BuildConfig) ->
     return rows
 
 
-def _ranks() -> tuple[int, int, Any]:
-    """(rank, world size, barrier) of this process: under torchrun (WORLD_SIZE > 1) a gloo process group for the
-    barriers (generation itself needs no collective); in one process, rank 0 of 1 and a barrier that does
-    nothing."""
-    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
-    if world <= 1:
-        return 0, 1, lambda: None
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        dist.init_process_group("gloo")
-    return dist.get_rank(), dist.get_world_size(), dist.barrier
-
-
 def run(config: BuildConfig, *, force: bool = False) -> Path:
     """Build (or resume) the pairs file for `config`; returns the pairs path (the folder is `config.out`).
 
@@ -398,7 +384,7 @@ def run(config: BuildConfig, *, force: bool = False) -> Path:
     key = _hash([plan_hash, post_hash])
     if not force and is_done(out, key) and pairs_path.exists():
         return pairs_path  # already built for this exact plan and filtering
-    rank, world, barrier = _ranks()
+    rank, world, barrier = process_group()
     timer = Timer()
     shard_files = [shard_dir / f"shard-{index:05d}-{key}.parquet" for index, key in enumerate(shard_keys)]
     if rank == 0:  # rank 0 alone touches the folder; the others wait for it, then generate their shards

@@ -22,16 +22,12 @@ from typing import Any
 from latentrm.errors import LatentrmError
 from latentrm.io import config_hash
 from latentrm.presets import parse_set, preset_dir, read_preset
+from latentrm.ranks import world_size
 
 PRESET_DIR = preset_dir("rl")  # inside the package: a wheel install finds it too
 # Fields that change how fast or where a run goes, never what it computes: left out of the run key.
 NON_KEY_FIELDS = ("run_dir", "report_to", "logging_steps", "save_steps", "save_total_limit", "reward_batch_size",
                   "eval_batch_size", "threads")
-
-
-def world_size() -> int:
-    """Processes in this run (torchrun / `accelerate launch` set WORLD_SIZE; 1 otherwise)."""
-    return max(1, int(os.environ.get("WORLD_SIZE", "1") or 1))
 
 
 def is_main_process() -> bool:

@@ -36,7 +36,8 @@ from pathlib import Path
 from typing import Any
 
 from latentrm.errors import LatentrmError
-from latentrm.rl.grpo_config import RLConfig, is_main_process, world_size
+from latentrm.ranks import world_size
+from latentrm.rl.grpo_config import RLConfig, is_main_process
 from latentrm.stages import forget, is_done, write_manifest
 
 STAGE = "rl"
