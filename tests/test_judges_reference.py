@@ -338,3 +338,44 @@ def test_unanswerable_name_questions_need_a_name_and_records_can_be_missing():
     assert grade("What was Leonardo's exact height?", [], "His height was never recorded.", answerable=False
                  ).label == "not_attempted"
     assert numbers("about 1270 kilometres")[0].year_like is False and numbers("in 1270")[0].year_like is True
+
+
+@pytest.mark.parametrize("question, references, response, answerable, label", [
+    # a later clause about the question's object, not its subject, is no opposite answer
+    ("Is Tokyo the capital of China?", ["no"], "No, Tokyo is the capital of Japan; Beijing is China's capital.",
+     True, "correct"),
+    ("Is Tokyo the capital of China?", ["no"], "No, it isn't. Tokyo is the capital of China.", True, "incorrect"),
+    # a plural names its option; "of the two" chooses whatever synonym of the predicate it uses
+    ("Which has more legs, a spider or an ant?", ["spider"], "Spiders have eight legs, whereas an ant has six.",
+     True, "correct"),
+    ("Which is longer, the Nile or the Mississippi?", ["Nile"], "The Nile is the larger of the two.", True, "correct"),
+    ("Which is longer, the Nile or the Mississippi?", ["Nile"], "The Mississippi is the larger of the two.", True,
+     "incorrect"),
+    # "which came first": the word after "which" is the predicate when nothing else is left
+    ("Which came first, the printing press or the telescope?", ["printing press"], "The telescope came first.",
+     True, "incorrect"),
+    # a decade that holds the year is less precise than asked; one that does not is wrong
+    ("In what year did Columbus first reach the Americas?", ["1492"], "He reached them in the 1490s.", True,
+     "not_attempted"),
+    ("In what year did Columbus first reach the Americas?", ["1492"], "He reached them in the 1510s.", True,
+     "incorrect"),
+    # the question's own number given back as the answer
+    ("What is the square root of 144?", ["12"], "The square root of 144 is 144.", True, "incorrect"),
+    ("How many times did Shakespeare sneeze in the year 1600?", [], "The answer is: 1600 times.", False,
+     "incorrect"),
+    ("How many times did Shakespeare sneeze in the year 1600?", [], "Nobody recorded it in 1600.", False,
+     "not_attempted"),
+    # a measurement answers a question about a weight; "in 1984" is a year, "1984 times" a count
+    ("What was the exact weight in grams of Beethoven's first violin?", [], "It weighed about 137.2 grams.", False,
+     "incorrect"),
+    ("How many words did Cleopatra speak on the day she met Caesar?", [], "She spoke 1984 times.", False,
+     "incorrect"),
+    ("How many words did Cleopatra speak on the day she met Caesar?", [],
+     "A film about her came out in 1984, but nobody recorded her words.", False, "not_attempted"),
+    # "Who knows?" and "there's no such thing" declare the question open or void
+    ("Who will be the first person born on Mars?", [], "Who knows? It is far in the future.", False, "not_attempted"),
+    ("Who will be the first person born on Mars?", [], "There's no such thing as a first person born on Mars.",
+     False, "not_attempted"),
+])
+def test_round_four_readers(question, references, response, answerable, label):
+    assert grade(question, references, response, answerable).label == label
