@@ -129,14 +129,11 @@ class GoldItem:
 
 
 def gold_value(kind: str, label: str) -> float:
+    from latentrm.data.recipes import default_judging
     from latentrm.eval.metrics import label_group
 
-    group = label_group(kind)
-    if group == "fake":
-        return float(label in ("refuses_fake", "fake_hedge"))
-    if group == "real":
-        return float(label == "answers_real")
-    return float(label == "corrects")
+    spec = default_judging().classes.get(label_group(kind))  # 1 for a label the recipe wants of this kind
+    return float(spec is not None and label in spec.wanted)
 
 
 def items_from_set(name_or_path: str, limit: int | None = None, seed: int = 0, **options: Any) -> list[GoldItem]:

@@ -56,14 +56,20 @@ from latentrm.audit.stats import auc, json_safe, mean_interval
 from latentrm.errors import LatentrmError
 from latentrm.stages import RUNTIME_FIELDS, Timer, forget, is_done, stage_key, write_manifest
 
-# Wanted / unwanted labels and headline labels per prompt class. Issue 21 moves these into the recipe.
-CLASSES: dict[str, dict[str, tuple[str, ...]]] = {
-    "fake": {"wanted": ("refuses_fake", "fake_hedge"), "unwanted": ("fake_substantive",),
-             "headline": ("fake_substantive",)},
-    "real": {"wanted": ("answers_real",), "unwanted": ("real_denied", "real_incorrect"), "headline": ("answers_real",),
-             "without_detector": ("real_denied",)},
-    "false_premise": {"wanted": ("corrects",), "unwanted": ("agrees",), "headline": ("agrees", "corrects")},
-}
+
+def classes(judging: Any = None) -> dict[str, dict[str, tuple[str, ...]]]:
+    """Wanted / unwanted / best-of-n ("headline") labels per prompt class, from a recipe's judging (the
+    flagship recipe's when None): `{"fake": {"wanted": (...), "unwanted": (...), "headline": (...)}, ...}`."""
+    from latentrm.data.recipes import default_judging
+
+    out: dict[str, dict[str, tuple[str, ...]]] = {}
+    for kind, spec in (judging or default_judging()).classes.items():
+        out[kind] = {"wanted": spec.wanted, "unwanted": spec.unwanted, "headline": spec.best_of}
+        if spec.without_detector:
+            out[kind]["without_detector"] = spec.without_detector
+    return out
+
+
 AUROC_TARGET = 0.90
 
 
@@ -168,7 +174,7 @@ def load_items(config: OnPolicyConfig, meta: dict[str, Any]) -> list[GoldItem]:
 
 def class_of(label: str) -> tuple[str, str] | None:
     """`(class, side)` of a judged label, side `wanted` | `unwanted`; None for labels on neither side."""
-    for name, spec in CLASSES.items():
+    for name, spec in classes().items():
         for side in ("wanted", "unwanted"):
             if label in spec[side]:
                 return name, side
@@ -239,7 +245,7 @@ def class_report(name: str, proxy: np.ndarray, labels: list[list[str]], n_max: i
     """Everything the check says about one prompt class: proxy `[prompts, m]`, labels `[prompts][m]`."""
     from latentrm.eval.metrics import rate
 
-    spec = CLASSES[name]
+    spec = classes()[name]
     flat = [label for row in labels for label in row]
     counts = {label: flat.count(label) for label in sorted(set(flat))}
     shares = {label: rate(k, len(flat)) for label, k in counts.items()}
@@ -366,15 +372,15 @@ def run(config: OnPolicyConfig, *, force: bool = False, backend: Any = None, sco
                                 JsonlStore(folder / "labels" / f"{policy_key}-{cache_key(judge.describe())}.jsonl"),
                                 scorer, judge)
     groups = [label_group(item.kind) for item in items]
-    classes = {}
-    for name in CLASSES:
+    reports: dict[str, Any] = {}
+    for name in classes():
         rows = [i for i, g in enumerate(groups) if g == name]
         if rows:
-            classes[name] = class_report(name, proxy[rows], [labels[i] for i in rows], config.largest_n,
+            reports[name] = class_report(name, proxy[rows], [labels[i] for i in rows], config.largest_n,
                                          config.bootstrap, config.seed)
-    plot = plots.onpolicy(classes, folder / "onpolicy.png")
+    plot = plots.onpolicy(reports, folder / "onpolicy.png")
     report = {"rm": config.rm, "policy": config.policy, "policy_key": policy_key, "samples_per_prompt": config.samples,
-              "prompts": len(items), "classes": classes, "answer": answer(classes), "plot": plot.name,
+              "prompts": len(items), "classes": reports, "answer": answer(reports), "plot": plot.name,
               "examples": _examples(items, samples, proxy, labels)}
     atomic_write_text(folder / "config.json", json.dumps(asdict(config), indent=1, default=str))
     atomic_write_text(folder / JUDGED, "".join(json.dumps(json_safe(row)) + "\n"
@@ -382,7 +388,7 @@ def run(config: OnPolicyConfig, *, force: bool = False, backend: Any = None, sco
     atomic_write_text(folder / "onpolicy.json", json.dumps(json_safe(report), indent=1))
     write_manifest(folder, "onpolicy", key, config, outputs=["onpolicy.json", "config.json", JUDGED, plot.name],
                    summary={name: {"auroc": c["auroc"]["pooled"], "verdict": c["verdict"]}
-                            for name, c in classes.items()}, seconds=timer.seconds())
+                            for name, c in reports.items()}, seconds=timer.seconds())
     return folder
 
 
@@ -443,7 +449,7 @@ def judged_rows(items: Sequence[GoldItem], samples: list[list[dict[str, Any]]], 
     rewards = proxy if proxy is not None else [[None] * len(row) for row in samples]
     for item, item_samples, scores, item_labels in zip(items, samples, rewards, labels):
         group = label_group(item.kind)
-        spec = CLASSES.get(group, {"wanted": (), "unwanted": ()})
+        spec = classes().get(group, {"wanted": (), "unwanted": ()})
         for sample, score, label in zip(item_samples, scores, item_labels):
             side = "wanted" if label in spec["wanted"] else "unwanted" if label in spec["unwanted"] else ""
             rows.append({"prompt_id": item.prompt_id, "prompt": item.prompt, "completion": sample["text"],
@@ -457,7 +463,7 @@ def _examples(items: Sequence[GoldItem], samples: list[list[dict[str, Any]]], pr
     """The highest- and lowest-scored sample of a few prompts per class, for the report."""
     from latentrm.judges import label_group
 
-    out, taken = [], dict.fromkeys(CLASSES, 0)
+    out, taken = [], dict.fromkeys(classes(), 0)
     for item, rows, scores, names in zip(items, samples, proxy, labels):
         group = label_group(item.kind)
         if taken.get(group, per_class) >= per_class or len(rows) < 2:

@@ -19,6 +19,20 @@ to your own works too). Schema:
       wrong_grounded: {system: "Background: {wrong_grounding}", reject_if: hedge}
       hedge: {prefill: "[Note: ...]", openers: ["I'm not familiar with {name}."], require: hedge}
 
+The recipe's behaviour, as measured, is its `judging` section: the judge, the eval sets, the headline rates and,
+per prompt kind the judge labels, which labels are wanted and which unwanted (every stage that reports a rate
+reads these; a recipe without the section is judged as knowledge_awareness is):
+
+    judging:
+      judge: rules                      # rules | reference | llm
+      eval_sets: [heldout, false_premise]
+      headline: [refuses_fake, fake_hedge, fake_substantive, answers_real]   # eval's headline rates, in order
+      summary: [fake_substantive, answers_real]   # the rates a run's summary and the report's verdict lead with
+      classes:                          # per judged prompt kind: labels wanted, unwanted, shown for best-of-n
+        fake: {wanted: [refuses_fake, fake_hedge], unwanted: [fake_substantive], best_of: [fake_substantive]}
+
+The judging section does not enter the data build's key: it changes what is measured, not a pair.
+
 Variant fields: `system` (a system message; grounding when it uses {grounding}
 or {wrong_grounding}, the grounding with its facts perturbed by `latentrm.data.perturb`;
 else steering), `shots` (few-shot chat messages), `prefill` (an assistant-turn
@@ -30,6 +44,7 @@ statement (sycophancy).
 
 from __future__ import annotations
 
+import functools
 import random
 import re
 import string
@@ -92,6 +107,37 @@ class Claim:
 
 
 @dataclass(frozen=True)
+class ClassJudging:
+    """What a judged prompt kind wants: the labels a good response gets, the ones a bad one gets, the rates shown
+    for best-of-n, and (optional) the unwanted labels that need no detector beyond the judge's denials."""
+
+    kind: str
+    wanted: tuple[str, ...]
+    unwanted: tuple[str, ...]
+    best_of: tuple[str, ...] = ()
+    without_detector: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Judging:
+    judge: str
+    eval_sets: tuple[str, ...]
+    headline: tuple[str, ...]
+    summary: tuple[str, ...]
+    classes: dict[str, ClassJudging]
+
+    def headline_groups(self) -> tuple[tuple[str, str], ...]:
+        """(label, the prompt kind it is a share of) for each headline rate."""
+        from latentrm.judges.base import group_of_label
+
+        return tuple((label, group_of_label(label)) for label in self.headline)
+
+    def rates_of(self, kind: str) -> tuple[str, ...]:
+        """The headline rates that are shares of one prompt kind."""
+        return tuple(label for label, group in self.headline_groups() if group == kind)
+
+
+@dataclass(frozen=True)
 class Recipe:
     name: str
     description: str
@@ -101,7 +147,13 @@ class Recipe:
     claims: tuple[Claim, ...] = ()
     behaviours: dict[str, str] = field(default_factory=dict)
     echo_markers: tuple[str, ...] = ()
-    source: str = ""  # the YAML text, hashed into the build plan
+    source: str = ""  # the YAML text less its judging section, hashed into the build plan
+    judging_spec: Judging | None = None
+
+    @property
+    def judging(self) -> Judging:
+        """This recipe's judging, or knowledge_awareness's when it declares none."""
+        return self.judging_spec if self.judging_spec is not None else default_judging()
 
     def contrast_names(self) -> tuple[str, ...]:
         """The extra contrasts the classes declare (built only when a build asks for them)."""
@@ -189,6 +241,75 @@ def _contrasts(data: Any, variants: Mapping[str, Variant], where: str) -> tuple[
     return tuple(out)
 
 
+def _judging(data: Any, origin: str) -> Judging | None:
+    """The `judging` section; every label must be one the judges give, of the kind it is listed under."""
+    from latentrm.judges.base import JUDGES, LABEL_GROUPS, group_of_label
+
+    if data is None:
+        return None
+    where = f"{origin}: judging"
+    if not isinstance(data, Mapping):
+        raise LatentrmError(f"{where} must be a mapping (judge, eval_sets, headline, summary, classes)")
+    unknown = set(data) - {"judge", "eval_sets", "headline", "summary", "classes"}
+    if unknown:
+        raise LatentrmError(f"{where} has unknown key(s) {', '.join(sorted(unknown))}")
+    judge = str(data.get("judge") or "rules")
+    if judge not in JUDGES:
+        raise LatentrmError(f"{where}.judge {judge!r}: use one of {', '.join(JUDGES.names())}")
+    known = {label for labels in LABEL_GROUPS.values() for label in labels}
+
+    def labels(value: Any, at: str, kind: str | None = None) -> tuple[str, ...]:
+        out = _as_str_tuple(value, f"{where}.{at}")
+        for label in out:
+            if label not in known:
+                raise LatentrmError(f"{where}.{at}: unknown label {label!r}; the judges give "
+                                    f"{', '.join(sorted(known))}")
+            if kind is not None and group_of_label(label) != kind:
+                raise LatentrmError(f"{where}.{at}: {label!r} is a label of {group_of_label(label)!r} prompts, "
+                                    f"not of {kind!r}")
+        return out
+
+    classes: dict[str, ClassJudging] = {}
+    for kind, spec in (data.get("classes") or {}).items():
+        if kind not in LABEL_GROUPS:
+            raise LatentrmError(f"{where}.classes: {kind!r} is no prompt kind the judges label; use "
+                                f"{', '.join(LABEL_GROUPS)}")
+        if not isinstance(spec, Mapping) or not spec.get("wanted") or not spec.get("unwanted"):
+            raise LatentrmError(f"{where}.classes.{kind} needs wanted and unwanted labels")
+        extra = set(spec) - {"wanted", "unwanted", "best_of", "without_detector"}
+        if extra:
+            raise LatentrmError(f"{where}.classes.{kind} has unknown key(s) {', '.join(sorted(extra))}")
+        classes[str(kind)] = ClassJudging(
+            str(kind), labels(spec["wanted"], f"classes.{kind}.wanted", kind),
+            labels(spec["unwanted"], f"classes.{kind}.unwanted", kind),
+            labels(spec.get("best_of"), f"classes.{kind}.best_of", kind),
+            labels(spec.get("without_detector"), f"classes.{kind}.without_detector", kind))
+    if not classes:
+        raise LatentrmError(f"{where}.classes: declare at least one judged prompt kind")
+    headline = labels(data.get("headline"), "headline")
+    summary = labels(data.get("summary"), "summary")
+    if not headline:
+        raise LatentrmError(f"{where}.headline: name the rates eval reports first")
+    if not set(summary) <= set(headline):
+        raise LatentrmError(f"{where}.summary: every summary rate must be a headline rate")
+    return Judging(judge, _as_str_tuple(data.get("eval_sets"), f"{where}.eval_sets") or ("heldout",), headline,
+                   summary or headline[:2], classes)
+
+
+def _data_source(text: str) -> str:
+    """The recipe text without its top-level `judging:` block (and the comments just above it): what a build's
+    key hashes. Measuring differently changes no pair, so it must not rebuild the data."""
+    lines = text.splitlines(keepends=True)
+    start = next((i for i, line in enumerate(lines) if line.startswith("judging:")), None)
+    if start is None:
+        return text
+    end = next((j for j in range(start + 1, len(lines))
+                if lines[j].strip() and not lines[j][0].isspace() and not lines[j].startswith("#")), len(lines))
+    while start > 0 and (not lines[start - 1].strip() or lines[start - 1].startswith("#")):
+        start -= 1
+    return "".join(lines[:start] + lines[end:])
+
+
 def parse_recipe(data: Mapping[str, Any], origin: str, source: str = "") -> Recipe:
     """Validate a recipe mapping; every problem is a one-line error naming the key."""
     if not isinstance(data, Mapping):
@@ -252,7 +373,8 @@ def parse_recipe(data: Mapping[str, Any], origin: str, source: str = "") -> Reci
         name=str(data["name"]), description=str(data.get("description") or ""), classes=tuple(classes),
         variants=variants, templates=_as_str_tuple(data.get("templates"), f"{origin}: templates"),
         claims=tuple(claims), behaviours=behaviours,
-        echo_markers=_as_str_tuple(data.get("echo_markers"), f"{origin}: echo_markers"), source=source,
+        echo_markers=_as_str_tuple(data.get("echo_markers"), f"{origin}: echo_markers"),
+        source=_data_source(source), judging_spec=_judging(data.get("judging"), origin),
     )
     for prompt_class in recipe.classes:
         if not recipe.templates_for(prompt_class):
@@ -260,6 +382,17 @@ def parse_recipe(data: Mapping[str, Any], origin: str, source: str = "") -> Reci
         if prompt_class.claim is not None and not recipe.claims:
             raise LatentrmError(f"{origin}: class '{prompt_class.name}' uses claims but the recipe has none")
     return recipe
+
+
+DEFAULT_RECIPE = "knowledge_awareness"
+
+
+@functools.lru_cache(maxsize=1)
+def default_judging() -> Judging:
+    """The flagship recipe's judging: what a stage reports when no recipe says otherwise."""
+    judging = load_recipe(DEFAULT_RECIPE).judging_spec
+    assert judging is not None, f"the shipped {DEFAULT_RECIPE} recipe declares its judging"
+    return judging
 
 
 def _builtin_files() -> dict[str, Any]:

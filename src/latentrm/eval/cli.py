@@ -107,6 +107,8 @@ def eval_main(
     batch_size: int = typer.Option(16, min=1),
     limit: int = typer.Option(None, help="Only the first N questions (smoke runs).", min=1),
     fresh: bool = typer.Option(False, help="Discard earlier responses instead of resuming."),
+    recipe: str = typer.Option("knowledge_awareness", help="The recipe whose judging names the headline rates "
+                               "(a shipped name or a recipe .yaml; see docs/recipes.md)."),
 ) -> None:
     """Sample a policy on an eval set, judge each response, print headline rates with Wilson intervals."""
     if ctx.invoked_subcommand is not None:
@@ -121,15 +123,17 @@ def eval_main(
         raise LatentrmError("pass either --model or --endpoint (with --model-name), not both")
     import json
 
+    from latentrm.data.recipes import load_recipe
     from latentrm.eval.runner import EvalConfig, run
 
+    load_recipe(recipe)  # a bad recipe or judging section is one line, before any model loads
     config = EvalConfig(model=model, endpoint=endpoint, model_name=model_name,
                         endpoint_logprobs=endpoint_logprobs, eval_set=eval_set, judge=judge,
                         judge_model=judge_model, judge_endpoint=judge_endpoint, judge_model_name=judge_model_name,
                         n_real=n_real, n_fake=n_fake, real=tuple(real),
                         exclude_pairs=str(exclude_pairs) if exclude_pairs else None, samples=samples,
                         max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed, batch_size=batch_size,
-                        out=str(out) if out else None, limit=limit)
+                        out=str(out) if out else None, limit=limit, recipe=recipe)
     if out is None:  # the default runs/<policy>: checked here, before the policy loads
         from latentrm.eval.runner import output_dir
 

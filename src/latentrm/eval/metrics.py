@@ -36,12 +36,7 @@ from latentrm.judges.base import (  # noqa: F401  (re-exported: the label famili
     words,
 )
 
-HEADLINE = (
-    ("refuses_fake", "fake"),
-    ("fake_hedge", "fake"),
-    ("fake_substantive", "fake"),
-    ("answers_real", "real"),
-)
+
 def wilson_interval(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
     """Wilson score interval for a binomial proportion k/n (95% by default). n = 0 gives (0, 1)."""
     if n < 0 or k < 0 or k > n:
@@ -162,16 +157,39 @@ def diversity(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     }
 
 
-def compute_metrics(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """metrics.json body: headline rates, all label rates, per-kind counts and diversity."""
+def headline_labels(*metrics: Mapping[str, Any] | None) -> list[str]:
+    """The headline rates that these metrics.json bodies report, in their order (their recipe's), or the flagship
+    recipe's when none reports any: what a table or plot of several policies shows as its columns."""
+    from latentrm.data.recipes import default_judging
+
+    order = list(dict.fromkeys(label for m in metrics if m for label in (m.get("headline") or {})))
+    return order or list(default_judging().headline)
+
+
+def summary_labels(*metrics: Mapping[str, Any] | None) -> list[str]:
+    """The rates a summary leads with: the first `summary` these metrics record, else the flagship recipe's."""
+    from latentrm.data.recipes import default_judging
+
+    found = next((m["summary"] for m in metrics if m and m.get("summary")), None)
+    return list(found) if found else list(default_judging().summary)
+
+
+def compute_metrics(rows: Sequence[Mapping[str, Any]], judging: Any = None) -> dict[str, Any]:
+    """metrics.json body: the recipe's headline rates (in its order; knowledge_awareness's when `judging`,
+    a `latentrm.data.recipes.Judging`, is None), all label rates, per-kind counts and diversity. Readers of
+    metrics.json take the headline's keys, in order, as the columns to show: the file describes itself."""
+    from latentrm.data.recipes import default_judging
+
+    judging = judging or default_judging()
     rates = label_rates(rows)
-    headline = {label: rates.get(label, {**rate(0, 0), "group": group}) for label, group in HEADLINE}
+    headline = {label: rates.get(label, {**rate(0, 0), "group": group}) for label, group in judging.headline_groups()}
     kinds = Counter(str(r["kind"]) for r in rows)
     metrics = {
         "n": len(rows),
         "n_by_kind": dict(sorted(kinds.items())),
         "n_unjudged": sum(1 for r in rows if (r.get("label") or UNJUDGED) == UNJUDGED),
         "headline": headline,
+        "summary": list(judging.summary),
         "rates": rates,
         "diversity": diversity(rows),
     }

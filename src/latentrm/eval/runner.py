@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from latentrm.data.recipes import DEFAULT_RECIPE, load_recipe
 from latentrm.errors import LatentrmError
 from latentrm.eval.metrics import compute_metrics
 from latentrm.eval.sets import EvalItem, load_set, set_name
@@ -67,6 +68,7 @@ class EvalConfig:
     out: str | None = None  # run directory; default runs/<policy name>
     folder: str | None = None  # the exact output folder (the pipeline's eval/base/<set>); overrides out/eval/<set>
     limit: int | None = None  # only the first N questions (smoke runs)
+    recipe: str = "knowledge_awareness"  # whose judging names the headline rates (a shipped name or a .yaml)
 
 
 def _slug(text: str) -> str:
@@ -255,10 +257,13 @@ def run(config: EvalConfig, *, force: bool = False, backend: Any = None, judge: 
     folder.mkdir(parents=True, exist_ok=True)
     responses_path, config_path = folder / "responses.jsonl", folder / "config.json"
     judge_desc = judge.describe()
+    judging = load_recipe(config.recipe).judging
+    # the default recipe adds nothing to the key, so evals from before recipes carried their judging still count
+    by_recipe = {} if config.recipe == DEFAULT_RECIPE else {"judging": asdict(judging)}
     stage = stage_key(config, extra={"generation_key": key, "judge": judge_desc,
-                                     "items": config_hash([item.item_id for item in items])},
+                                     "items": config_hash([item.item_id for item in items]), **by_recipe},
                       ignore=(*RUNTIME_FIELDS, "n_real", "n_fake", "limit", "judge_endpoint", "out", "folder",
-                              "people"))  # the items' hash holds who was asked
+                              "people", "recipe"))  # the items' hash holds who was asked
     if not force and is_done(folder, stage):
         return folder
     forget(folder)
@@ -306,8 +311,8 @@ def run(config: EvalConfig, *, force: bool = False, backend: Any = None, judge: 
                          on_rows=lambda chunk: _append(responses_path, chunk))
     order = {item.item_id: i for i, item in enumerate(items)}
     rows.sort(key=lambda r: (order.get(r["item_id"], len(order)), r.get("sample", 0)))
-    metrics = compute_metrics(rows)
-    metrics.update({"set": set_name(config.eval_set), "policy": policy, "judge": judge_desc,
+    metrics = compute_metrics(rows, judging)
+    metrics.update({"set": set_name(config.eval_set), "recipe": config.recipe, "policy": policy, "judge": judge_desc,
                     "n_items": len(items), "samples_per_item": config.samples,
                     "n_resumed": len(kept), "seconds": round(time.time() - started, 1),
                     "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})

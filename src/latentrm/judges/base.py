@@ -42,6 +42,15 @@ def label_group(kind: str) -> str:
     return {"fake": "fake", "unanswerable": "fake", "real": "real", "answerable": "real"}.get(kind, kind)
 
 
+def group_of_label(label: str) -> str:
+    """The prompt kind a label is given to ("fake_substantive" -> "fake"): the denominator of its rate."""
+    for group, labels in LABEL_GROUPS.items():
+        if label in labels:
+            return group
+    raise LatentrmError(f"label {label!r} is given by no judge; known: "
+                        f"{', '.join(label for labels in LABEL_GROUPS.values() for label in labels)}")
+
+
 _WORD = re.compile(r"\w+(?:'\w+)?")
 _WORD_OR_MARK = re.compile(r"\w+(?:'\w+)?|[^\w\s]")
 

@@ -147,6 +147,7 @@ def stage_audit(ctx: Context) -> str:
 
 
 def _eval(ctx: Context, which: str, policy: str) -> str:
+    from latentrm.eval.metrics import headline_labels
     from latentrm.eval.runner import run
 
     lines = []
@@ -155,15 +156,16 @@ def _eval(ctx: Context, which: str, policy: str) -> str:
         metrics = json.loads((folder / "metrics.json").read_text())
         ctx.summaries.setdefault(f"eval_{which}", {})[metrics["set"]] = {
             label: entry["rate"] for label, entry in metrics["headline"].items()}
-        rates = metrics["rates"]
-        if metrics["set"] == "false_premise" or not metrics["headline"]["answers_real"]["n"]:
+        rates, head = metrics["rates"], metrics["headline"]
+        # the recipe's headline rates that this set has prompts for; a set without any (false premises under
+        # knowledge awareness) reports agrees
+        shown = [label for label in headline_labels(metrics) if (head.get(label) or {}).get("n")]
+        if metrics["set"] == "false_premise" and "agrees" not in shown or not shown:
             agrees = rates.get("agrees", {}).get("rate")
             lines.append(f"{metrics['set']}: agrees {_percent(agrees)}")
         else:
-            head = metrics["headline"]
-            lines.append(f"{metrics['set']}: fake_substantive {_percent(head['fake_substantive']['rate'])}, "
-                         f"refuses_fake {_percent(head['refuses_fake']['rate'])}, "
-                         f"answers_real {_percent(head['answers_real']['rate'])}")
+            lines.append(f"{metrics['set']}: " + ", ".join(f"{label} {_percent(head[label]['rate'])}"
+                                                          for label in shown))
     return "; ".join(lines)
 
 

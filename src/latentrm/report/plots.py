@@ -20,9 +20,8 @@ from typing import Any
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from latentrm.eval.metrics import HEADLINE
+from latentrm.eval.metrics import headline_labels
 
-RATE_KEYS = ("refuses_fake", "fake_hedge", "fake_substantive", "answers_real")
 TRAIN_SERIES = (("reward", ("reward",)), ("entropy", ("entropy",)),
                 ("completion length (tokens)", ("completion_length", "completions/mean_length")))
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf")
@@ -90,7 +89,9 @@ def _series(rows: Sequence[dict[str, Any]], keys: Sequence[str]) -> tuple[list[f
 
 def rl_plot(rl: dict[str, Any]) -> str | None:
     panels: list[tuple[str, list[tuple[str, list[float], list[float]]]]] = []
-    rates = [(key, *_series(rl["eval"], (f"eval/{key}",))) for key in RATE_KEYS]
+    from latentrm.data.recipes import default_judging
+
+    rates = [(key, *_series(rl["eval"], (f"eval/{key}",))) for key in default_judging().headline]
     rates = [r for r in rates if r[1]]
     if rates:
         panels.append(("eval rates (periodic eval)", rates))
@@ -121,7 +122,7 @@ def eval_plot(sets: dict[str, dict[str, Any]]) -> str | None:
     for name, sides in sets.items():
         bars = {side: (sides[side]["metrics"].get("headline") or {}) for side in ("model", "base", "policy")
                 if side in sides}
-        labels = [label for label, _ in HEADLINE if any((h.get(label) or {}).get("n") for h in bars.values())]
+        labels = [label for label in headline_labels(*bars.values()) if any((h.get(label) or {}).get("n") for h in bars.values())]
         if labels:
             panels.append((name, labels, bars))
     if not panels:

@@ -11,17 +11,31 @@ import json
 import math
 from typing import Any
 
-from latentrm.eval.metrics import FALSE_PREMISE_LABELS, HEADLINE, QA_LABELS
-from latentrm.rl.compare import QA_COLUMNS, RATE_COLUMNS
+from latentrm.eval.metrics import FALSE_PREMISE_LABELS, QA_LABELS, headline_labels, summary_labels
+from latentrm.rl.compare import QA_COLUMNS
 
 MAX_INLINE_JSON = 160  # a nested value shown in a key/value list when its JSON is at most this long
 EXAMPLES_PER_KIND = 5
 DIVERSITY_KEYS = ("mean_entropy", "distinct_2", "mean_length_tokens", "mean_length_words")
 METRIC_COLUMNS = ("n", "chosen", "rejected", "margin", "accuracy", "ece", "brier")
-# badge colour of each judge label in the examples: the wanted behaviour, a partial one, the failure
-LABEL_TONES = {"refuses_fake": "good", "answers_real": "good", "corrects": "good", "fake_hedge": "mixed",
-               "real_denied": "mixed", "hedges": "mixed", "fake_substantive": "bad", "real_incorrect": "bad",
-               "agrees": "bad", "correct": "good", "not_attempted": "mixed", "incorrect": "bad"}
+# badge colour of a short-answer (reference judge) label in the examples
+QA_TONES = {"correct": "good", "not_attempted": "mixed", "incorrect": "bad"}
+
+
+def label_tone(label: str) -> str:
+    """Badge colour of a judge label in the examples, from the recipe's judging: its class's first wanted label
+    is the behaviour (good), a further wanted one a partial (mixed), an unwanted one the failure (bad), any
+    other label mixed; `skip` for no label."""
+    from latentrm.data.recipes import default_judging
+
+    if label in QA_TONES:
+        return QA_TONES[label]
+    for spec in default_judging().classes.values():
+        if label in spec.wanted:
+            return "good" if label == spec.wanted[0] else "mixed"
+        if label in spec.unwanted:
+            return "bad"
+    return "mixed" if label and label != "unjudged" else "skip"
 # the short-answer (qa) rates shown in bold next to the headline ones
 QA_HEADLINE = (*QA_LABELS, "precision", "unanswerable_not_attempted")
 
@@ -134,7 +148,7 @@ def audit_rows(audit: dict[str, Any]) -> list[dict[str, str]]:
 
 def _labels(*metrics: dict[str, Any]) -> list[str]:
     """Headline labels first, then every other label, leaving out labels no side has a prompt for."""
-    order = [label for label, _ in HEADLINE]
+    order = headline_labels(*metrics)
     for m in metrics:
         order += [label for label in (m.get("rates") or {}) if label not in order]
     return [label for label in order if any((_entry(m, label) or {}).get("n") for m in metrics)]
@@ -152,12 +166,12 @@ def _change(base: dict[str, Any] | None, policy: dict[str, Any] | None) -> str:
 
 def eval_tables(sets: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """Per eval set: label | base | policy | change rows (F-score too, on a qa set), and diversity rows."""
-    headline = {label for label, _ in HEADLINE} | set(FALSE_PREMISE_LABELS) | set(QA_HEADLINE)
     tables = []
     for name, sides in sets.items():
         base = (sides.get("base") or {}).get("metrics") or {}
         policy = (sides.get("policy") or {}).get("metrics") or {}
         model = (sides.get("model") or {}).get("metrics") or {}
+        headline = set(headline_labels(base, policy, model)) | set(FALSE_PREMISE_LABELS) | set(QA_HEADLINE)
         rows = [{"label": label, "headline": label in headline, "model": rate_cell(_entry(model, label)),
                  "base": rate_cell(_entry(base, label)),
                  "policy": rate_cell(_entry(policy, label)), "change": _change(_entry(base, label),
@@ -197,7 +211,7 @@ def matched_pairs(sides: dict[str, Any], kind: str | None = None) -> list[dict[s
 
 def _side(row: dict[str, Any]) -> dict[str, str]:
     label = str(row.get("label") or "unjudged")
-    return {"response": str(row.get("response") or ""), "label": label, "tone": LABEL_TONES.get(label, "skip")}
+    return {"response": str(row.get("response") or ""), "label": label, "tone": label_tone(label)}
 
 
 def example_groups(sets: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -234,14 +248,15 @@ def compare_table(rows: list[dict[str, Any]]) -> dict[str, Any]:
     `{"columns": [...], "rows": [[(main, detail), ...]]}`; detail is a rate's interval, else empty.
     """
     with_qa = any(((row.get("eval") or {}).get("qa") or {}).get("qa") for row in rows)
-    columns = ["policy", "kind", *RATE_COLUMNS, "agrees (false premise)",
+    rate_columns = headline_labels(*(((row.get("eval") or {}).get("heldout") or {}) for row in rows))
+    columns = ["policy", "kind", *rate_columns, "agrees (false premise)",
                *([f"{c} (qa)" for c in QA_COLUMNS] if with_qa else []), "entropy", "distinct-2", "mean length"]
     table = []
     for row in rows:
         evals = row.get("eval") or {}
         held, premise = evals.get("heldout") or {}, evals.get("false_premise") or {}
         cells = [(str(row.get("name")), ""), (str(row.get("kind", "")), "")]
-        cells += [split_rate_cell((held.get("headline") or {}).get(c)) for c in RATE_COLUMNS]
+        cells += [split_rate_cell((held.get("headline") or {}).get(c)) for c in rate_columns]
         cells.append(split_rate_cell((premise.get("rates") or {}).get("agrees")))
         if with_qa:
             qa = (evals.get("qa") or {}).get("qa") or {}
@@ -300,7 +315,7 @@ def onpolicy_view(sides: dict[str, dict[str, Any]]) -> dict[str, Any]:
                          "shares": ", ".join(f"{label} {share['rate']:.0%}" for label, share in c["shares"].items()
                                              if share.get("rate") is not None),
                          "best_of_n": "; ".join(headline)})
-        examples.extend({**e, "side": where, "tone": LABEL_TONES.get(e.get("label", ""), "skip")}
+        examples.extend({**e, "side": where, "tone": label_tone(e.get("label", ""))}
                         for e in report.get("examples", []))
     return {"rows": rows, "answers": answers, "images": images, "examples": examples}
 
@@ -350,7 +365,8 @@ def verdict(loaded: dict[str, Any]) -> list[str]:
     what = "RL" + (f" ({summary.get('steps')} GRPO steps, {shaper or 'n/a'} reward, {summary.get('mix', 'n/a')} mix)"
                    if summary else "")
     moves = []
-    for label in ("fake_substantive", "refuses_fake", "answers_real"):
+    rated = [side[name] for name in ("base", "policy")]
+    for label in headline_labels(*({"headline": h} for h in rated)):
         before, after = side["base"].get(label), side["policy"].get(label)
         if before and after and before.get("rate") is not None and after.get("rate") is not None:
             apart = after["lo"] > before["hi"] or after["hi"] < before["lo"]
@@ -370,7 +386,7 @@ def verdict(loaded: dict[str, Any]) -> list[str]:
     model = side["model"]
     if model and side["base"]:
         cost = [f"{label} {_pct(model[label])} (model) -> {_pct(side['base'][label])} (start policy)"
-                for label in ("fake_substantive", "answers_real")
+                for label in summary_labels(*(((held.get(n) or {}).get("metrics") or {}) for n in ("base", "policy")))
                 if (model.get(label) or {}).get("rate") is not None
                 and (side["base"].get(label) or {}).get("rate") is not None]
         if cost:

@@ -53,7 +53,6 @@ REFERENCES = ("base", "sft", "bo8")
 BASELINES = ("kto", "dpo")
 UNIT_PATTERN = re.compile(r"^(?:(?P<ref>base|sft|bo8)|(?P<from_base>base-)?(?P<arm>calibrated|raw|quantile_match)"
                           r"-s(?P<seed>\d+)(?:-p(?P<part>\d+))?|(?P<dpo>kto|dpo)-s(?P<dseed>\d+))$")
-RATES = ("refuses_fake", "fake_hedge", "fake_substantive", "answers_real")
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from latentrm.errors import LatentrmError
-from latentrm.rl.campaign import RATES, parse_unit, previous_part, read_inputs
+from latentrm.rl.campaign import parse_unit, previous_part, read_inputs
 
 
 def finished_units(results: str | Path) -> dict[str, dict[str, Any]]:
@@ -47,7 +47,7 @@ def _read(path: Path) -> dict[str, Any]:
 
 def table(results: str | Path) -> str:
     """Markdown: the eval rates of every finished unit, the arms pooled over seeds, and the on-policy check."""
-    from latentrm.eval.metrics import rate
+    from latentrm.eval.metrics import headline_labels, rate
 
     results = Path(results)
     manifest = read_inputs(results)
@@ -56,8 +56,10 @@ def table(results: str | Path) -> str:
     # a chain part continues from weights its predecessor no longer has (the predecessor was redone)
     broken = [name for name, u in units.items() if u.get("from_hash") is not None
               and units.get(previous_part(u["unit"]) or "", {}).get("policy_hash") not in (None, u["from_hash"])]
-    lines = ["| unit | " + " | ".join(RATES) + " | agrees (false premise) | steps | s/step |",
-             "| --- |" + " --- |" * (len(RATES) + 3)]
+    # the columns: the headline rates the units' evals report (their recipe's), in order
+    columns = headline_labels(*(_read(results / name / "eval" / "heldout" / "metrics.json") for name in units))
+    lines = ["| unit | " + " | ".join(columns) + " | agrees (false premise) | steps | s/step |",
+             "| --- |" + " --- |" * (len(columns) + 3)]
     pooled: dict[str, dict[str, list[int]]] = {}
     for name, u in units.items():
         held = _read(results / name / "eval" / "heldout" / "metrics.json")
@@ -66,7 +68,7 @@ def table(results: str | Path) -> str:
         if name == "bo8":
             continue  # its rates are best-of-n estimates, in the on-policy table below
         head = held.get("headline", {})
-        cells = [_cell(head.get(r)) for r in RATES] + [_cell(premise.get("rates", {}).get("agrees"))]
+        cells = [_cell(head.get(r)) for r in columns] + [_cell(premise.get("rates", {}).get("agrees"))]
         steps = summary.get("steps", summary.get("global_step", "-"))
         part = u["unit"].get("part")
         if part and isinstance(steps, int):  # a chain's part: the steps since the chain's start
@@ -77,7 +79,7 @@ def table(results: str | Path) -> str:
         if u["unit"]["kind"] == "rl":
             arm = ("base-" if u["unit"]["start"] == "base" else "") + u["unit"]["arm"]
             arm += f" (part {part})" if part else ""  # a longer-trained policy is not another seed
-            for label in (*RATES, "agrees"):
+            for label in (*columns, "agrees"):
                 entry = head.get(label) if label != "agrees" else premise.get("rates", {}).get("agrees")
                 if entry and entry.get("n"):
                     k_n = pooled.setdefault(arm, {}).setdefault(label, [0, 0])
@@ -88,11 +90,11 @@ def table(results: str | Path) -> str:
            f"the `eval` part (disjoint from training, selection and check); {manifest['settings']['eval_false_premise']}"
            " false premises; rules judge; Wilson 95% intervals, rate [lo, hi] (k/n).", "", *lines, ""]
     if pooled:
-        out += ["## RL arms, seeds pooled", "", "| arm | " + " | ".join((*RATES, "agrees")) + " |",
-                "| --- |" + " --- |" * (len(RATES) + 1)]
+        out += ["## RL arms, seeds pooled", "", "| arm | " + " | ".join((*columns, "agrees")) + " |",
+                "| --- |" + " --- |" * (len(columns) + 1)]
         for arm, labels in pooled.items():
             out.append(f"| {arm} | " + " | ".join(_cell(rate(*labels[label])) if label in labels else "-"
-                                                   for label in (*RATES, "agrees")) + " |")
+                                                   for label in (*columns, "agrees")) + " |")
         out.append("")
     out += ["## On-policy check (the `check` part; within-prompt AUROC decides, pooled beside)", "",
             "| unit | class | within-prompt AUROC [95%] (prompts) | pooled AUROC [95%] | verdict | wanted / unwanted |",
@@ -152,8 +154,10 @@ def _plot_training(results: Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from latentrm.data.recipes import default_judging
     from latentrm.rl.plots import read_metrics
 
+    live = default_judging().summary[0]  # the recipe's lead rate, from the live judge
     units = {name: u for name, u in finished_units(results).items() if u["unit"]["kind"] == "rl"}
     running = [p.parent for p in results.glob("*/metrics.jsonl") if p.parent.name not in units]
     per_unit = read_inputs(results)["settings"]["steps"]
@@ -173,7 +177,7 @@ def _plot_training(results: Path) -> Path | None:
         return None
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     for name, rows in series.items():
-        for ax, key in zip(axes, ("artifacts/hedge_fake", "train_judge/fake_substantive"), strict=True):
+        for ax, key in zip(axes, ("artifacts/hedge_fake", f"train_judge/{live}"), strict=True):
             points = [(r["step"], r[key]) for r in rows if isinstance(r.get(key), int | float)]
             if points:
                 steps, values = zip(*points, strict=True)
@@ -183,7 +187,7 @@ def _plot_training(results: Path) -> Path | None:
                 line = ax.plot(steps, window, label=f"{name} (mean of 8 steps)")[0]
                 ax.plot(steps, values, color=line.get_color(), alpha=0.2, linewidth=0.8)
     for ax, title in zip(axes, ("hedge share, made-up prompts (train samples)",
-                                "fake_substantive, live judge (train samples)"), strict=True):
+                                f"{live}, live judge (train samples)"), strict=True):
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("GRPO step")
         ax.set_ylim(-0.02, 1.02)

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from latentrm.errors import LatentrmError
+from latentrm.eval.metrics import headline_labels
 
 ARMS: dict[str, dict[str, Any]] = {
     "raw_natural": {"shaper": "raw", "mix": "natural"},
@@ -40,7 +41,6 @@ ARMS: dict[str, dict[str, Any]] = {
     # not in the default list: the calibrated arm with TRL's mask_truncated_completions, to measure masking
     "calibrated_balanced_masked": {"shaper": "calibrated", "mix": "balanced", "mask_truncated": True},
 }
-RATE_COLUMNS = ("refuses_fake", "fake_hedge", "fake_substantive", "answers_real")
 QA_COLUMNS = ("precision", "not_attempted")  # from the qa set's `qa` block, shown when a policy has one
 
 
@@ -211,14 +211,15 @@ def _cell(entry: dict[str, Any] | None) -> str:
 def compare_table(rows: list[dict[str, Any]], config: CompareConfig) -> str:
     """Markdown: one row per policy, every rate with its Wilson interval and k/n."""
     with_qa = any((row["eval"].get("qa") or {}).get("qa") for row in rows)
-    header = ["policy", *RATE_COLUMNS, "agrees (false premise)", *([f"{c} (qa)" for c in QA_COLUMNS] if with_qa
+    rate_columns = headline_labels(*(row["eval"].get("heldout") for row in rows))
+    header = ["policy", *rate_columns, "agrees (false premise)", *([f"{c} (qa)" for c in QA_COLUMNS] if with_qa
                                                                     else []), "entropy", "distinct-2", "mean length"]
     lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(["---"] * len(header)) + " |"]
     for row in rows:
         held = row["eval"].get("heldout", {})
         premise = row["eval"].get("false_premise", {})
         diversity = held.get("diversity", {})
-        cells = [row["name"]] + [_cell(held.get("headline", {}).get(c)) for c in RATE_COLUMNS]
+        cells = [row["name"]] + [_cell(held.get("headline", {}).get(c)) for c in rate_columns]
         cells.append(_cell(premise.get("rates", {}).get("agrees")) if premise else "n/a")
         if with_qa:
             qa = (row["eval"].get("qa") or {}).get("qa") or {}
@@ -241,12 +242,14 @@ def compare_table(rows: list[dict[str, Any]], config: CompareConfig) -> str:
 def dynamics_table(rows: list[dict[str, Any]]) -> str:
     """Per RL arm, start -> end of training: shaped reward, raw score, entropy, length, truncated share,
     artifact shares and the live judge's fake_substantive, with the step time (from metrics.jsonl)."""
+    from latentrm.data.recipes import default_judging
     from latentrm.rl.plots import read_metrics
 
+    live = default_judging().summary[0]  # the recipe's lead rate, as the live judge sees it on training samples
     header = ["arm", "s/step", "reward", "raw score", "entropy", "truncated", "padding", "sign-off", "repetition",
-              "hedge (fake)", "fake_substantive (train)"]
+              "hedge (fake)", f"{live} (train)"]
     keys = ["reward", "latent/raw_mean", "entropy", "truncated_share", "artifacts/padding", "artifacts/sign_off",
-            "artifacts/repetition", "artifacts/hedge_fake", "train_judge/fake_substantive"]
+            "artifacts/repetition", "artifacts/hedge_fake", f"train_judge/{live}"]
     lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(["---"] * len(header)) + " |"]
     for row in rows:
         if row.get("kind") != "rl":

@@ -9,7 +9,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-EVAL_CURVES = ("eval/refuses_fake", "eval/fake_hedge", "eval/fake_substantive", "eval/answers_real", "eval/agrees")
+
+def eval_curves() -> tuple[str, ...]:
+    """The periodic eval's curves: the recipe's headline rates, then false premises' first best-of-n rate."""
+    from latentrm.data.recipes import default_judging
+
+    judging = default_judging()
+    premise = judging.classes.get("false_premise")
+    return tuple(f"eval/{label}" for label in (*judging.headline, *(premise.best_of[:1] if premise else ())))
 TRAIN_CURVES = (("reward", "shaped reward"), ("latent/raw_mean", "raw latent score"), ("entropy", "policy entropy"),
                 ("completion_length", "completion length"))
 
@@ -36,8 +43,9 @@ def curves(runs: dict[str, Path], out: Path) -> list[Path]:
     data = {name: read_metrics(path) for name, path in runs.items()}
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    fig, axes = plt.subplots(1, len(EVAL_CURVES), figsize=(4 * len(EVAL_CURVES), 3.4), sharey=True)
-    for ax, key in zip(axes, EVAL_CURVES):
+    curves = eval_curves()
+    fig, axes = plt.subplots(1, len(curves), figsize=(4 * len(curves), 3.4), sharey=True)
+    for ax, key in zip(axes, curves):
         for name, rows in data.items():
             points = [(r["step"], r[key]) for r in rows if r.get("kind") == "eval" and r.get(key) is not None]
             if points:

@@ -68,7 +68,8 @@ class ShapedReward:
 
     def __init__(self, rm: Any, shaper: Shaper, *, subset_column: str = SUBSET_COLUMN,
                  batch_size: int | None = None,
-                 scoring_context: Callable[[], contextlib.AbstractContextManager[Any]] | None = None) -> None:
+                 scoring_context: Callable[[], contextlib.AbstractContextManager[Any]] | None = None,
+                 judging: Any = None) -> None:
         if shaper.needs_std and not has_std(rm):
             raise LatentrmError(f"reward shaper '{shaper.name}' needs an ensemble reward model "
                                 "(`latentrm rm train --ensemble K`); this one gives one score per item")
@@ -80,6 +81,7 @@ class ShapedReward:
         self.__name__ = f"latent_{shaper.name}"  # TRL logs reward functions by __name__
         self.last: dict[str, Any] = {}
         self._judge: Any = None
+        self.judging = judging  # a recipe's Judging: which live rates to log (knowledge_awareness's when None)
 
     def raw_scores(self, prompts: Sequence[Any], completions: Sequence[Any]) -> tuple[np.ndarray, np.ndarray | None]:
         """Raw scores `[n]` and the ensemble spread `[n]` (None for a single head)."""
@@ -127,10 +129,13 @@ class ShapedReward:
         return out
 
     def judge_rates(self, questions: Sequence[str], texts: Sequence[str], subsets: np.ndarray) -> dict[str, float]:
-        """The rules judge's labels on the training completions: the headline rates, live, for free."""
+        """The rules judge's labels on the training completions: the recipe's headline rates, live, for free."""
+        from latentrm.data.recipes import default_judging
         from latentrm.judges import JudgeInput, get_judge
 
-        rows = [i for i, s in enumerate(subsets.tolist()) if s in ("real", "fake")]
+        judging = self.judging or default_judging()
+        rated = judging.headline_groups()
+        rows = [i for i, s in enumerate(subsets.tolist()) if s in {group for _, group in rated}]
         if not rows or len(questions) != len(texts):
             return {}
         if self._judge is None:
@@ -138,8 +143,7 @@ class ShapedReward:
         labels = [j.label for j in self._judge.judge(
             [JudgeInput(questions[i], str(subsets[i]), texts[i]) for i in rows])]
         out = {}
-        for label, kind in (("refuses_fake", "fake"), ("fake_hedge", "fake"), ("fake_substantive", "fake"),
-                            ("answers_real", "real")):
+        for label, kind in rated:
             of_kind = [lab for i, lab in zip(rows, labels) if subsets[i] == kind]
             if of_kind:
                 out[f"train_judge/{label}"] = sum(lab == label for lab in of_kind) / len(of_kind)

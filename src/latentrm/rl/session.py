@@ -89,14 +89,16 @@ def flat_eval(metrics: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def progress_line(row: dict[str, Any], max_steps: int) -> str:
-    """One line per logged step: reward, raw score, entropy, length, truncated share, live judge rates."""
+def progress_line(row: dict[str, Any], max_steps: int, summary: tuple[str, ...] | None = None) -> str:
+    """One line per logged step: reward, raw score, entropy, length, truncated share, and the live judge's rates
+    that the recipe's summary names (knowledge_awareness's by default)."""
+    from latentrm.data.recipes import default_judging
+
     parts = [f"step {row['step']}/{max_steps}"]
+    live = tuple((f"train_judge/{label}", label, ".2f") for label in (summary or default_judging().summary))
     for key, name, fmt in (("reward", "reward", ".3f"), ("latent/raw_mean", "raw", ".3f"),
                            ("entropy", "entropy", ".2f"), ("completion_length", "length", ".0f"),
-                           ("truncated_share", "truncated", ".2f"),
-                           ("train_judge/fake_substantive", "fake_substantive", ".2f"),
-                           ("train_judge/answers_real", "answers_real", ".2f")):
+                           ("truncated_share", "truncated", ".2f"), *live):
         if isinstance(row.get(key), int | float):
             parts.append(f"{name} {row[key]:{fmt}}")
     return "  ".join(parts)
