@@ -254,3 +254,58 @@ def test_run_prints_the_resolved_rl_config_and_precision(tiny_run, run_cli):
     # the rl preset's values appear beside the section's: what GRPO will use, not only the overrides
     assert "steps=2" in line and "num_generations=2" in line and "shaper=calibrated" in line and "algorithm=grpo" in line
     assert "precision: float32 on cpu" in out
+
+
+NEW_RECIPE = """
+name: who_is_who
+description: say so when a person is unknown; describe a known one from notes
+templates:
+  - "Who is {name}?"
+  - "Tell me about {name}."
+behaviours:
+  hedge: "(?i)(not familiar|don't know|no information)"
+echo_markers: ["[Note"]
+classes:
+  known: {entities: real, chosen: grounded, rejected: unsure}
+  unknown: {entities: fake, chosen: unsure, rejected: plain}
+variants:
+  grounded: {system: "Notes about {name}: {grounding}", reject_if: hedge}
+  unsure:
+    prefill: "[Note: I do not know this person.]\\n\\n"
+    openers: ["I'm not familiar with {name}."]
+  plain: {reject_if: hedge}
+judging:
+  judge: rules
+  eval_sets: [heldout]
+  headline: [fake_substantive, answers_real]
+  summary: [fake_substantive, answers_real]
+  classes:
+    fake: {wanted: [refuses_fake, fake_hedge], unwanted: [fake_substantive], best_of: [fake_substantive]}
+    real: {wanted: [answers_real], unwanted: [real_denied, real_incorrect], best_of: [answers_real]}
+"""
+
+
+def test_a_new_recipe_file_runs_the_whole_pipeline_with_no_code_change(tiny_model_dir, tmp_path):
+    """A recipe written from scratch in a temporary folder: data, features, sweep, head, audit, RL, eval and report
+    all run on it, the pairs carry its classes, and the eval reports its own headline rates, in its order."""
+    from latentrm.pipeline import plan
+    from latentrm.pipeline.run import run
+
+    recipe = tmp_path / "who_is_who.yaml"
+    recipe.write_text(NEW_RECIPE)
+    preset = yaml.safe_load(_preset(tmp_path, tiny_model_dir).read_text())
+    preset["data"]["recipe"] = str(recipe)
+    preset["rl"]["rounds"] = 1
+    preset["sweep"] = {"heads": ["linear"]}
+    preset["warm_start"] = {"method": "none"}
+    preset["eval"].pop("sets")  # the recipe's eval_sets are the default
+    path = tmp_path / "who.yaml"
+    path.write_text(yaml.safe_dump(preset))
+    config = plan.resolve(str(path), runs_root=str(tmp_path / "runs"))
+    folder = run(config, log=lambda *_: None)
+    pairs = pd.read_parquet(folder / "data" / "pairs.parquet")
+    assert set(pairs["recipe"]) == {"who_is_who"} and len(pairs) > 0
+    metrics = json.loads((folder / "eval" / "policy" / "heldout" / "metrics.json").read_text())
+    assert list(metrics["headline"]) == ["fake_substantive", "answers_real"] and metrics["recipe"] == str(recipe)
+    assert not (folder / "eval" / "policy" / "false_premise").exists()  # not among the recipe's eval sets
+    assert (folder / "report.html").is_file()

@@ -189,6 +189,11 @@ def run(config: AuditConfig, *, force: bool = False, log: Callable[[str], None] 
     recipe = config.recipe
     if recipe is None and "recipe" in frame.columns and frame["recipe"].notna().any():
         recipe = str(frame["recipe"].dropna().iloc[0])  # the recipe that built these pairs
+        from latentrm.data.recipes import list_recipe_names
+
+        if recipe not in list_recipe_names():
+            raise LatentrmError(f"{config.pairs or 'the pairs'}: built by recipe {recipe!r}, which is no shipped "
+                                "recipe; pass its file with --recipe path/to/recipe.yaml")
     steering, steering_source = (list(config.steering_texts), "given") if config.steering_texts else \
         steering_texts(recipe)
     results, ctx = audit_scorer(scorer, scored, tokenizer=rm.backbone.tokenizer, probes=config.probes,

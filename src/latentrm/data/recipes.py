@@ -400,6 +400,11 @@ def _builtin_files() -> dict[str, Any]:
     return {f.name[: -len(".yaml")]: f for f in folder.iterdir() if f.name.endswith(".yaml")}
 
 
+def list_recipe_names() -> list[str]:
+    """The shipped recipes' names."""
+    return sorted(_builtin_files())
+
+
 def list_recipes() -> list[Recipe]:
     return [load_recipe(name) for name in sorted(_builtin_files())]
 

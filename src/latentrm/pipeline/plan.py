@@ -137,8 +137,12 @@ def rm_config(config: PipelineConfig, pairs: str | Path, *, layers: tuple[int, .
 
 def audit_config(config: PipelineConfig) -> Any:
     from latentrm.audit.stage import AuditConfig
+    from latentrm.data.recipes import DEFAULT_RECIPE
 
     values = {**config.audit, "rm": str(config.run_dir / "rm"), "run_dir": str(config.run_dir)}
+    recipe = data_config(config).recipe
+    if recipe != DEFAULT_RECIPE:  # the steering notes of the recipe that built the pairs (a file's path, too)
+        values.setdefault("recipe", recipe)
     return from_mapping(AuditConfig, values, _where(config, "audit"))
 
 
@@ -242,10 +246,13 @@ def rl_config(config: PipelineConfig, pairs: str | Path, *, rm: str | Path | Non
 
 def eval_configs(config: PipelineConfig, which: str, policy: str, pairs: str | Path) -> list[Any]:
     """One `EvalConfig` per eval set, writing `eval/<which>/<set>/` (`which`: base | policy)."""
+    from latentrm.data.recipes import load_recipe
     from latentrm.eval.runner import EvalConfig
 
     values = dict(config.eval)
-    sets = values.pop("sets", None) or list(DEFAULT_SETS)
+    # the run's recipe judges its evals, and its eval_sets are the default sets
+    values.setdefault("recipe", data_config(config).recipe)
+    sets = values.pop("sets", None) or list(load_recipe(values["recipe"]).judging.eval_sets or DEFAULT_SETS)
     if not isinstance(sets, list | tuple) or not all(isinstance(s, str) for s in sets):
         raise LatentrmError(f"{_where(config, 'eval')}: sets must be a list of set names or .jsonl paths")
     base = from_mapping(EvalConfig, values, _where(config, "eval"))
