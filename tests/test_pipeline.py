@@ -308,4 +308,8 @@ def test_a_new_recipe_file_runs_the_whole_pipeline_with_no_code_change(tiny_mode
     metrics = json.loads((folder / "eval" / "policy" / "heldout" / "metrics.json").read_text())
     assert list(metrics["headline"]) == ["fake_substantive", "answers_real"] and metrics["recipe"] == str(recipe)
     assert not (folder / "eval" / "policy" / "false_premise").exists()  # not among the recipe's eval sets
+    # RL's live judge logs the recipe's headline rates, and only those
+    logged = {k for line in (folder / "rl" / "metrics.jsonl").read_text().splitlines()
+              for k in json.loads(line) if k.startswith("train_judge/")}
+    assert logged == {"train_judge/fake_substantive", "train_judge/answers_real"}
     assert (folder / "report.html").is_file()

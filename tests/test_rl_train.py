@@ -91,10 +91,10 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(tiny_model_dir, tiny_rm, 
     config = _config(tiny_model_dir, tiny_rm, tmp_path / "run", steps=4, save_steps=2, eval_every=0)
     real_line = session_module.progress_line
 
-    def kill_at_step_3(row, max_steps):
+    def kill_at_step_3(row, max_steps, *rest):
         if row["step"] == 3:
             raise KeyboardInterrupt  # what Ctrl-C or a kill signal does mid-run
-        return real_line(row, max_steps)
+        return real_line(row, max_steps, *rest)
 
     monkeypatch.setattr(session_module, "progress_line", kill_at_step_3)
     with pytest.raises(KeyboardInterrupt):

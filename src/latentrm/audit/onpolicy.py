@@ -97,6 +97,8 @@ class OnPolicyConfig:
     batch_size: int = 16
     judge: str = "rules"
     bootstrap: int = 1000
+    recipe: str = field(default="knowledge_awareness", metadata={
+        "help": "the recipe whose judging names each class's wanted and unwanted labels"})
 
     @property
     def largest_n(self) -> int:
@@ -241,11 +243,11 @@ def verdict(auroc: float, lo: float, hi: float, n_wanted: int, n_unwanted: int, 
 
 
 def class_report(name: str, proxy: np.ndarray, labels: list[list[str]], n_max: int, reps: int,
-                 seed: int) -> dict[str, Any]:
+                 seed: int, spec: dict[str, tuple[str, ...]] | None = None) -> dict[str, Any]:
     """Everything the check says about one prompt class: proxy `[prompts, m]`, labels `[prompts][m]`."""
     from latentrm.eval.metrics import rate
 
-    spec = classes()[name]
+    spec = spec or classes()[name]
     flat = [label for row in labels for label in row]
     counts = {label: flat.count(label) for label in sorted(set(flat))}
     shares = {label: rate(k, len(flat)) for label, k in counts.items()}
@@ -357,9 +359,15 @@ def run(config: OnPolicyConfig, *, force: bool = False, backend: Any = None, sco
     policy_revision = resolve_model(config.policy).revision if config.backend != "fake" else config.policy
     items = load_items(config, meta)  # refuses a set without both classes before anything is sampled
     folder = Path(config.run_dir or Path(config.rm).parent) / config.name
-    key = stage_key(config, {"rm": rm_key(config.rm)}, ignore=(*RUNTIME_FIELDS, "rm", "run_dir", "name"),
+    from latentrm.data.recipes import DEFAULT_RECIPE, load_recipe
+
+    judging = load_recipe(config.recipe).judging
+    specs = classes(judging)
+    # the default recipe adds nothing to the key: checks from before recipes carried their judging still count
+    by_recipe = {} if config.recipe == DEFAULT_RECIPE else {"classes": specs}
+    key = stage_key(config, {"rm": rm_key(config.rm)}, ignore=(*RUNTIME_FIELDS, "rm", "run_dir", "name", "recipe"),
                     extra={"policy": policy_revision, "backend": str(getattr(backend, "model_id", "")),
-                           "judge": getattr(judge, "name", "")})
+                           "judge": getattr(judge, "name", ""), **by_recipe})
     if not force and backend is None and scorer is None and judge is None and is_done(folder, key):
         return folder  # injected backends, scorers and judges (tests) always run
     forget(folder)
@@ -373,11 +381,11 @@ def run(config: OnPolicyConfig, *, force: bool = False, backend: Any = None, sco
                                 scorer, judge)
     groups = [label_group(item.kind) for item in items]
     reports: dict[str, Any] = {}
-    for name in classes():
+    for name, spec in specs.items():
         rows = [i for i, g in enumerate(groups) if g == name]
         if rows:
             reports[name] = class_report(name, proxy[rows], [labels[i] for i in rows], config.largest_n,
-                                         config.bootstrap, config.seed)
+                                         config.bootstrap, config.seed, spec=spec)
     plot = plots.onpolicy(reports, folder / "onpolicy.png")
     report = {"rm": config.rm, "policy": config.policy, "policy_key": policy_key, "samples_per_prompt": config.samples,
               "prompts": len(items), "classes": reports, "answer": answer(reports), "plot": plot.name,

@@ -159,6 +159,17 @@ class Recipe:
         """The extra contrasts the classes declare (built only when a build asks for them)."""
         return tuple(dict.fromkeys(name for c in self.classes for name, _, _ in c.contrasts))
 
+    def judge_kinds(self) -> dict[str, str]:
+        """The prompt kind a judge labels each class's prompts as: its entities (`real`, `fake`), or
+        `false_premise` for a false claim; a true claim has no judge and is left out."""
+        kinds: dict[str, str] = {}
+        for c in self.classes:
+            if c.claim is None:
+                kinds[c.name] = c.entities
+            elif c.claim is False:
+                kinds[c.name] = "false_premise"
+        return kinds
+
     def templates_for(self, prompt_class: PromptClass) -> tuple[str, ...]:
         return self.templates + prompt_class.templates
 

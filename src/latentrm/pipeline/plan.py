@@ -159,7 +159,8 @@ def onpolicy_config(config: PipelineConfig, which: str, policy: str, pairs: str 
         raise LatentrmError(f"{_where(config, 'onpolicy')}.enabled: {enabled!r} must be true or false")
     if "prompts" in values and isinstance(values["prompts"], list):
         values["prompts"] = tuple(values["prompts"])
-    values = {"seed": 0, "people": "check", **values, "rm": str(rm or config.run_dir / "rm"),
+    values = {"seed": 0, "people": "check", "recipe": data_config(config).recipe, **values,
+              "rm": str(rm or config.run_dir / "rm"),
               "run_dir": str(config.run_dir / "onpolicy"), "name": which, "policy": policy, "pairs": str(pairs)}
     checked = from_mapping(OnPolicyConfig, values, _where(config, "onpolicy"))
     try:
@@ -235,6 +236,7 @@ def rl_config(config: PipelineConfig, pairs: str | Path, *, rm: str | Path | Non
     preset = values.pop("preset", None)
     rounds(config)
     values.pop("rounds", None)
+    values.setdefault("recipe", data_config(config).recipe)  # the run's recipe names the live judge's rates
     if config.threads and "threads" not in values:
         values["threads"] = config.threads
     try:

@@ -82,6 +82,8 @@ class RLConfig:
     report_to: str = field(default="none", metadata={"help": "TRL report_to: none | tensorboard | trackio | wandb"})
     reward_batch_size: int = field(default=16, metadata={"help": "texts per reward forward"})
     threads: int | None = field(default=None, metadata={"help": "torch CPU threads"})
+    recipe: str = field(default="knowledge_awareness", metadata={
+        "help": "the recipe whose judging names the live judge's and the periodic eval's rates"})
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -93,6 +95,8 @@ class RLConfig:
             payload.pop("trainable_layers", None)
         if payload.get("algorithm") == "grpo":  # so do the keys of GRPO runs from before `algorithm`
             payload.pop("algorithm")
+        if payload.get("recipe") == "knowledge_awareness":  # and of runs from before recipes carried judging
+            payload.pop("recipe")
         payload["inputs"] = input_hashes
         return config_hash(payload)
 

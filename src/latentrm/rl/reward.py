@@ -69,7 +69,7 @@ class ShapedReward:
     def __init__(self, rm: Any, shaper: Shaper, *, subset_column: str = SUBSET_COLUMN,
                  batch_size: int | None = None,
                  scoring_context: Callable[[], contextlib.AbstractContextManager[Any]] | None = None,
-                 judging: Any = None) -> None:
+                 judging: Any = None, kinds: dict[str, str] | None = None) -> None:
         if shaper.needs_std and not has_std(rm):
             raise LatentrmError(f"reward shaper '{shaper.name}' needs an ensemble reward model "
                                 "(`latentrm rm train --ensemble K`); this one gives one score per item")
@@ -82,6 +82,7 @@ class ShapedReward:
         self.last: dict[str, Any] = {}
         self._judge: Any = None
         self.judging = judging  # a recipe's Judging: which live rates to log (knowledge_awareness's when None)
+        self.kinds = kinds or {}  # a recipe's class -> the prompt kind its judge labels (a class names itself)
 
     def raw_scores(self, prompts: Sequence[Any], completions: Sequence[Any]) -> tuple[np.ndarray, np.ndarray | None]:
         """Raw scores `[n]` and the ensemble spread `[n]` (None for a single head)."""
@@ -135,16 +136,17 @@ class ShapedReward:
 
         judging = self.judging or default_judging()
         rated = judging.headline_groups()
-        rows = [i for i, s in enumerate(subsets.tolist()) if s in {group for _, group in rated}]
+        kinds = np.asarray([self.kinds.get(str(s), str(s)) for s in subsets.tolist()], dtype=object)
+        rows = [i for i, k in enumerate(kinds.tolist()) if k in {group for _, group in rated}]
         if not rows or len(questions) != len(texts):
             return {}
         if self._judge is None:
             self._judge = get_judge("rules")
         labels = [j.label for j in self._judge.judge(
-            [JudgeInput(questions[i], str(subsets[i]), texts[i]) for i in rows])]
+            [JudgeInput(questions[i], str(kinds[i]), texts[i]) for i in rows])]
         out = {}
         for label, kind in rated:
-            of_kind = [lab for i, lab in zip(rows, labels) if subsets[i] == kind]
+            of_kind = [lab for i, lab in zip(rows, labels) if kinds[i] == kind]
             if of_kind:
                 out[f"train_judge/{label}"] = sum(lab == label for lab in of_kind) / len(of_kind)
         return out

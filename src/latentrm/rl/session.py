@@ -71,7 +71,9 @@ def evaluate_policy(model: Any, tokenizer: Any, config: RLConfig, items: list[An
     finally:
         if was_training:
             model.train()
-    metrics = compute_metrics(rows)
+    from latentrm.data.recipes import load_recipe
+
+    metrics = compute_metrics(rows, load_recipe(config.recipe).judging)
     return {"metrics": metrics, "rows": rows}
 
 
@@ -183,7 +185,7 @@ def _callback_class() -> Any:
             row.update({short: logs[key] for key, short in TRL_KEYS.items() if key in logs})
             row.update({k: v for k, v in logs.items() if isinstance(v, int | float)})
             append_jsonl(self.session.out / "metrics.jsonl", row)
-            self.session.log(progress_line(row, int(state.max_steps)))
+            self.session.log(progress_line(row, int(state.max_steps), self.session.reward.judging.summary))
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             session = self.session
@@ -224,7 +226,11 @@ def build_session(config: RLConfig, prepared: dict[str, Any], out: Path, *, log:
         dtype = torch.bfloat16 if args.bf16 else torch.float32
     args.model_init_kwargs = {"dtype": dtype}
 
-    reward = ShapedReward(None, prepared["shaper"], batch_size=config.reward_batch_size)
+    from latentrm.data.recipes import load_recipe
+
+    recipe = load_recipe(config.recipe)
+    reward = ShapedReward(None, prepared["shaper"], batch_size=config.reward_batch_size,
+                          judging=recipe.judging, kinds=recipe.judge_kinds())
     if not prepared["shared"]:
         reward.rm = LatentRewardModel.load(config.rm)
     callback = _callback_class()()
