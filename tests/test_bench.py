@@ -119,3 +119,11 @@ def test_rl_step_prints_one_row_per_variant(tiny_model_dir, tmp_path, monkeypatc
     assert "| before |" in out and "| trainable_layers=1 |" in out
     assert "| trainable_layers=1 max_completion_length=2 |" in out
     assert out.count("x of before (goal <= 0.5x") == 2
+
+
+def test_data_build_bench_runs_both_launches_and_compares_their_pairs(tmp_path, capsys):
+    import data_build
+
+    assert data_build.main(["--backend", "fake", "--n", "4", "--samples", "1", "--work", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "| 1 process x 2 threads |" in out and "| 2 processes x 1 thread |" in out and "ratio" in out
