@@ -392,7 +392,7 @@ def run(config: OnPolicyConfig, *, force: bool = False, backend: Any = None, sco
               "examples": _examples(items, samples, proxy, labels)}
     atomic_write_text(folder / "config.json", json.dumps(asdict(config), indent=1, default=str))
     atomic_write_text(folder / JUDGED, "".join(json.dumps(json_safe(row)) + "\n"
-                                               for row in judged_rows(items, samples, proxy, labels)))
+                                               for row in judged_rows(items, samples, proxy, labels, specs)))
     atomic_write_text(folder / "onpolicy.json", json.dumps(json_safe(report), indent=1))
     write_manifest(folder, "onpolicy", key, config, outputs=["onpolicy.json", "config.json", JUDGED, plot.name],
                    summary={name: {"auroc": c["auroc"]["pooled"], "verdict": c["verdict"]}
@@ -448,16 +448,18 @@ JUDGED = "judged.jsonl"  # one row per sample: what `rm sweep --select onpolicy`
 
 
 def judged_rows(items: Sequence[GoldItem], samples: list[list[dict[str, Any]]], proxy: np.ndarray | None,
-                labels: list[list[str]]) -> list[dict[str, Any]]:
+                labels: list[list[str]], specs: dict[str, dict[str, tuple[str, ...]]] | None = None
+                ) -> list[dict[str, Any]]:
     """`{prompt_id, prompt, completion, class, label, side, reward}` per sample; side is wanted | unwanted | ""
     (a label on neither side of its class, e.g. a hedge about a false premise)."""
     from latentrm.judges import label_group
 
+    specs = specs or classes()
     rows = []
     rewards = proxy if proxy is not None else [[None] * len(row) for row in samples]
     for item, item_samples, scores, item_labels in zip(items, samples, rewards, labels):
         group = label_group(item.kind)
-        spec = classes().get(group, {"wanted": (), "unwanted": ()})
+        spec = specs.get(group, {"wanted": (), "unwanted": ()})
         for sample, score, label in zip(item_samples, scores, item_labels):
             side = "wanted" if label in spec["wanted"] else "unwanted" if label in spec["unwanted"] else ""
             rows.append({"prompt_id": item.prompt_id, "prompt": item.prompt, "completion": sample["text"],

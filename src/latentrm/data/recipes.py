@@ -132,10 +132,6 @@ class Judging:
 
         return tuple((label, group_of_label(label)) for label in self.headline)
 
-    def rates_of(self, kind: str) -> tuple[str, ...]:
-        """The headline rates that are shares of one prompt kind."""
-        return tuple(label for label, group in self.headline_groups() if group == kind)
-
 
 @dataclass(frozen=True)
 class Recipe:

@@ -137,7 +137,8 @@ class ShapedReward:
         judging = self.judging or default_judging()
         rated = judging.headline_groups()
         kinds = np.asarray([self.kinds.get(str(s), str(s)) for s in subsets.tolist()], dtype=object)
-        rows = [i for i, k in enumerate(kinds.tolist()) if k in {group for _, group in rated}]
+        judged = {group for _, group in rated}
+        rows = [i for i, k in enumerate(kinds.tolist()) if k in judged]
         if not rows or len(questions) != len(texts):
             return {}
         if self._judge is None:

@@ -185,7 +185,8 @@ def _callback_class() -> Any:
             row.update({short: logs[key] for key, short in TRL_KEYS.items() if key in logs})
             row.update({k: v for k, v in logs.items() if isinstance(v, int | float)})
             append_jsonl(self.session.out / "metrics.jsonl", row)
-            self.session.log(progress_line(row, int(state.max_steps), self.session.reward.judging.summary))
+            judging = self.session.reward.judging
+            self.session.log(progress_line(row, int(state.max_steps), judging.summary if judging else None))
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             session = self.session
