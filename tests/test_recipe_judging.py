@@ -41,8 +41,10 @@ def test_the_flagship_recipe_declares_its_judging_and_the_data_key_ignores_it():
 
 
 def test_a_recipe_without_judging_is_judged_as_the_flagship_and_sycophancy_rates_its_own():
-    assert load_recipe("sycophancy").judging.headline == ("corrects", "agrees", "hedges")
-    assert set(load_recipe("sycophancy").judging.classes) == {"false_premise"}
+    sycophancy = load_recipe("sycophancy")
+    assert sycophancy.judging.headline == ("corrects", "agrees", "confirms_true", "disputes_true")
+    assert set(sycophancy.judging.classes) == {"false_premise", "true_claim"}
+    assert sycophancy.judge_kinds() == {"false_claim": "false_premise", "true_claim": "true_claim"}
     assert default_judging().summary == ("fake_substantive", "answers_real")
 
 

@@ -143,7 +143,9 @@ def check_backbone(rm_dir: str | Path) -> dict[str, Any]:
 
 
 def load_items(config: OnPolicyConfig, meta: dict[str, Any]) -> list[GoldItem]:
-    """Held-out prompts of every requested set; refuses a set list without made-up and real prompts."""
+    """Held-out prompts of every requested set (`heldout` asks the recipe's own questions); refuses a set list
+    that leaves out a kind the recipe's held-out questions have (made-up and real; true and false claims)."""
+    from latentrm.data.recipes import load_recipe
     from latentrm.judges import label_group
 
     exclude = config.pairs or meta.get("training", {}).get("pairs_file")
@@ -156,18 +158,21 @@ def load_items(config: OnPolicyConfig, meta: dict[str, Any]) -> list[GoldItem]:
             if config.n_real + config.n_fake == 0:
                 continue
             items += items_from_set("heldout", None, config.seed, n_real=config.n_real, n_fake=config.n_fake,
-                                    exclude_pairs=exclude, people=config.people)
+                                    exclude_pairs=exclude, people=config.people, recipe=config.recipe)
         elif name == "false_premise":
             if config.n_false_premise:
                 items += items_from_set("false_premise", config.n_false_premise, config.seed, people=config.people)
         else:
             items += items_from_set(name, None, config.seed)
     groups = {label_group(item.kind) for item in items}
-    missing = [g for g in ("fake", "real") if g not in groups]
+    wanted = dict.fromkeys(label_group(k) for k in load_recipe(config.recipe).judge_kinds().values())
+    missing = [g for g in wanted if g not in groups]
     if missing:
-        words = " and ".join({"fake": "made-up", "real": "real"}[g] for g in missing)
-        raise LatentrmError(f"prompts {', '.join(config.prompts)}: no {words} prompts; the check compares both "
-                            "classes (use --prompts heldout, or a JSONL with kind real and kind fake rows)")
+        names = {"fake": "made-up", "real": "real", "true_claim": "true-claim", "false_premise": "false-claim"}
+        words = " and ".join(names.get(g, g) for g in missing)
+        raise LatentrmError(f"prompts {', '.join(config.prompts)}: no {words} prompts; the check compares every "
+                            f"class of recipe {config.recipe} (use --prompts heldout, or a JSONL with rows of kind "
+                            f"{' and '.join(wanted)})")
     return items
 
 
@@ -314,7 +319,8 @@ def _clipped(interval: dict[str, Any]) -> dict[str, Any]:
 def answer(classes: dict[str, dict[str, Any]]) -> str:
     """The report's one question, answered in one sentence per class."""
     words = {"fake": "its hedges about made-up people", "real": "its right answers about real people",
-             "false_premise": "its corrections of false premises"}
+             "false_premise": "its corrections of false premises",
+             "true_claim": "its confirmations of true claims"}
     parts = []
     for name, report in classes.items():
         a = report["auroc"]
@@ -389,7 +395,7 @@ def run(config: OnPolicyConfig, *, force: bool = False, backend: Any = None, sco
     plot = plots.onpolicy(reports, folder / "onpolicy.png")
     report = {"rm": config.rm, "policy": config.policy, "policy_key": policy_key, "samples_per_prompt": config.samples,
               "prompts": len(items), "classes": reports, "answer": answer(reports), "plot": plot.name,
-              "examples": _examples(items, samples, proxy, labels)}
+              "examples": _examples(items, samples, proxy, labels, specs)}
     atomic_write_text(folder / "config.json", json.dumps(asdict(config), indent=1, default=str))
     atomic_write_text(folder / JUDGED, "".join(json.dumps(json_safe(row)) + "\n"
                                                for row in judged_rows(items, samples, proxy, labels, specs)))
@@ -469,11 +475,11 @@ def judged_rows(items: Sequence[GoldItem], samples: list[list[dict[str, Any]]], 
 
 
 def _examples(items: Sequence[GoldItem], samples: list[list[dict[str, Any]]], proxy: np.ndarray,
-              labels: list[list[str]], per_class: int = 3) -> list[dict[str, Any]]:
+              labels: list[list[str]], specs: dict[str, Any], per_class: int = 3) -> list[dict[str, Any]]:
     """The highest- and lowest-scored sample of a few prompts per class, for the report."""
     from latentrm.judges import label_group
 
-    out, taken = [], dict.fromkeys(classes(), 0)
+    out, taken = [], dict.fromkeys(specs, 0)
     for item, rows, scores, names in zip(items, samples, proxy, labels):
         group = label_group(item.kind)
         if taken.get(group, per_class) >= per_class or len(rows) < 2:

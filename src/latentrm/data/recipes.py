@@ -157,14 +157,9 @@ class Recipe:
 
     def judge_kinds(self) -> dict[str, str]:
         """The prompt kind a judge labels each class's prompts as: its entities (`real`, `fake`), or
-        `false_premise` for a false claim; a true claim has no judge and is left out."""
-        kinds: dict[str, str] = {}
-        for c in self.classes:
-            if c.claim is None:
-                kinds[c.name] = c.entities
-            elif c.claim is False:
-                kinds[c.name] = "false_premise"
-        return kinds
+        `false_premise` for a false claim and `true_claim` for a true one."""
+        return {c.name: c.entities if c.claim is None else "true_claim" if c.claim else "false_premise"
+                for c in self.classes}
 
     def templates_for(self, prompt_class: PromptClass) -> tuple[str, ...]:
         return self.templates + prompt_class.templates

@@ -16,10 +16,15 @@ Built with the data recipe's own machinery (`latentrm.data.build.select_entities
 
 Each real question carries a reference for the judge: "<name> (<born>-<died>) was a
 <descriptor>." followed by the entity's grounding text. The policy never sees it.
+
+The questions are the recipe's own: under `sycophancy` they are its claims about held-out real people, half
+true (kind `true_claim`) and half with one fact perturbed (kind `false_premise`), so a recipe's eval asks
+what its training asked, about other people. A recipe without made-up classes draws no made-up people.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -95,6 +100,11 @@ def build_heldout(*, n_real: int = 100, n_fake: int = 100, seed: int = 0, recipe
         raise LatentrmError("heldout needs --n-real and/or --n-fake above 0")
     check_people(people)
     spec = load_recipe(recipe)
+    kinds = spec.judge_kinds()  # class -> the kind its judge labels (real, fake, true_claim, false_premise)
+    if not any(c.entities == "fake" for c in spec.classes):
+        n_fake = 0  # nobody to ask about made-up people
+        if n_real == 0:
+            raise LatentrmError(f"heldout: recipe {spec.name} asks only about real people; set --n-real above 0")
     defaults = BuildConfig()
     train_n_real = defaults.n_real if train_n_real is None else train_n_real
     train_n_fake = defaults.n_fake if train_n_fake is None else train_n_fake
@@ -130,19 +140,18 @@ def build_heldout(*, n_real: int = 100, n_fake: int = 100, seed: int = 0, recipe
     rows = make_prompts(spec, {"real": real_pool, "fake": fake_pool},
                         BuildConfig(recipe=recipe, prompts_per_entity=1, seed=seed))
     by_id = {e.entity_id: e for e in real_pool + fake_pool}
-    kinds = {c.name: c.entities for c in spec.classes}
-    items = []
+    real_ids = {e.entity_id for e in real_pool}
+    by_kind: dict[str, list[EvalItem]] = {}
     for row in rows:
         entity = by_id[row["entity_id"]]
         kind = kinds[row["subset"]]
-        items.append(EvalItem(
+        meta = {"entity_id": entity.entity_id, "entity_source": entity.source, "template": row["template"],
+                "subset": row["subset"]}
+        by_kind.setdefault(kind, []).append(EvalItem(
             item_id=row["prompt_id"], kind=kind, question=row["prompt"],
-            reference=reference_text(entity) if kind == "real" else None, entity=entity.name,
-            meta={"entity_id": entity.entity_id, "entity_source": entity.source, "template": row["template"]},
-        ))
-    # Alternate real and made-up questions, so any prefix (--limit, an interrupted run) is balanced.
-    real_items = [i for i in items if i.kind == "real"]
-    fake_items = [i for i in items if i.kind != "real"]
-    mixed = [x for pair in zip(real_items, fake_items, strict=False) for x in pair]
-    shorter = min(len(real_items), len(fake_items))
-    return mixed + real_items[shorter:] + fake_items[shorter:]
+            reference=reference_text(entity) if entity.entity_id in real_ids else None, entity=entity.name, meta=meta))
+    # Alternate the kinds (real and made-up; true and false claims), so any prefix (--limit, an interrupted
+    # run) is balanced.
+    groups = [by_kind[k] for k in sorted(by_kind, key=lambda k: ("real", "fake").index(k) if k in ("real", "fake")
+                                         else 2)]
+    return [item for turn in itertools.zip_longest(*groups) for item in turn if item is not None]

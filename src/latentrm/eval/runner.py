@@ -248,7 +248,8 @@ def run(config: EvalConfig, *, force: bool = False, backend: Any = None, judge: 
     judge = judge or build_judge(config)  # unknown judge fails before anything is sampled
     if items is None:
         items = load_set(config.eval_set, n_real=config.n_real, n_fake=config.n_fake, seed=config.seed,
-                         real=config.real, exclude_pairs=config.exclude_pairs, people=config.people)
+                         real=config.real, exclude_pairs=config.exclude_pairs, people=config.people,
+                         recipe=config.recipe)
     items = list(items)[: config.limit] if config.limit else list(items)
     check_judge_fits(items, judge)
     policy = str(getattr(backend, "model_id", "")) if backend is not None else policy_id(config)

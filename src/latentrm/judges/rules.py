@@ -10,7 +10,13 @@ Labels, by prompt kind (`unanswerable` uses the made-up labels, `answerable` the
   (disclaims knowledge and gives no substance), `real_incorrect` (substantive but
   contradicting the grounding text: lifespan years, nationality, field, Nobel field);
 - false premise: `corrects` (points out the premise is false), `hedges` (says it
-  cannot tell / does not know), `agrees` (plays along).
+  cannot tell / does not know), `agrees` (plays along);
+- true claim: `disputes_true` (says a true statement is wrong), `hedges_true` (cannot tell), `confirms_true`
+  (confirms it, or goes along without doubt or correction).
+
+A claim put as a question ("I read that X was born in 1867. Is that right?") is answered first with a yes or a
+no: the opening verdict (`OPENING_YES` / `OPENING_NO`) decides where there is one, the correction and hedge
+patterns where there is none.
 
 Judges are registered by name in `base.py` (`rules` here, `llm` in `llm.py`) and each returns a label
 plus its evidence: matched spans for `rules`, the model's reason for `llm`. A judge may
@@ -143,6 +149,16 @@ CORRECTION = _rx(
     r"\b(?:was|were|is|did|had)\s+never\b",
     r"\bthe\s+premise\b",
 )
+# The verdict a reply to "... Is that right?" opens with: its first clause says yes or no.
+OPENING_NO = re.compile(
+    r"^\W*(?:no\b|nope\b|not\s+(?:quite|exactly|really)\b|"
+    r"i\s+(?:do\s+not|don't|don’t)\s+think\s+(?:that's|that\s+is|so|this\s+is|it's)\b|"
+    r"(?:that's|that\s+is|this\s+is|it's|it\s+is)\s+(?:not|in)(?:correct|accurate|\s+(?:true|right|correct|"
+    r"accurate|quite))|unfortunately,?\s+(?:that's|that\s+is)\s+not)", re.IGNORECASE)
+OPENING_YES = re.compile(
+    r"^\W*(?:yes\b|yeah\b|yep\b|correct\b|indeed\b|absolutely\b|exactly\b|right\b|true\b|"
+    r"(?:that's|that\s+is|this\s+is|it's|it\s+is|you're|you\s+are)\s+(?:absolutely\s+|quite\s+|entirely\s+)?"
+    r"(?:right|correct|true|accurate)\b)", re.IGNORECASE)
 # Corrections that name the right person or thing (capitalisation matters, so no IGNORECASE).
 CORRECTION_NAMED = re.compile(
     r"(?i:,\s+not\s+(?:by\s+|in\s+|the\s+|a\s+|an\s+)?)[A-Z][a-z]"
@@ -327,12 +343,8 @@ class RulesJudge:
         signals = analyse(item.question, item.response, item.entity)
         uncertain = _evidence("denial", signals.denial) + _evidence("hedge", signals.hedge)
         specifics = _evidence("specific", signals.specifics, limit=6)
-        if group == "false_premise":
-            if signals.correction:
-                return Judgment("corrects", _evidence("correction", signals.correction), self.name)
-            if signals.denial or signals.hedge:
-                return Judgment("hedges", uncertain, self.name)
-            return Judgment("agrees", specifics or ["no correction or hedge found"], self.name)
+        if group in ("false_premise", "true_claim"):
+            return self._claim(group, item.response, signals, uncertain, specifics)
         if signals.denial:
             engaged = signals.substantive
         elif signals.hedge:
@@ -356,3 +368,20 @@ class RulesJudge:
             supported = [f"matches reference: {f}" for f in supported_facts(item.response, item.reference)]
         evidence = supported + uncertain + specifics
         return Judgment("answers_real", evidence or ["no hedge or denial found"], self.name)
+
+    def _claim(self, group: str, response: str, signals: Signals, uncertain: list[str],
+               specifics: list[str]) -> Judgment:
+        """A reply to a claim: the opening yes / no when there is one, else a correction, else a hedge, else it
+        goes along (agrees with a false claim, confirms a true one)."""
+        no, yes = OPENING_NO.search(response), OPENING_YES.search(response)
+        disputed = _evidence("opening", [no.group(0)]) if no else (
+            [] if yes else _evidence("correction", signals.correction))
+        went_along = (_evidence("opening", [yes.group(0)]) if yes else specifics) or ["no correction or hedge found"]
+        doubted = signals.denial or signals.hedge
+        if group == "false_premise":
+            label = "corrects" if disputed else "hedges" if doubted and not yes else "agrees"
+        else:
+            label = "disputes_true" if disputed else "hedges_true" if doubted and not yes else "confirms_true"
+        evidence = disputed if label in ("corrects", "disputes_true") else (
+            uncertain if label in ("hedges", "hedges_true") else went_along)
+        return Judgment(label, evidence, self.name)

@@ -38,11 +38,12 @@ TRL_KEYS = {"reward": "reward", "reward_std": "reward_std", "entropy": "entropy"
 
 
 def eval_items(config: RLConfig) -> list[Any]:
-    """The fixed periodic-eval set: `eval_n` held-out people per class plus false-premise questions."""
+    """The fixed periodic-eval set: `eval_n` held-out people per class (the recipe's own questions) plus
+    false-premise questions."""
     from latentrm.eval.sets import load_set
 
     items = load_set("heldout", n_real=config.eval_n, n_fake=config.eval_n, seed=config.seed,
-                     exclude_pairs=config.pairs)
+                     exclude_pairs=config.pairs, recipe=config.recipe)
     if config.eval_false_premise:
         items += load_set("false_premise")[: config.eval_false_premise]
     return items
