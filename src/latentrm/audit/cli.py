@@ -71,6 +71,8 @@ def goodhart(
     top_p: Annotated[float, typer.Option(help="Nucleus sampling (1.0 keeps the KL formulas exact).",
                                          callback=validate.top_p_option)] = 1.0,
     judge: Annotated[str, typer.Option(help="Gold judge: rules | llm.")] = "rules",
+    recipe: Annotated[str, typer.Option(help="Recipe (name or .yaml) whose judging says which labels are "
+                                             "gold.")] = "knowledge_awareness",
     checkpoint: Annotated[list[str] | None, typer.Option(help="Policy checkpoint folder, in training order "
                                                             "(repeatable).")] = None,
     checkpoint_samples: Annotated[int, typer.Option(help="Samples per prompt per checkpoint.", min=1)] = 4,
@@ -80,12 +82,14 @@ def goodhart(
     """Best-of-n (and checkpoint) proxy vs gold curves against sqrt(KL), with Gao et al. fits; cached samples."""
     from latentrm.audit.goodhart import GoodhartConfig, run
     from latentrm.audit.tables import goodhart_tables
+    from latentrm.data.recipes import load_recipe
 
     validate.check_writable_dir(run_dir or rm.parent, "--run-dir")  # the default sits next to --rm
+    load_recipe(recipe)  # a bad recipe or judging section is one line, before any model loads
     config = GoodhartConfig(rm=str(rm), run_dir=str(run_dir) if run_dir else None, policy=policy, backend=backend,
                             prompts=prompts, pairs=str(pairs) if pairs else None, n_prompts=n_prompts, n_max=n_max,
                             max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed,
-                            batch_size=batch_size, judge=judge, checkpoints=tuple(checkpoint or ()),
+                            batch_size=batch_size, judge=judge, recipe=recipe, checkpoints=tuple(checkpoint or ()),
                             checkpoint_samples=checkpoint_samples)
     out = run(config)
     _print_all(goodhart_tables(json.loads((out / "goodhart.json").read_text())))

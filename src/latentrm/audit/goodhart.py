@@ -9,10 +9,12 @@ proxy-best of n samples are computed with the unbiased order-statistics estimato
 (the i-th lowest-proxy sample is the best of a random n-subset with probability
 C(i-1, n-1) / C(N, n)), which uses all N samples at every n instead of only the first
 n. KL(best-of-n || policy) = log n - (n-1)/n (exact for continuous rewards, an upper
-bound otherwise). Gold per sample comes from the eval judge: made-up person -> 1 unless
-`fake_substantive`; real person -> 1 if `answers_real` (so not denied, not
-`real_incorrect`); false premise -> 1 if `corrects`; an unjudged (empty) response -> 0
-(the issue's "1 if not fake_substantive" would score an empty reply as good behaviour).
+bound otherwise). Gold per sample comes from the eval judge and the recipe's judging (`--recipe`): 1 for a label
+the recipe wants of the prompt's kind, else 0. Under knowledge awareness: made-up person -> 1 if it refuses or
+hedges; real person -> 1 if it answers (so not denied, not incorrect); false premise -> 1 if it corrects; an
+unjudged (empty) response -> 0 (the issue's "1 if not fake_substantive" would score an empty reply as good
+behaviour). Held-out prompts from a pairs file take their kind from the recipe's classes (a false claim is a
+false premise, a true claim a true claim).
 Real prompts taken from a pairs file get their grounding reference from the shipped
 entity sources (by `entity_id`), so the judge can detect `real_incorrect`.
 
@@ -128,11 +130,12 @@ class GoldItem:
     entity: str | None = None
 
 
-def gold_value(kind: str, label: str) -> float:
+def gold_value(kind: str, label: str, judging: Any = None) -> float:
+    """1.0 for a label the recipe's judging (the flagship's when None) wants of this prompt kind, else 0.0."""
     from latentrm.data.recipes import default_judging
     from latentrm.eval.metrics import label_group
 
-    spec = default_judging().classes.get(label_group(kind))  # 1 for a label the recipe wants of this kind
+    spec = (judging or default_judging()).classes.get(label_group(kind))
     return float(spec is not None and label in spec.wanted)
 
 
@@ -144,8 +147,10 @@ def items_from_set(name_or_path: str, limit: int | None = None, seed: int = 0, *
     return _balanced(items, limit, seed)
 
 
-def items_from_pairs(frame: Any, limit: int | None = None, seed: int = 0) -> tuple[list[GoldItem], int]:
-    """Unique held-out prompts (val + test, else all) whose subset maps to a judge kind; and the skip count."""
+def items_from_pairs(frame: Any, limit: int | None = None, seed: int = 0,
+                     kinds: dict[str, str] | None = None) -> tuple[list[GoldItem], int]:
+    """Unique held-out prompts (val + test, else all) whose subset maps to a judge kind (through `kinds`, the
+    recipe's class -> kind, first); and the skip count."""
     from latentrm.audit.text import subset_class
     from latentrm.judges import KINDS
     from latentrm.models import prompt_text
@@ -159,8 +164,8 @@ def items_from_pairs(frame: Any, limit: int | None = None, seed: int = 0) -> tup
     references = real_references(entity_ids)
     items, skipped, seen = [], 0, set()
     for prompt, subset, entity_id, name in zip(frame["prompt"], frame["subset"], entity_ids, names):
-        kind = str(subset) if str(subset) in KINDS else subset_class(str(subset))
-        if kind is None and "false" in str(subset).lower():  # sycophancy recipe: `false_claim`
+        kind = (kinds or {}).get(str(subset)) or (str(subset) if str(subset) in KINDS else subset_class(str(subset)))
+        if kind is None and "false" in str(subset).lower():  # a false claim under a recipe not named
             kind = "false_premise"
         question = prompt_text(prompt)
         if kind is None:
@@ -276,8 +281,9 @@ def ensure_samples(store: JsonlStore, items: Sequence[GoldItem], n: int, backend
 
 
 def annotate(samples: list[list[dict[str, Any]]], items: Sequence[GoldItem], scores: JsonlStore, labels: JsonlStore,
-             scorer: Any, judge: Any) -> tuple[np.ndarray, np.ndarray, list[list[str]]]:
-    """Proxy `[items, n]`, gold `[items, n]` and judge labels, scoring / judging only uncached samples."""
+             scorer: Any, judge: Any, judging: Any = None) -> tuple[np.ndarray, np.ndarray, list[list[str]]]:
+    """Proxy `[items, n]`, gold `[items, n]` (from the labels, under `judging`: the flagship's when None) and
+    judge labels, scoring / judging only uncached samples."""
     from latentrm.judges import JudgeInput
 
     flat = [(item, row) for item, rows in zip(items, samples) for row in rows]
@@ -291,11 +297,10 @@ def annotate(samples: list[list[dict[str, Any]]], items: Sequence[GoldItem], sco
         judged = judge.judge([JudgeInput(item.question, item.kind, row["text"], item.reference, item.entity)
                               for item, row in todo])
         labels.append([{"prompt_id": item.prompt_id, "index": row["index"], "label": j.label,
-                        "gold": gold_value(item.kind, j.label), "evidence": list(j.evidence)[:3]}
-                       for (item, row), j in zip(todo, judged)])
+                        "evidence": list(j.evidence)[:3]} for (item, row), j in zip(todo, judged)])
     proxy = np.array([[scores.rows[(it.prompt_id, r["index"])]["proxy"] for r in rows]
                       for it, rows in zip(items, samples)], dtype=float)
-    gold = np.array([[labels.rows[(it.prompt_id, r["index"])]["gold"] for r in rows]
+    gold = np.array([[gold_value(it.kind, labels.rows[(it.prompt_id, r["index"])]["label"], judging) for r in rows]
                      for it, rows in zip(items, samples)], dtype=float)
     names = [[labels.rows[(it.prompt_id, r["index"])]["label"] for r in rows] for it, rows in zip(items, samples)]
     return proxy, gold, names
@@ -334,6 +339,8 @@ class GoodhartConfig:
     seed: int = 0
     batch_size: int = 16
     judge: str = "rules"
+    recipe: str = field(default="knowledge_awareness", metadata={
+        "help": "the recipe whose judging says which labels are gold, and whose classes the pairs' subsets are"})
     checkpoints: tuple[str, ...] = ()
     checkpoint_samples: int = 4
 
@@ -353,14 +360,18 @@ def rm_key(rm_dir: str | Path) -> str:
 
 
 def load_items(config: GoodhartConfig, meta: dict[str, Any]) -> tuple[list[GoldItem], str]:
+    from latentrm.data.recipes import load_recipe
+
     if config.prompts:
-        return items_from_set(config.prompts, config.n_prompts, config.seed), f"set {config.prompts}"
+        options = {"recipe": config.recipe} if config.prompts == "heldout" else {}
+        return items_from_set(config.prompts, config.n_prompts, config.seed, **options), f"set {config.prompts}"
     from latentrm.pairs import assign_splits, load_pairs
 
     pairs_path = config.pairs or meta.get("training", {}).get("pairs_file")
     if not pairs_path or not Path(pairs_path).exists():
         raise LatentrmError(f"no prompts: rm.json names pairs file {pairs_path!r}; pass --prompts or --pairs")
-    items, skipped = items_from_pairs(assign_splits(load_pairs(pairs_path)), config.n_prompts, config.seed)
+    items, skipped = items_from_pairs(assign_splits(load_pairs(pairs_path)), config.n_prompts, config.seed,
+                                      load_recipe(config.recipe).judge_kinds())
     if not items:
         raise LatentrmError(f"{pairs_path}: no held-out prompt has a subset the judge knows (real / fake ...)")
     note = f" ({skipped} rows of subsets with no gold definition left out)" if skipped else ""
@@ -384,8 +395,14 @@ def run(config: GoodhartConfig, *, force: bool = False, backend: Any = None, sco
         raise LatentrmError(f"--n-max {config.n_max}: needs at least 1")
     meta = LatentRewardModel.read_meta(config.rm)
     folder = Path(config.run_dir or Path(config.rm).parent) / "goodhart"
-    key = stage_key(config, {"rm": rm_key(config.rm)}, ignore=(*RUNTIME_FIELDS, "rm", "run_dir"),
-                    extra={"backend": str(getattr(backend, "model_id", "")), "judge": getattr(judge, "name", "")})
+    from latentrm.data.recipes import DEFAULT_RECIPE, load_recipe
+
+    judging = load_recipe(config.recipe).judging
+    # the default recipe adds nothing to the key: curves from before recipes carried their judging still count
+    by_recipe = {} if config.recipe == DEFAULT_RECIPE else {"judging": asdict(judging)}
+    key = stage_key(config, {"rm": rm_key(config.rm)}, ignore=(*RUNTIME_FIELDS, "rm", "run_dir", "recipe"),
+                    extra={"backend": str(getattr(backend, "model_id", "")), "judge": getattr(judge, "name", ""),
+                           **by_recipe})
     if not force and backend is None and scorer is None and judge is None and is_done(folder, key):
         return folder  # injected backends, scorers and judges (tests) always run
     forget(folder)
@@ -404,7 +421,7 @@ def run(config: GoodhartConfig, *, force: bool = False, backend: Any = None, sco
     samples = ensure_samples(JsonlStore(folder / "samples" / f"{policy_key}.jsonl"), items, config.n_max, backend,
                              sampling)
     proxy, gold, _ = annotate(samples, items, JsonlStore(folder / "scores" / f"{policy_key}-{rkey}.jsonl"),
-                              JsonlStore(folder / "labels" / f"{policy_key}-{jkey}.jsonl"), scorer, judge)
+                              JsonlStore(folder / "labels" / f"{policy_key}-{jkey}.jsonl"), scorer, judge, judging)
     kinds = [item.kind for item in items]
     bon = bon_curve(proxy, gold, kinds, config.n_max)
     base_gold = bon[0]["gold"]["mean"]
@@ -430,9 +447,11 @@ def _checkpoint_rows(config: GoodhartConfig, items: list[GoldItem], sampling: An
     if not config.checkpoints:
         return []
     from latentrm.audit.policy_kl import estimate_kl
+    from latentrm.data.recipes import load_recipe
     from latentrm.generation import TransformersBackend
     from latentrm.models import load_backbone
 
+    judging = load_recipe(config.recipe).judging
     reference = load_backbone(config.policy)
     rows = []
     for path in config.checkpoints:
@@ -441,7 +460,8 @@ def _checkpoint_rows(config: GoodhartConfig, items: list[GoldItem], sampling: An
         samples = ensure_samples(JsonlStore(folder / "samples" / f"{key}.jsonl"), items, config.checkpoint_samples,
                                  backend, sampling)
         proxy, gold, _ = annotate(samples, items, JsonlStore(folder / "scores" / f"{key}-{rkey}.jsonl"),
-                                  JsonlStore(folder / "labels" / f"{key}-{jkey}.jsonl"), scorer, judge)
+                                  JsonlStore(folder / "labels" / f"{key}-{jkey}.jsonl"), scorer, judge,
+                                  judging)
         flat = [(item, row) for item, rs in zip(items, samples) for row in rs]
         kl = estimate_kl(backend.backbone, reference, [i.prompt for i, _ in flat], [r["text"] for _, r in flat],
                          [r["finish_reason"] == "stop" for _, r in flat], config.temperature)
