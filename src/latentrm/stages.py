@@ -1,6 +1,6 @@
 """The one stage contract: every stage is `run(config, *, force=False) -> Path` over a frozen config dataclass.
 
-    key = stage_key(config, inputs={"pairs": pairs_path}, ignore=("batch_size", "device"))
+    key = stage_key(config, input_hashes({"pairs": config.pairs}), extra={"backbone": revision})
     if not force and is_done(folder, key):
         return folder                                    # same config, same inputs: nothing to do
     ... write the outputs ...
@@ -8,15 +8,21 @@
 
 - **Folder.** A stage writes into one folder, `run_dir/<stage>/` when a pipeline runs it (each config says
   where: `BuildConfig.out`, `RMStageConfig.run_dir / out_name`, `EvalConfig.out`, ...).
-- **Key.** A digest of the config (less the fields that cannot change the outputs: batch size, device,
-  progress) and the content hashes of the stage's input files and folders (`input_hashes`). A folder input
-  is hashed by its own manifest's key, so a stage downstream of a changed stage reruns, and one downstream
-  of an unchanged stage does not, without rehashing big files.
+- **Key.** One path for every stage: `stage_key(config, input_hashes({...}), extra={...})`, a digest of the
+  config, the content hashes of the stage's input files and folders, and anything else its outputs depend on
+  (a backbone revision, a generation plan). Left out of the config: `RUNTIME_FIELDS`, the one list of fields
+  that change how fast a stage runs or where it writes, never what it writes; and every field named as an
+  input, which enters by its content, not its path. A folder input is hashed by its own manifest's key, so a
+  stage downstream of a changed stage reruns, and one downstream of an unchanged stage does not, without
+  rehashing big files. No stage keeps a key of its own.
 - **Manifest.** `manifest.json` is written last, atomically: it names the stage, the key, the resolved
   config, the input hashes, the outputs, the time taken and a small summary (what the pipeline prints and
   the report reads). A stage is done when the manifest's key matches and every output it lists exists.
 - **Force.** `force=True` reruns a stage whatever its manifest says (the CLI flags `--force`, `--overwrite`
   and `--fresh` all map to it). `latentrm run --from STAGE` forces that stage and the ones after it.
+- **Ran or skipped.** A stage ran when it wrote its manifest. `recording()` collects the manifests written while
+  it is open, so the pipeline asks the stage, not the files' times: `with recording() as written: run(...)`.
+- **Order.** `PIPELINE` lists the stages `latentrm run` chains, in order, with the folder each writes.
 - Stage functions return data and write files; the CLI prints (the console tables are functions that the
   report calls too).
 
@@ -26,10 +32,11 @@ manifest sits next to them.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -39,10 +46,19 @@ from latentrm.io import atomic_write_text, cached_file_hash, config_hash
 
 T = TypeVar("T")
 MANIFEST = "manifest.json"
-# The order stages run in; a stage may import earlier ones (and the shared services), never a later one.
+# The stage packages, in import order: a stage may import earlier ones (and the shared services), never a later one.
 STAGES = ("data", "features", "rm_sweep", "rm", "audit", "eval", "rl", "report")
-# Config fields that change how fast a stage runs, never what it writes.
-RUNTIME_FIELDS = ("batch_size", "device", "progress", "cache_dir")
+# What `latentrm run` chains, in order: (stage, the folder under the run directory it writes; None: no manifest).
+PIPELINE: tuple[tuple[str, str | None], ...] = (
+    ("data", "data"), ("warm_start", "warm_start"), ("features", "features"), ("sweep", "rm_sweep"), ("rm", "rm"),
+    ("audit", "audit"), ("eval_model", "eval/model"), ("eval_base", "eval/base"), ("onpolicy_base", "onpolicy/base"),
+    ("rl", "rl"), ("rounds", "rounds"), ("eval_policy", "eval/policy"), ("onpolicy_policy", "onpolicy/policy"),
+    ("report", None))
+# The one list of config fields that change how fast a stage runs, or where it writes, never what it writes.
+RUNTIME_FIELDS = ("batch_size", "device", "progress", "cache_dir", "threads", "run_dir", "out", "out_name", "name",
+                  "folder", "report_to", "logging_steps", "save_steps", "save_total_limit", "reward_batch_size",
+                  "eval_batch_size")
+_WRITTEN: list[list[Path]] = []  # the open `recording()` blocks
 
 
 def config_dict(config: Any) -> dict[str, Any]:
@@ -79,12 +95,24 @@ def input_hashes(inputs: Mapping[str, str | Path | None]) -> dict[str, str]:
     return out
 
 
-def stage_key(config: Any, inputs: Mapping[str, str] | None = None, *, ignore: Iterable[str] = RUNTIME_FIELDS,
+def stage_key(config: Any, inputs: Mapping[str, str] | None = None, *,
               extra: Mapping[str, Any] | None = None) -> str:
-    """The 16-hex key of a stage run: its config less `ignore`, its input hashes and anything in `extra`."""
-    skip = set(ignore)
+    """The 16-hex key of a stage run: its config (less `RUNTIME_FIELDS` and the fields named in `inputs`, which
+    enter by content), its input hashes (`input_hashes`) and anything in `extra`."""
+    skip = {*RUNTIME_FIELDS, *(inputs or {})}
     payload = {k: v for k, v in config_dict(config).items() if k not in skip}
     return config_hash({"config": payload, "inputs": dict(inputs or {}), **dict(extra or {})})
+
+
+@contextlib.contextmanager
+def recording() -> Iterator[list[Path]]:
+    """The manifests written while the block runs (nested blocks each see theirs): how a stage says it ran."""
+    written: list[Path] = []
+    _WRITTEN.append(written)
+    try:
+        yield written
+    finally:
+        _WRITTEN[:] = [w for w in _WRITTEN if w is not written]  # by identity: two empty lists are equal
 
 
 def read_manifest(folder: str | Path) -> dict[str, Any] | None:
@@ -134,6 +162,8 @@ def write_manifest(folder: str | Path, stage: str, key: str, config: Any, *, inp
                 "created_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")}
     path = folder / MANIFEST
     atomic_write_text(path, json.dumps(manifest, indent=1, default=str))
+    for written in _WRITTEN:
+        written.append(path)
     return path
 
 

@@ -34,7 +34,7 @@ from latentrm.audit.context import AuditContext, ProbeResult
 from latentrm.audit.stats import auc, json_safe
 from latentrm.errors import LatentrmError
 from latentrm.io import atomic_write_text
-from latentrm.stages import RUNTIME_FIELDS, Timer, forget, is_done, stage_key, write_manifest
+from latentrm.stages import Timer, forget, is_done, stage_key, write_manifest
 
 TEMPLATE = "Tell me about {name}."
 LAYER_STEP = 3  # the default layers: every third block, and the last one
@@ -283,7 +283,7 @@ def probe_features(features: dict[int, np.ndarray], labels: Sequence[int], group
 
 
 def _key(config: ProbeConfig, revision: str, layers: list[int]) -> str:
-    return stage_key(config, {}, ignore=(*RUNTIME_FIELDS, "out"), extra={"backbone": revision, "layers": layers})
+    return stage_key(config, extra={"backbone": revision, "layers": layers})
 
 
 def compute(config: ProbeConfig, backbone: Any, layers: list[int]) -> dict[str, Any]:

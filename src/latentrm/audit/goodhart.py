@@ -48,7 +48,7 @@ import numpy as np
 from latentrm.audit.stats import json_safe, mean_interval
 from latentrm.errors import LatentrmError
 from latentrm.io import config_hash, stable_id
-from latentrm.stages import RUNTIME_FIELDS, Timer, forget, is_done, stage_key, write_manifest
+from latentrm.stages import Timer, forget, input_hashes, is_done, stage_key, write_manifest
 
 # --------------------------------------------------------------------------- math
 
@@ -350,13 +350,9 @@ def _key(*parts: Any) -> str:
 
 
 def rm_key(rm_dir: str | Path) -> str:
-    from latentrm.io import file_sha256
-
-    folder = Path(rm_dir)
-    meta = json.loads((folder / "rm.json").read_text())
-    # what changes a score: the weights, where they read, and the backbone they read
-    return _key(file_sha256(folder / "head.safetensors"), meta["layer"], meta.get("pooling", "last"),
-                meta.get("max_length"), meta.get("backbone", {}).get("revision"))
+    """A file-name-safe fingerprint of a reward-model folder for the score caches: the one fingerprint of the
+    stage contract (`stages.input_hashes`: the folder's manifest key, else its files' hashes)."""
+    return config_hash(input_hashes({"rm": rm_dir}))
 
 
 def load_items(config: GoodhartConfig, meta: dict[str, Any]) -> tuple[list[GoldItem], str]:
@@ -395,14 +391,12 @@ def run(config: GoodhartConfig, *, force: bool = False, backend: Any = None, sco
         raise LatentrmError(f"--n-max {config.n_max}: needs at least 1")
     meta = LatentRewardModel.read_meta(config.rm)
     folder = Path(config.run_dir or Path(config.rm).parent) / "goodhart"
-    from latentrm.data.recipes import DEFAULT_RECIPE, load_recipe
+    from latentrm.data.recipes import load_recipe
 
     judging = load_recipe(config.recipe).judging
-    # the default recipe adds nothing to the key: curves from before recipes carried their judging still count
-    by_recipe = {} if config.recipe == DEFAULT_RECIPE else {"judging": asdict(judging)}
-    key = stage_key(config, {"rm": rm_key(config.rm)}, ignore=(*RUNTIME_FIELDS, "rm", "run_dir", "recipe"),
+    key = stage_key(config, input_hashes({"rm": config.rm}),
                     extra={"backend": str(getattr(backend, "model_id", "")), "judge": getattr(judge, "name", ""),
-                           **by_recipe})
+                           "judging": asdict(judging)})
     if not force and backend is None and scorer is None and judge is None and is_done(folder, key):
         return folder  # injected backends, scorers and judges (tests) always run
     forget(folder)

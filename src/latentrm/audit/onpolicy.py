@@ -54,7 +54,7 @@ from latentrm.audit.goodhart import (
 from latentrm.audit.goodhart import _key as cache_key
 from latentrm.audit.stats import auc, json_safe, mean_interval
 from latentrm.errors import LatentrmError
-from latentrm.stages import RUNTIME_FIELDS, Timer, forget, is_done, stage_key, write_manifest
+from latentrm.stages import Timer, forget, input_hashes, is_done, stage_key, write_manifest
 
 
 def classes(judging: Any = None) -> dict[str, dict[str, tuple[str, ...]]]:
@@ -365,15 +365,13 @@ def run(config: OnPolicyConfig, *, force: bool = False, backend: Any = None, sco
     policy_revision = resolve_model(config.policy).revision if config.backend != "fake" else config.policy
     items = load_items(config, meta)  # refuses a set without both classes before anything is sampled
     folder = Path(config.run_dir or Path(config.rm).parent) / config.name
-    from latentrm.data.recipes import DEFAULT_RECIPE, load_recipe
+    from latentrm.data.recipes import load_recipe
 
     judging = load_recipe(config.recipe).judging
     specs = classes(judging)
-    # the default recipe adds nothing to the key: checks from before recipes carried their judging still count
-    by_recipe = {} if config.recipe == DEFAULT_RECIPE else {"classes": specs}
-    key = stage_key(config, {"rm": rm_key(config.rm)}, ignore=(*RUNTIME_FIELDS, "rm", "run_dir", "name", "recipe"),
+    key = stage_key(config, input_hashes({"rm": config.rm}),
                     extra={"policy": policy_revision, "backend": str(getattr(backend, "model_id", "")),
-                           "judge": getattr(judge, "name", ""), **by_recipe})
+                           "judge": getattr(judge, "name", ""), "classes": specs})
     if not force and backend is None and scorer is None and judge is None and is_done(folder, key):
         return folder  # injected backends, scorers and judges (tests) always run
     forget(folder)
@@ -432,8 +430,7 @@ def judge_samples(config: OnPolicyConfig, *, force: bool = False, backend: Any =
     items = load_items(config, {})
     policy_revision = resolve_model(config.policy).revision if config.backend != "fake" else config.policy
     folder = Path(config.run_dir or ".") / config.name
-    key = stage_key(config, {}, ignore=(*RUNTIME_FIELDS, "rm", "run_dir", "name", "bootstrap", "n_max"),
-                    extra={"policy": policy_revision, "judge": getattr(judge, "name", "")})
+    key = stage_key(config, extra={"policy": policy_revision, "judge": getattr(judge, "name", "")})
     if not force and backend is None and judge is None and is_done(folder, key):
         return folder / JUDGED
     forget(folder)

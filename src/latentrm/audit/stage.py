@@ -39,7 +39,7 @@ from latentrm.audit.context import (
 from latentrm.audit.stats import json_safe
 from latentrm.errors import LatentrmError
 from latentrm.io import atomic_write_text
-from latentrm.stages import RUNTIME_FIELDS, Timer, forget, input_hashes, is_done, stage_key, write_manifest
+from latentrm.stages import Timer, forget, input_hashes, is_done, stage_key, write_manifest
 
 
 @dataclass(frozen=True)
@@ -173,8 +173,9 @@ def run(config: AuditConfig, *, force: bool = False, log: Callable[[str], None] 
         frame, chosen_split = select_pairs(assign_splits(load_pairs(pairs_path)), config.split, config.max_pairs,
                                            config.seed)
         source = f"pairs {pairs_path} ({chosen_split}, {len(frame)} pairs)"
-    inputs = input_hashes({"rm": config.rm, "data": config.completions or pairs_path})
-    key = stage_key(config, inputs, ignore=(*RUNTIME_FIELDS, "rm", "pairs", "completions", "run_dir"))
+    inputs = input_hashes({"rm": config.rm, **({"completions": config.completions} if config.completions
+                                                else {"pairs": pairs_path})})
+    key = stage_key(config, inputs)
     if not force and is_done(folder, key):
         log(f"{folder} is up to date (same reward model, data and probes); pass --force to redo it")
         return folder

@@ -57,7 +57,7 @@ from latentrm.errors import LatentrmError
 from latentrm.io import config_hash
 from latentrm.judges.grounding import contradictions
 from latentrm.ranks import process_group
-from latentrm.stages import Timer, forget, is_done, write_manifest
+from latentrm.stages import Timer, forget, is_done, stage_key, write_manifest
 
 
 @dataclass(frozen=True)
@@ -381,7 +381,7 @@ def run(config: BuildConfig, *, force: bool = False) -> Path:
                        *([["contrasts", sorted(config.contrasts)]] if config.contrasts else [])])  # old builds keep their key
     shard_dir = out / "shards"
     manifest_file = out / "build.json"
-    key = _hash([plan_hash, post_hash])
+    key = stage_key(config, extra={"plan": plan_hash, "post": post_hash})  # what is generated, how it is paired
     if not force and is_done(out, key) and pairs_path.exists():
         return pairs_path  # already built for this exact plan and filtering
     rank, world, barrier = process_group()

@@ -34,13 +34,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from latentrm.data.recipes import DEFAULT_RECIPE, load_recipe
+from latentrm.data.recipes import load_recipe
 from latentrm.errors import LatentrmError
 from latentrm.eval.metrics import compute_metrics
 from latentrm.eval.sets import EvalItem, load_set, set_name
 from latentrm.io import config_hash
 from latentrm.judges import REFERENCE_KINDS, Judge, JudgeInput, get_judge
-from latentrm.stages import RUNTIME_FIELDS, forget, is_done, stage_key, write_manifest
+from latentrm.stages import forget, is_done, stage_key, write_manifest
 
 
 @dataclass(frozen=True)
@@ -259,12 +259,8 @@ def run(config: EvalConfig, *, force: bool = False, backend: Any = None, judge: 
     responses_path, config_path = folder / "responses.jsonl", folder / "config.json"
     judge_desc = judge.describe()
     judging = load_recipe(config.recipe).judging
-    # the default recipe adds nothing to the key, so evals from before recipes carried their judging still count
-    by_recipe = {} if config.recipe == DEFAULT_RECIPE else {"judging": asdict(judging)}
-    stage = stage_key(config, extra={"generation_key": key, "judge": judge_desc,
-                                     "items": config_hash([item.item_id for item in items]), **by_recipe},
-                      ignore=(*RUNTIME_FIELDS, "n_real", "n_fake", "limit", "judge_endpoint", "out", "folder",
-                              "people", "recipe"))  # the items' hash holds who was asked
+    stage = stage_key(config, extra={"generation_key": key, "judge": judge_desc, "judging": asdict(judging),
+                                     "items": config_hash([item.item_id for item in items])})
     if not force and is_done(folder, stage):
         return folder
     forget(folder)

@@ -25,9 +25,9 @@ from latentrm.errors import LatentrmError
 from latentrm.io import atomic_write_text
 from latentrm.pipeline import plan
 from latentrm.pipeline.config import PipelineConfig
+from latentrm.stages import PIPELINE, recording
 
-STAGE_NAMES = ("data", "warm_start", "features", "sweep", "rm", "audit", "eval_model", "eval_base", "onpolicy_base", "rl",
-               "rounds", "eval_policy", "onpolicy_policy", "report")
+STAGE_NAMES = tuple(name for name, _ in PIPELINE)  # the order is the stage contract's (stages.py)
 
 
 @dataclass
@@ -302,21 +302,6 @@ def _pairs(ctx: Context) -> Path:
 # --------------------------------------------------------------------------- the run
 
 
-STAGE_FOLDERS = {"data": "data", "features": "features", "sweep": "rm_sweep", "rm": "rm", "audit": "audit",
-                 "warm_start": "warm_start",
-                 "eval_model": "eval/model", "eval_base": "eval/base", "onpolicy_base": "onpolicy/base", "rl": "rl", "rounds": "rounds",
-                 "eval_policy": "eval/policy",
-                 "onpolicy_policy": "onpolicy/policy"}
-
-
-def _manifest_stamps(run_dir: Path, stage: str) -> dict[str, int]:
-    """The stage's manifest files and their modification times (empty for the report, or before a first run)."""
-    folder = run_dir / STAGE_FOLDERS[stage] if stage in STAGE_FOLDERS else None
-    if folder is None or not folder.is_dir():
-        return {}
-    return {str(p): p.stat().st_mtime_ns for p in sorted(folder.rglob("manifest.json"))}
-
-
 def _write_run_json(ctx: Context, stages: dict[str, dict[str, Any]], command: str) -> None:
     from latentrm.models import (
         precision,  # the dtype every stage's model and trainer took, and the CPU's bf16
@@ -358,12 +343,12 @@ def run(config: PipelineConfig, *, from_stage: str | None = None, log: Callable[
     for index, name in enumerate(STAGE_NAMES):
         if on_stage:
             on_stage(index, name, {})
-        started, before = time.perf_counter(), _manifest_stamps(config.run_dir, name)
-        summary = STAGES[name](ctx)
+        started = time.perf_counter()
+        with recording() as written:
+            summary = STAGES[name](ctx)
         record: dict[str, Any] = {"summary": summary, "seconds": round(time.perf_counter() - started, 1)}
-        after = _manifest_stamps(config.run_dir, name)
-        if (before and after == before) or (name in STAGE_FOLDERS and not before and not after):
-            # every manifest untouched, or a stage switched off (no warm start, one round): skipped
+        if not written and dict(PIPELINE)[name] is not None:
+            # the stage wrote no manifest: up to date, or switched off (no warm start, one round): skipped
             earlier = records.get(name) or {}
             record["skipped"] = True
             record["built_seconds"] = earlier.get("built_seconds", earlier.get("seconds"))  # when it last ran

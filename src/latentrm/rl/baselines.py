@@ -22,12 +22,12 @@ import json
 import math
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from latentrm.errors import LatentrmError
-from latentrm.io import config_hash
+from latentrm.stages import Timer, is_done, stage_key, write_manifest
 
 Method = Literal["dpo", "ipo", "kto", "sft"]
 METHODS: tuple[str, ...] = ("dpo", "ipo", "kto", "sft")
@@ -62,13 +62,6 @@ class BaselineConfig:
         if not self.pairs:
             raise LatentrmError("--pairs is required")
         return self
-
-    def key(self, pairs_hash: str, policy_revision: str) -> str:
-        payload = {k: v for k, v in asdict(self).items() if k not in ("run_dir", "threads")}
-        if payload.get("dtype") == "auto":  # keys written before the field existed stay valid
-            payload.pop("dtype")
-        payload.update({"pairs": pairs_hash, "policy": policy_revision})
-        return config_hash(payload)
 
 
 def preference_rows(frame: Any, method: str) -> list[dict[str, Any]]:
@@ -179,10 +172,10 @@ def run(config: BaselineConfig, *, force: bool = False, log: Any = print) -> Pat
     config.validate()
     frame = load_pairs(config.pairs)
     policy = resolve_model(config.policy)
-    key = config.key(frame_hash(frame), policy.revision)
+    inputs = {"pairs": frame_hash(frame), "policy": policy.revision}
+    key = stage_key(config, inputs)
     out = Path(config.run_dir) / f"baseline-{config.method}"
-    manifest = out / "manifest.json"
-    if not force and manifest.exists() and json.loads(manifest.read_text()).get("key") == key:
+    if not force and is_done(out, key):
         log(f"{out} is up to date (same config and pairs); pass --force to retrain")
         return out
     if out.exists():
@@ -201,7 +194,7 @@ def run(config: BaselineConfig, *, force: bool = False, log: Any = print) -> Pat
 
         peft_config = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, target_modules="all-linear",
                                  task_type="CAUSAL_LM")
-    started = time.time()
+    timer = Timer()
     trainer_class = _trainer_class(config.method)
     trainer: Any = trainer_class(model=str(policy.path), args=args, train_dataset=dataset,
                                  processing_class=tokenizer, peft_config=peft_config)
@@ -218,12 +211,8 @@ def run(config: BaselineConfig, *, force: bool = False, log: Any = print) -> Pat
     shutil.rmtree(out / "checkpoints", ignore_errors=True)
     history = [row for row in trainer.state.log_history if "loss" in row]
     atomic_write_text(out / "history.json", json.dumps(history, indent=1, default=float))
-    seconds = round(time.time() - started, 1)
-    log(f"{config.method}: {config.steps} steps in {seconds} s, final loss {history[-1]['loss'] if history else 'n/a'}")
-    import datetime as _dt
-
-    atomic_write_text(manifest, json.dumps({"key": key, "stage": f"baseline-{config.method}",
-                                            "created_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-                                            "config": asdict(config), "seconds": seconds,
-                                            "policy": str(out / "policy")}, indent=1))
+    final = history[-1]["loss"] if history else None
+    log(f"{config.method}: {config.steps} steps in {timer.seconds()} s, final loss {final if history else 'n/a'}")
+    write_manifest(out, f"baseline-{config.method}", key, config, inputs=inputs, outputs=["policy", "history.json"],
+                   summary={"steps": config.steps, "final_loss": final}, seconds=timer.seconds())
     return out

@@ -20,14 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from latentrm.errors import LatentrmError
-from latentrm.io import config_hash
 from latentrm.presets import parse_set, preset_dir, read_preset
 from latentrm.ranks import world_size
 
 PRESET_DIR = preset_dir("rl")  # inside the package: a wheel install finds it too
-# Fields that change how fast or where a run goes, never what it computes: left out of the run key.
-NON_KEY_FIELDS = ("run_dir", "report_to", "logging_steps", "save_steps", "save_total_limit", "reward_batch_size",
-                  "eval_batch_size", "threads")
 
 
 def is_main_process() -> bool:
@@ -87,18 +83,6 @@ class RLConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-    def key(self, input_hashes: dict[str, str]) -> str:
-        """What the run's outputs depend on: the config minus NON_KEY_FIELDS, and its inputs' hashes."""
-        payload = {k: v for k, v in self.to_dict().items() if k not in NON_KEY_FIELDS}
-        if not payload.get("trainable_layers"):  # keys of runs from before the field existed stay valid
-            payload.pop("trainable_layers", None)
-        if payload.get("algorithm") == "grpo":  # so do the keys of GRPO runs from before `algorithm`
-            payload.pop("algorithm")
-        if payload.get("recipe") == "knowledge_awareness":  # and of runs from before recipes carried judging
-            payload.pop("recipe")
-        payload["inputs"] = input_hashes
-        return config_hash(payload)
 
     def validate(self) -> RLConfig:
         """One-line errors for values TRL would reject later (or that make no sense)."""

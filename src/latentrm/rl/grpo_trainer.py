@@ -38,7 +38,7 @@ from typing import Any
 from latentrm.errors import LatentrmError
 from latentrm.ranks import world_size
 from latentrm.rl.grpo_config import RLConfig, is_main_process
-from latentrm.stages import forget, is_done, write_manifest
+from latentrm.stages import forget, input_hashes, is_done, stage_key, write_manifest
 
 STAGE = "rl"
 
@@ -47,18 +47,13 @@ def stage_dir(config: RLConfig) -> Path:
     return Path(config.run_dir) / STAGE
 
 
-def _hash_file(path: Path) -> str:
-    from latentrm.io import file_sha256
-
-    return file_sha256(path)[:16]
-
-
 def rl_inputs(config: RLConfig, policy_revision: str) -> dict[str, str]:
+    """The run's inputs by content: the pairs' rows, the reward-model folder (`stages.input_hashes`) and the
+    start policy's revision."""
     from latentrm.pairs import frame_hash, load_pairs
 
-    rm_dir = Path(config.rm)
-    return {"pairs": frame_hash(load_pairs(config.pairs)), "rm_meta": _hash_file(rm_dir / "rm.json"),
-            "rm_head": _hash_file(rm_dir / "head.safetensors"), "policy": policy_revision}
+    return {"pairs": frame_hash(load_pairs(config.pairs)), **input_hashes({"rm": config.rm}),
+            "policy": policy_revision}
 
 
 def last_checkpoint(folder: Path) -> Path | None:
@@ -127,7 +122,7 @@ def prepare(config: RLConfig) -> dict[str, Any]:
             raise LatentrmError(f"trainable_layers {config.trainable_layers}: the policy {policy.spec} has only "
                                 f"{depth} layers; give 1..{depth}, or 0 to train every weight")
     return {"meta": meta, "shaper": shaper, "prompts": prompts, "order": order, "policy": policy,
-            "shared": shared, "key": config.key(rl_inputs(config, policy.revision))}
+            "shared": shared, "key": stage_key(config, rl_inputs(config, policy.revision))}
 
 
 def _check_folder(config: RLConfig, key: str, resume: bool, fresh: bool) -> Path | None:

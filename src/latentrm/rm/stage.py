@@ -29,12 +29,12 @@ import numpy as np
 import pandas as pd
 
 from latentrm.errors import LatentrmError
-from latentrm.io import atomic_write_text, config_hash
+from latentrm.io import atomic_write_text
 from latentrm.models import Backbone, load_backbone
 from latentrm.pairs import assign_splits, frame_hash, load_pairs
 from latentrm.rm.metrics import pair_metrics, score_quantiles
 from latentrm.rm.train import TrainConfig, score_array, train_head
-from latentrm.stages import Timer, forget, is_done, write_manifest
+from latentrm.stages import Timer, forget, is_done, stage_key, write_manifest
 
 MIN_QUANTILE_ROWS = 20
 
@@ -163,18 +163,6 @@ def _check_not_tied(chosen: np.ndarray, rejected: np.ndarray, config: RMStageCon
             f"carries no signal{hint}; pick another --layer or --pooling mean; nothing was saved")
 
 
-def config_key(config: RMStageConfig, data_hash: str, revision: str) -> str:
-    payload = {k: v for k, v in config.to_dict().items() if k not in ("run_dir", "cache_dir", "batch_size", "device")}
-    if not payload.get("ensemble_layers"):  # keeps the keys of runs made before layer ensembles existed
-        payload.pop("ensemble_layers", None)
-    if not payload.get("edits"):  # ... and before edit training existed
-        payload.pop("edits", None)
-        for name in ("edit_loss", "edit_weight"):
-            payload["train"].pop(name, None)
-    payload.update({"data_hash": data_hash, "revision": revision})
-    return config_hash(payload)
-
-
 def _no_log(message: str) -> None:
     return None
 
@@ -217,7 +205,7 @@ def run(config: RMStageConfig, *, force: bool = False, backbone: Backbone | None
         layer = max(layers)
         config = replace(config, concat_layers=tuple(layers))
     config = replace(config, layer=layer)
-    key = config_key(config, data_hash, backbone.revision)
+    key = stage_key(config, {"pairs": data_hash}, extra={"backbone": backbone.revision})
     if not force and is_done(out, key):
         log(f"{out} is up to date (same config and pairs); pass --force to retrain")
         return out

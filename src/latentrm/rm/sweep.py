@@ -41,9 +41,9 @@ from latentrm.errors import LatentrmError
 from latentrm.io import atomic_write_text, config_hash, stable_id
 from latentrm.models import Backbone, load_backbone
 from latentrm.pairs import frame_hash, load_pairs
-from latentrm.rm.stage import RMStageConfig, config_key, pair_features, split_frame
+from latentrm.rm.stage import RMStageConfig, pair_features, split_frame
 from latentrm.rm.train import score_array, train_head
-from latentrm.stages import Timer, forget, is_done, write_manifest
+from latentrm.stages import Timer, forget, is_done, stage_key, write_manifest
 
 LayerSpec = tuple[int, ...]
 SELECTS = ("pairs", "onpolicy")  # what chooses the candidate: pair accuracy (val or cv), or on-policy AUROC
@@ -133,10 +133,11 @@ def run(config: RMStageConfig, layers: Sequence[int | LayerSpec], *, backbone: B
     todo = candidates(specs, poolings, heads)
     if cv == 1 or cv < 0:
         raise LatentrmError(f"--cv {cv}: use 0 (choose on val) or K >= 2 folds")
-    key = config_key(config, frame_hash(frame), backbone.revision) + ":" + config_hash(
-        [[list(s) for s in specs], heads, poolings, cv, list(curve)]
-        + ([select, config_hash([[r["prompt_id"], r["prompt"], r["completion"], r["class"], r["side"]] for r in judged])]
-           if judged is not None else []))
+    judged_key = None if judged is None else [select, config_hash(
+        [[r["prompt_id"], r["prompt"], r["completion"], r["class"], r["side"]] for r in judged])]
+    key = stage_key(config, {"pairs": frame_hash(frame)},
+                    extra={"backbone": backbone.revision, "layers": [list(s) for s in specs], "heads": heads,
+                           "poolings": poolings, "cv": cv, "curve": list(curve), "judged": judged_key})
     if not force and is_done(out, key):
         log(f"{out} is up to date (same config, layers, read-outs, heads and pairs); pass --force to redo it")
         return out
