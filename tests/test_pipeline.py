@@ -176,7 +176,7 @@ def test_from_forces_a_stage_and_every_later_one(tiny_run):
     (["warm_start.method=banana"], "warm_start.method: 'banana'; use one of none, sft, kto, dpo, ipo"),
     (["warm_start.steps=0"], "--steps must be >= 1"),
     (["warm_start.policy=x"], "warm_start.policy is set by the pipeline itself"),
-    (["sweep.select=banana"], "sweep.select: 'banana' must be pairs"),
+    (["sweep.select=banana"], "sweep.select 'banana': use pairs"),
     (["rl.rounds=0"], "rl.rounds: 0 must be a whole number >= 1"),
     (["features.layers=[1, 2, 999]"], "features.layers: 999 does not exist; "),  # before any stage runs
     (["eval.sets=[banana]"], "eval.sets: unknown set 'banana'"),

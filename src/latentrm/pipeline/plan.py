@@ -61,19 +61,16 @@ def features_config(config: PipelineConfig, pairs: str | Path) -> Any:
 
     values = {"layers": DEFAULT_LAYERS, **config.features, "pairs": str(pairs), "run_dir": str(config.run_dir),
               "model": config.model}
-    sweep = sweep_options(config, values)
+    sweep = _sweep_values(config, values)
     values["layers"] = tuple(sorted({layer for spec in sweep["layers"] for layer in spec}))
     values["pooling"] = "+".join(dict.fromkeys(part for p in sweep["poolings"] for part in pooling_parts(p)))
     return from_mapping(FeaturesConfig, values, _where(config, "features"))
 
 
-def sweep_options(config: PipelineConfig, features: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The `sweep` section: heads, poolings (default: features.pooling), layers (default: features.layers;
-    `15+21` reads both side by side), cv folds (0: choose on val) and learning-curve shares."""
-    from typing import get_args
-
-    from latentrm.features import pooling_parts
-    from latentrm.rm.heads import HeadType
+def _sweep_values(config: PipelineConfig, features: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The `sweep` section read from YAML: heads, poolings (default: features.pooling), layers (default:
+    features.layers; `15+21` reads both side by side), cv folds (0: choose on val), learning-curve shares and
+    what chooses. Each value is checked by `SweepConfig.validate` (`sweep_config`)."""
     from latentrm.rm.sweep import parse_layer_specs
 
     where = _where(config, "sweep")
@@ -81,29 +78,33 @@ def sweep_options(config: PipelineConfig, features: dict[str, Any] | None = None
     if unknown:
         raise LatentrmError(f"{where}: unknown field(s) {', '.join(unknown)}; known: {', '.join(SWEEP_FIELDS)}")
     features = features if features is not None else {"layers": DEFAULT_LAYERS, **config.features}
-    heads = list(config.sweep.get("heads") or DEFAULT_HEADS)
-    bad = [h for h in heads if h not in get_args(HeadType)]
-    if bad:
-        raise LatentrmError(f"{where}: unknown head(s) {', '.join(bad)}; use {', '.join(get_args(HeadType))}")
-    poolings = [str(p) for p in config.sweep.get("poolings") or [features.get("pooling", "last")]]
+    curve = config.sweep.get("curve", [0.25, 0.5, 1.0])
+    if not isinstance(curve, list):
+        raise LatentrmError(f"{where}.curve: {curve!r} must be a list of shares of train in (0, 1]")
     try:
-        for pooling in poolings:
-            pooling_parts(pooling)
         layers = parse_layer_specs(",".join(str(x) for x in config.sweep.get("layers") or features["layers"]),
                                    "layers")
     except LatentrmError as exc:
         raise LatentrmError(f"{where}: {exc}") from None
-    cv, curve = config.sweep.get("cv", 0), config.sweep.get("curve", [0.25, 0.5, 1.0])
-    if not isinstance(cv, int) or cv == 1 or cv < 0:
-        raise LatentrmError(f"{where}.cv: {cv!r} must be 0 (choose on val) or a number of folds >= 2")
-    if not isinstance(curve, list) or not all(isinstance(x, int | float) and 0 < x <= 1 for x in curve):
-        raise LatentrmError(f"{where}.curve: {curve!r} must be a list of shares of train in (0, 1]")
-    select = config.sweep.get("select", "pairs")
-    if select not in ("pairs", "onpolicy"):
-        raise LatentrmError(f"{where}.select: {select!r} must be pairs (val or cv accuracy) or onpolicy (AUROC on "
-                            "the start policy's judged samples)")
-    return {"heads": heads, "poolings": poolings, "layers": layers, "cv": cv, "curve": [float(x) for x in curve],
-            "select": select}
+    return {"heads": tuple(str(h) for h in config.sweep.get("heads") or DEFAULT_HEADS),
+            "poolings": tuple(str(p) for p in config.sweep.get("poolings") or [features.get("pooling", "last")]),
+            "layers": tuple(layers), "cv": config.sweep.get("cv", 0), "curve": tuple(curve),
+            "select": config.sweep.get("select", "pairs")}
+
+
+def sweep_config(config: PipelineConfig, pairs: str | Path, features: dict[str, Any] | None = None) -> Any:
+    """The `rm_sweep` stage config, validated: the sweep section over the rm section's training options; with
+    `select: onpolicy` it chooses on the start policy's judged samples (`onpolicy/select/judged.jsonl`)."""
+    from latentrm.audit.onpolicy import JUDGED
+    from latentrm.rm.sweep import SweepConfig
+
+    values = _sweep_values(config, features)
+    rm = rm_config(config, pairs, layers=values["layers"][0], head=values["heads"][0], pooling=values["poolings"][0])
+    judged = str(config.run_dir / "onpolicy" / "select" / JUDGED) if values["select"] == "onpolicy" else None
+    try:
+        return SweepConfig(rm, onpolicy=judged, **values).validate()
+    except LatentrmError as exc:
+        raise LatentrmError(f"{_where(config, 'sweep')}.{exc}") from None
 
 
 def select_samples_config(config: PipelineConfig, pairs: str | Path) -> Any:
@@ -117,7 +118,7 @@ def select_samples_config(config: PipelineConfig, pairs: str | Path) -> Any:
 
 
 def sweep_heads(config: PipelineConfig) -> list[str]:
-    return list(sweep_options(config)["heads"])
+    return list(_sweep_values(config)["heads"])
 
 
 def rm_config(config: PipelineConfig, pairs: str | Path, *, layers: tuple[int, ...] | list[int], head: str,
@@ -131,7 +132,7 @@ def rm_config(config: PipelineConfig, pairs: str | Path, *, layers: tuple[int, .
     layers = tuple(layers)
     return RMStageConfig(pairs=str(pairs), run_dir=str(config.run_dir), model=config.model, layer=max(layers),
                          concat_layers=layers if len(layers) > 1 else (),
-                         pooling=pooling or sweep_options(config)["poolings"][0], max_length=features.max_length,
+                         pooling=pooling or _sweep_values(config)["poolings"][0], max_length=features.max_length,
                          batch_size=features.batch_size, dtype=features.dtype, device=features.device, train=train)
 
 
@@ -277,7 +278,7 @@ def resolve(preset: str = "quick", *, sets: list[str] | None = None, name: str |
             raise LatentrmError(f"{_where(config, section)}.{wired[0]} is set by the pipeline itself; remove it")
     data_config(config)
     features_config(config, "pairs.parquet")
-    sweep_options(config)
+    sweep_config(config, "pairs.parquet")
     rm_config(config, "pairs.parquet", layers=(1,), head="mlp")
     audit_config(config)
     warm_start_config(config, "pairs.parquet")

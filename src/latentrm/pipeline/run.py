@@ -94,17 +94,13 @@ def stage_features(ctx: Context) -> str:
 def stage_sweep(ctx: Context) -> str:
     from latentrm.rm.sweep import run
 
-    options = plan.sweep_options(ctx.config)
-    rm = plan.rm_config(ctx.config, _pairs(ctx), layers=options["layers"][0], head=options["heads"][0],
-                        pooling=options["poolings"][0])
-    judged = None
-    if options["select"] == "onpolicy":  # the start policy's own judged samples, before any head exists
+    config = plan.sweep_config(ctx.config, _pairs(ctx))
+    if config.select == "onpolicy":  # the start policy's own judged samples, before any head exists
         from latentrm.audit.onpolicy import judge_samples
 
         judged = judge_samples(plan.select_samples_config(ctx.config, _pairs(ctx)), force=ctx.force("sweep"))
-    folder = run(rm, options["layers"], heads=options["heads"], poolings=options["poolings"], cv=options["cv"],
-                 curve=options["curve"], force=ctx.force("sweep"), log=ctx.log, select=options["select"],
-                 onpolicy=judged)
+        assert str(judged) == config.onpolicy, (judged, config.onpolicy)  # where the plan said they would be
+    folder = run(config, force=ctx.force("sweep"), log=ctx.log)
     result = json.loads((folder / "sweep.json").read_text())
     ctx.choice = _choice(result)
     best = next(r for r in result["layers"] if r["layers"] == result["best_layers"]

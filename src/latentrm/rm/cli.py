@@ -200,7 +200,7 @@ def rm_sweep(
     from rich.console import Console
 
     from latentrm.rm.stage import RMStageConfig
-    from latentrm.rm.sweep import learning_curve_table, parse_layer_specs, run, table
+    from latentrm.rm.sweep import SweepConfig, learning_curve_table, parse_layer_specs, run, table
 
     heads = [name.strip() for name in head.split(",") if name.strip()]
     unknown = [name for name in heads if name not in head_names()]
@@ -218,11 +218,12 @@ def rm_sweep(
 
         load_judged(onpolicy)  # a missing or malformed file fails here, before the model loads
     poolings = pooling.split(",")
-    config = RMStageConfig(pairs=str(pairs), run_dir=str(run_dir), model=model, pooling=poolings[0], dtype=dtype,
-                           max_length=max_length, batch_size=batch_size,
-                           train=_train_config(heads[0], 200, None, 0.0, seed, 0.01))  # type: ignore[arg-type]
-    out = run(config, parse_layer_specs(layers), heads=heads, poolings=poolings, cv=cv, curve=shares, log=print,
-              select=select, onpolicy=onpolicy)
+    rm = RMStageConfig(pairs=str(pairs), run_dir=str(run_dir), model=model, pooling=poolings[0], dtype=dtype,
+                       max_length=max_length, batch_size=batch_size,
+                       train=_train_config(heads[0], 200, None, 0.0, seed, 0.01))  # type: ignore[arg-type]
+    config = SweepConfig(rm, tuple(parse_layer_specs(layers)), tuple(heads), tuple(poolings), cv, tuple(shares),
+                         select, str(onpolicy) if onpolicy else None).validate()
+    out = run(config, log=print)
     result = json.loads((out / "sweep.json").read_text())
     console = Console()
     console.print(table(result))

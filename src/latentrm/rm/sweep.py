@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -111,33 +111,77 @@ def _features_for(by_layer: dict[int, tuple[np.ndarray, np.ndarray]], spec: Laye
             stack_readout({layer: by_layer[layer][1] for layer in spec}, spec, parts))
 
 
-def run(config: RMStageConfig, layers: Sequence[int | LayerSpec], *, backbone: Backbone | None = None,
-        heads: list[str] | None = None, poolings: Sequence[str] | None = None, cv: int = 0,
-        curve: Sequence[float] = (), force: bool = False, log: Callable[[str], None] = _no_log,
-        select: str = "pairs", onpolicy: str | Path | None = None) -> Path:
+@dataclass(frozen=True)
+class SweepConfig:
+    """The `rm_sweep` stage: one head per (layers, read-out, head type) on the same pairs, one chosen.
+
+    `rm` holds what every candidate shares (pairs, backbone, run folder, training options); `heads` and
+    `poolings` default to its head and read-out. `cv` 0 chooses on val, K >= 2 by entity-grouped K-fold
+    cross-validation; `select` onpolicy chooses by AUROC on the start policy's judged samples (`onpolicy`).
+    """
+
+    rm: RMStageConfig
+    layers: tuple[LayerSpec, ...]
+    heads: tuple[str, ...] = ()
+    poolings: tuple[str, ...] = ()
+    cv: int = 0
+    curve: tuple[float, ...] = ()
+    select: str = "pairs"
+    onpolicy: str | None = None
+
+    def validate(self) -> SweepConfig:
+        """One-line errors for every option, before any model loads; returns the config with defaults filled."""
+        from typing import get_args
+
+        from latentrm.features import pooling_parts
+        from latentrm.rm.heads import HeadType
+
+        heads = self.heads or (self.rm.train.head,)
+        poolings = self.poolings or (self.rm.pooling,)
+        bad = [h for h in heads if h not in get_args(HeadType)]
+        if bad:
+            raise LatentrmError(f"heads: unknown head(s) {', '.join(bad)}; use {', '.join(get_args(HeadType))}")
+        try:
+            for pooling in poolings:
+                pooling_parts(pooling)
+        except LatentrmError as exc:
+            raise LatentrmError(f"poolings: {exc}") from None
+        if not self.layers or any(not spec for spec in self.layers):
+            raise LatentrmError("layers: a sweep needs layers, such as 9,15,21")
+        if isinstance(self.cv, bool) or not isinstance(self.cv, int) or self.cv == 1 or self.cv < 0:
+            raise LatentrmError(f"cv {self.cv!r}: use 0 (choose on val) or K >= 2 folds")
+        if not all(isinstance(x, int | float) and 0 < x <= 1 for x in self.curve):
+            raise LatentrmError(f"curve {list(self.curve)!r}: give shares of train in (0, 1]")
+        if self.select not in SELECTS:
+            raise LatentrmError(f"select {self.select!r}: use pairs (val or cv accuracy) or onpolicy (AUROC on "
+                                "the start policy's judged samples)")
+        if self.select == "onpolicy" and self.onpolicy is None:
+            raise LatentrmError("select onpolicy needs the judged samples (--onpolicy judged.jsonl, written by "
+                                "`latentrm rm onpolicy`)")
+        candidates(self.layers, poolings, heads)  # a head that fits no read-out
+        return replace(self, heads=tuple(heads), poolings=tuple(poolings), curve=tuple(float(x) for x in self.curve))
+
+
+def run(config: SweepConfig, *, backbone: Backbone | None = None, force: bool = False,
+        log: Callable[[str], None] = _no_log) -> Path:
     """Train and score every candidate; write `<run-dir>/rm_sweep/sweep.json` (and the manifest, last)."""
     from latentrm.features import pooling_parts, resolve_layers
     from latentrm.rm import onpolicy_select
 
-    if select not in SELECTS:
-        raise LatentrmError(f"--select {select!r}: use one of {', '.join(SELECTS)}")
-    if select == "onpolicy" and onpolicy is None:
-        raise LatentrmError("--select onpolicy needs --onpolicy judged.jsonl (written by `latentrm rm onpolicy`)")
-    judged = onpolicy_select.load_judged(onpolicy) if onpolicy is not None else None
-    frame = split_frame(load_pairs(config.pairs))
-    out = Path(config.run_dir) / "rm_sweep"
-    backbone = backbone or load_backbone(config.model, dtype=config.dtype, device=config.device)
-    specs = [tuple(resolve_layers(list(s) if isinstance(s, tuple) else [s], backbone.num_layers)) for s in layers]
-    heads = heads or [config.train.head]
-    poolings = list(poolings or [config.pooling])
+    sweep = config.validate()
+    rm, heads, poolings, cv, curve, select = (sweep.rm, list(sweep.heads), list(sweep.poolings), sweep.cv,
+                                              sweep.curve, sweep.select)
+    judged = onpolicy_select.load_judged(sweep.onpolicy) if sweep.onpolicy is not None else None
+    frame = split_frame(load_pairs(rm.pairs))
+    out = Path(rm.run_dir) / "rm_sweep"
+    backbone = backbone or load_backbone(rm.model, dtype=rm.dtype, device=rm.device)
+    specs = [tuple(resolve_layers(list(s), backbone.num_layers)) for s in sweep.layers]
     todo = candidates(specs, poolings, heads)
-    if cv == 1 or cv < 0:
-        raise LatentrmError(f"--cv {cv}: use 0 (choose on val) or K >= 2 folds")
     judged_key = None if judged is None else [select, config_hash(
         [[r["prompt_id"], r["prompt"], r["completion"], r["class"], r["side"]] for r in judged])]
-    key = stage_key(config, {"pairs": frame_hash(frame)},
-                    extra={"backbone": backbone.revision, "layers": [list(s) for s in specs], "heads": heads,
-                           "poolings": poolings, "cv": cv, "curve": list(curve), "judged": judged_key})
+    options = {k: v for k, v in asdict(replace(sweep, layers=tuple(specs))).items() if k not in ("rm", "onpolicy")}
+    key = stage_key(rm, {"pairs": frame_hash(frame)},
+                    extra={"backbone": backbone.revision, "sweep": options, "judged": judged_key})
     if not force and is_done(out, key):
         log(f"{out} is up to date (same config, layers, read-outs, heads and pairs); pass --force to redo it")
         return out
@@ -145,8 +189,8 @@ def run(config: RMStageConfig, layers: Sequence[int | LayerSpec], *, backbone: B
     timer = Timer()
     all_parts = list(dict.fromkeys(part for p in poolings for part in pooling_parts(p)))
     all_layers = sorted({layer for spec in specs for layer in spec})
-    pair_features(backbone, frame, all_layers, replace(config, pooling="+".join(all_parts)))  # the one forward
-    by_pooling = {p: pair_features(backbone, frame, all_layers, replace(config, pooling=p)) for p in poolings}
+    pair_features(backbone, frame, all_layers, replace(rm, pooling="+".join(all_parts)))  # the one forward
+    by_pooling = {p: pair_features(backbone, frame, all_layers, replace(rm, pooling=p)) for p in poolings}
     split = frame["split"].to_numpy()
     train_mask, val_mask, test_mask = split == "train", split == "val", split == "test"
     if not val_mask.any():
@@ -163,11 +207,11 @@ def run(config: RMStageConfig, layers: Sequence[int | LayerSpec], *, backbone: B
         for pooling in poolings:  # the judged samples' states, through the same feature cache
             on_features[pooling] = extract_features(
                 backbone, [r["prompt"] for r in judged], [r["completion"] for r in judged], all_layers, pooling,  # type: ignore[arg-type]
-                cache_dir=_cache_dir(config), batch_size=config.batch_size, max_length=config.max_length)
+                cache_dir=_cache_dir(rm), batch_size=rm.batch_size, max_length=rm.max_length)
     rows: list[dict[str, Any]] = []
     for spec, pooling, head in todo:
         chosen_f, rejected_f = _features_for(by_pooling[pooling], spec, len(pooling_parts(pooling)))
-        train = replace(config.train, head=head)
+        train = replace(rm.train, head=head)
         result = train_head(chosen_f[train_mask], rejected_f[train_mask], chosen_f[val_mask], rejected_f[val_mask],
                             train)
         gaps = score_array(result.head, chosen_f) - score_array(result.head, rejected_f)  # [n]
@@ -197,7 +241,7 @@ def run(config: RMStageConfig, layers: Sequence[int | LayerSpec], *, backbone: B
     best = pair_best
     onpolicy_report: dict[str, Any] = {}
     if judged is not None:
-        onpolicy_report = {"onpolicy": {"file": str(onpolicy), "samples": len(judged),
+        onpolicy_report = {"onpolicy": {"file": str(sweep.onpolicy), "samples": len(judged),
                                         "counts": onpolicy_select.counts(judged, half_of),
                                         "pair_choice": {k: pair_best[k] for k in ("layers", "pooling", "head",
                                                                                    "onpolicy_report_auroc")}}}
@@ -214,13 +258,13 @@ def run(config: RMStageConfig, layers: Sequence[int | LayerSpec], *, backbone: B
     gaps_report = {"val_test_gap": best["val_accuracy"] - best["test_accuracy"]} if "test_accuracy" in best else {}
     if cv and "test_accuracy" in best:
         gaps_report["cv_test_gap"] = best["cv_accuracy"] - best["test_accuracy"]
-    learning = _learning_curve(frame, by_pooling[best["pooling"]], best, config, curve) if curve else []
+    learning = _learning_curve(frame, by_pooling[best["pooling"]], best, rm, curve) if curve else []
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "sweep.json", json.dumps({"layers": rows, **choice, "chosen_on": chosen_on, **gaps_report,
                                                       **onpolicy_report,
-                                                      "learning_curve": learning, "config": config.to_dict()},
+                                                      "learning_curve": learning, "config": rm.to_dict()},
                                                      indent=1, default=str))
-    write_manifest(out, "rm_sweep", key, config, inputs={"pairs": frame_hash(frame)}, outputs=["sweep.json"],
+    write_manifest(out, "rm_sweep", key, sweep, inputs={"pairs": frame_hash(frame)}, outputs=["sweep.json"],
                    summary={**choice, "chosen_on": chosen_on, "val_accuracy": best["val_accuracy"],
                             "test_accuracy": best.get("test_accuracy"), "cv_accuracy": best.get("cv_accuracy"),
                             "onpolicy_report_auroc": best.get("onpolicy_report_auroc")},
