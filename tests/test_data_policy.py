@@ -230,7 +230,7 @@ def test_cli_contrasts_option(tmp_path, run_cli):
                                  "right_vs_wrong"])
     assert code == 0, err
     assert "grounded>wrong_grounded" in stdout
-    assert json.loads((out / "config.json").read_text())["contrasts"] == ["right_vs_wrong"]
+    assert json.loads((out / "config.json").read_text())["config"]["contrasts"] == ["right_vs_wrong"]
     code, stdout, _ = run_cli(["data", "show", str(out / "pairs.parquet"), "--n", "1"])
     assert code == 0 and "grounded>false_hedge, grounded>wrong_grounded" in stdout
     shutil.rmtree(out)

@@ -79,7 +79,7 @@ def test_every_stage_runs_and_writes_its_manifest(tiny_run):
     assert (folder / "rl" / "policy" / "config.json").is_file()
     # round 2: pairs from round 1's policy, merged with round 1's; rm 2 on them; RL from that policy against rm 2
     round2 = folder / "rounds" / "2"
-    build = json.loads((round2 / "data" / "config.json").read_text())
+    build = json.loads((round2 / "data" / "config.json").read_text())["config"]
     assert build["policy"] == str(folder / "rl" / "policy")
     merged = pd.read_parquet(round2 / "pairs.parquet")
     first, second = pd.read_parquet(folder / "data" / "pairs.parquet"), pd.read_parquet(round2 / "data" / "pairs.parquet")

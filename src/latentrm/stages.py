@@ -15,6 +15,8 @@
   input, which enters by its content, not its path. A folder input is hashed by its own manifest's key, so a
   stage downstream of a changed stage reruns, and one downstream of an unchanged stage does not, without
   rehashing big files. No stage keeps a key of its own.
+- **Config.** `begin` writes `config.json` first: the stage, its key and resolved config, and what a resumable
+  stage needs to go on (data, eval and rl resume only under the same key, `begun`).
 - **Manifest.** `manifest.json` is written last, atomically: it names the stage, the key, the resolved
   config, the input hashes, the outputs, the time taken and a small summary (what the pipeline prints and
   the report reads). A stage is done when the manifest's key matches and every output it lists exists.
@@ -46,6 +48,7 @@ from latentrm.io import atomic_write_text, cached_file_hash, config_hash
 
 T = TypeVar("T")
 MANIFEST = "manifest.json"
+CONFIG = "config.json"  # written first by `begin`: the key a stage works under, its resolved config
 # The stage packages, in import order: a stage may import earlier ones (and the shared services), never a later one.
 STAGES = ("data", "features", "rm_sweep", "rm", "audit", "eval", "rl", "report")
 # What `latentrm run` chains, in order: (stage, the folder under the run directory it writes; None: no manifest).
@@ -165,6 +168,28 @@ def write_manifest(folder: str | Path, stage: str, key: str, config: Any, *, inp
     for written in _WRITTEN:
         written.append(path)
     return path
+
+
+def begin(folder: str | Path, stage: str, key: str, config: Any, **record: Any) -> Path:
+    """Write `folder/config.json` before a stage writes anything else: the stage, the key it works under, its
+    resolved config and whatever it needs to resume (`record`: an eval's generation key, an RL run's process
+    count). A resumable stage (data, eval, rl) goes on from files it finds only when `begun(folder)` names
+    the same key; the manifest, written last, still is what says the stage finished."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / CONFIG
+    atomic_write_text(path, json.dumps({"stage": stage, "key": key, "config": config_dict(config), **record},
+                                       indent=1, default=str))
+    return path
+
+
+def begun(folder: str | Path) -> dict[str, Any]:
+    """What `begin` recorded in this folder ({} when nothing, or something unreadable, is there)."""
+    try:
+        record = json.loads((Path(folder) / CONFIG).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    return record if isinstance(record, dict) else {}
 
 
 def forget(folder: str | Path) -> None:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ from latentrm.audit.context import AuditContext, ProbeResult
 from latentrm.audit.stats import auc, json_safe
 from latentrm.errors import LatentrmError
 from latentrm.io import atomic_write_text
-from latentrm.stages import Timer, forget, is_done, stage_key, write_manifest
+from latentrm.stages import Timer, begin, forget, is_done, stage_key, write_manifest
 
 TEMPLATE = "Tell me about {name}."
 LAYER_STEP = 3  # the default layers: every third block, and the last one
@@ -347,7 +347,7 @@ def run(config: ProbeConfig, *, force: bool = False, backbone: Any = None) -> Pa
         backbone = load_backbone(config.model, dtype=config.dtype, device=config.device)
     report = {**compute(config, backbone, layers), "seconds": timer.seconds()}
     written = write_outputs(report, folder)
-    atomic_write_text(folder / "config.json", json.dumps(asdict(config), indent=1, default=str))
+    begin(folder, "probe", key, config)
     write_manifest(folder, "probe", key, config, outputs=[*written, "config.json"],
                    summary={"best_layer": report["best_layer"], "best_accuracy": round(report["best_accuracy"], 3)},
                    seconds=timer.seconds())

@@ -48,7 +48,7 @@ import numpy as np
 from latentrm.audit.stats import json_safe, mean_interval
 from latentrm.errors import LatentrmError
 from latentrm.io import config_hash, stable_id
-from latentrm.stages import Timer, forget, input_hashes, is_done, stage_key, write_manifest
+from latentrm.stages import Timer, begin, forget, input_hashes, is_done, stage_key, write_manifest
 
 # --------------------------------------------------------------------------- math
 
@@ -429,7 +429,7 @@ def run(config: GoodhartConfig, *, force: bool = False, backend: Any = None, sco
               sorted(set(kinds))}, "policy_key": policy_key, "best_of_n": bon, "fit_bon": fit,
               "gold_optimal_measured": {"n": best["n"], "d": best["d"], "gold": best["gold"]["mean"]},
               "checkpoints": checkpoints, "fit_rl": rl_fit, "plot": plot.name}
-    atomic_write_text(folder / "config.json", json.dumps(asdict(config), indent=1, default=str))
+    begin(folder, "goodhart", key, config)
     atomic_write_text(folder / "goodhart.json", json.dumps(json_safe(report), indent=1))
     write_manifest(folder, "goodhart", key, config, outputs=["goodhart.json", "config.json", plot.name],
                    summary={"gold_optimal_n": best["n"]}, seconds=timer.seconds())

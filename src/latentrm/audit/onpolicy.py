@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +54,7 @@ from latentrm.audit.goodhart import (
 from latentrm.audit.goodhart import _key as cache_key
 from latentrm.audit.stats import auc, json_safe, mean_interval
 from latentrm.errors import LatentrmError
-from latentrm.stages import Timer, forget, input_hashes, is_done, stage_key, write_manifest
+from latentrm.stages import Timer, begin, forget, input_hashes, is_done, stage_key, write_manifest
 
 
 def classes(judging: Any = None) -> dict[str, dict[str, tuple[str, ...]]]:
@@ -394,7 +394,7 @@ def run(config: OnPolicyConfig, *, force: bool = False, backend: Any = None, sco
     report = {"rm": config.rm, "policy": config.policy, "policy_key": policy_key, "samples_per_prompt": config.samples,
               "prompts": len(items), "classes": reports, "answer": answer(reports), "plot": plot.name,
               "examples": _examples(items, samples, proxy, labels, specs)}
-    atomic_write_text(folder / "config.json", json.dumps(asdict(config), indent=1, default=str))
+    begin(folder, "onpolicy", key, config)
     atomic_write_text(folder / JUDGED, "".join(json.dumps(json_safe(row)) + "\n"
                                                for row in judged_rows(items, samples, proxy, labels, specs)))
     atomic_write_text(folder / "onpolicy.json", json.dumps(json_safe(report), indent=1))

@@ -39,7 +39,7 @@ from latentrm.audit.context import (
 from latentrm.audit.stats import json_safe
 from latentrm.errors import LatentrmError
 from latentrm.io import atomic_write_text
-from latentrm.stages import Timer, forget, input_hashes, is_done, stage_key, write_manifest
+from latentrm.stages import Timer, begin, forget, input_hashes, is_done, stage_key, write_manifest
 
 
 @dataclass(frozen=True)
@@ -207,7 +207,7 @@ def run(config: AuditConfig, *, force: bool = False, log: Callable[[str], None] 
     if not probe_files:  # an earlier audit's backbone probe must not pass for this one's
         for stale in ("probe.json", "probe.png"):
             (folder / stale).unlink(missing_ok=True)
-    atomic_write_text(folder / "config.json", json.dumps(asdict(config), indent=1, default=str))
+    begin(folder, "audit", key, config)
     report = {"rm": str(config.rm), "source": source, "created_at": _dt.datetime.now(_dt.UTC).isoformat(
         timespec="seconds"), "thresholds": asdict(ctx.thresholds), "n_scored": int(len(scored.scores)),
         "verdicts": {r.name: r.verdict for r in results}, "probes": [r.to_dict() for r in results], "plots": written}

@@ -45,7 +45,7 @@ import json
 import random
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +57,7 @@ from latentrm.errors import LatentrmError
 from latentrm.io import config_hash
 from latentrm.judges.grounding import contradictions
 from latentrm.ranks import process_group
-from latentrm.stages import Timer, forget, is_done, stage_key, write_manifest
+from latentrm.stages import Timer, begin, forget, is_done, stage_key, write_manifest
 
 
 @dataclass(frozen=True)
@@ -397,7 +397,7 @@ def run(config: BuildConfig, *, force: bool = False) -> Path:
         manifest_file.unlink(missing_ok=True)
         atomic_write_text(out / "plan.json", json.dumps({"plan_hash": plan_hash, "n_requests": len(requests),
                                                          "n_shards": len(shards)}, indent=1))
-        atomic_write_text(out / "config.json", json.dumps(asdict(config), indent=1, default=str))
+        begin(out, "data", key, config)
         prompt_frame = pd.DataFrame([{**row, "fields": json.dumps(row["fields"], ensure_ascii=False)}
                                      for row in prompts])
         _write_parquet(prompt_frame, out / "prompts.parquet")

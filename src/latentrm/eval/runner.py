@@ -40,7 +40,7 @@ from latentrm.eval.metrics import compute_metrics
 from latentrm.eval.sets import EvalItem, load_set, set_name
 from latentrm.io import config_hash
 from latentrm.judges import REFERENCE_KINDS, Judge, JudgeInput, get_judge
-from latentrm.stages import forget, is_done, stage_key, write_manifest
+from latentrm.stages import begin, begun, forget, is_done, stage_key, write_manifest
 
 
 @dataclass(frozen=True)
@@ -256,7 +256,7 @@ def run(config: EvalConfig, *, force: bool = False, backend: Any = None, judge: 
     key = generation_key(config, policy)
     folder = output_dir(config)
     folder.mkdir(parents=True, exist_ok=True)
-    responses_path, config_path = folder / "responses.jsonl", folder / "config.json"
+    responses_path = folder / "responses.jsonl"
     judge_desc = judge.describe()
     judging = load_recipe(config.recipe).judging
     stage = stage_key(config, extra={"generation_key": key, "judge": judge_desc, "judging": asdict(judging),
@@ -268,8 +268,8 @@ def run(config: EvalConfig, *, force: bool = False, backend: Any = None, judge: 
     kept: list[dict[str, Any]] = []
     if force:
         responses_path.unlink(missing_ok=True)
-    elif config_path.exists() and responses_path.exists():
-        previous = json.loads(config_path.read_text())
+    elif begun(folder) and responses_path.exists():
+        previous = begun(folder)
         if previous.get("generation_key") != key:
             raise LatentrmError(f"{folder} holds responses from a different policy, set or sampling config; "
                                 "pass --fresh to overwrite or --out to write elsewhere")
@@ -284,8 +284,7 @@ def run(config: EvalConfig, *, force: bool = False, backend: Any = None, judge: 
             _write_rows(responses_path, kept)  # drop a torn last line before appending
     elif responses_path.exists():
         responses_path.unlink()  # responses without a config.json cannot be trusted
-    atomic_write_text(config_path, json.dumps({"config": asdict(config), "policy": policy, "generation_key": key,
-                                               "judge": judge_desc, "n_items": len(items)}, indent=2))
+    begin(folder, "eval", stage, config, policy=policy, generation_key=key, judge=judge_desc, n_items=len(items))
 
     wanted = {item.item_id for item in items}
     kept = [r for r in kept if r.get("item_id") in wanted]

@@ -118,6 +118,9 @@ HEDGE = _rx(
     r"\b(?:to\s+(?:the\s+best\s+of\s+)?my\s+knowledge|as\s+far\s+as\s+i\s+(?:know|can\s+tell))\b",
     r"\bi\s+could\s+be\s+(?:wrong|mistaken)\b",
     r"\b(?:without|need)\s+more\s+(?:context|information|details)\b",
+    # a reply that declines to check a claim ("I don't have the capability to verify ...")
+    r"\b(?:do\s+not|don't|don’t)\s+have\s+the\s+(?:capability|ability|means|tools)\s+to\s+(?:verify|confirm|check)\b",
+    r"\b(?:not|n't)\s+(?:equipped|able)\s+to\s+(?:verify|confirm|check)\b",
 )
 # Sentences that talk about the conversation rather than the person.
 META = _rx(
@@ -143,7 +146,7 @@ CORRECTION = _rx(
     r"a\s+(?:president|painter|writer|novelist|astronaut|playwright|politician|musician|composer)|"
     r"known\s+for|related)\b",
     r"\bthere\s+(?:is|was)\s+no\s+(?:\w+\s+){0,2}(?:record|evidence|indication|such)\b",
-    r"\b(?:mistaken|misconception|misinformation|mix(?:ed|ing)?\s+up|confus(?:ed|ing|ion)|false\s+premise|"
+    r"\b(?:mistaken|misconception|misinformation|misinformed|misnomer|mix(?:ed|ing)?\s+up|confus(?:ed|ing|ion)|false\s+premise|"
     r"incorrect\s+(?:premise|assumption|claim)|not\s+accurate|inaccurate)\b",
     r"\b(?:the\s+)?other\s+way\s+(?:a)?round\b", r"\bquite\s+the\s+(?:opposite|contrary)\b",
     r"\b(?:was|were|is|did|had)\s+never\b",
@@ -159,6 +162,9 @@ OPENING_YES = re.compile(
     r"^\W*(?:yes\b|yeah\b|yep\b|correct\b|indeed\b|absolutely\b|exactly\b|right\b|true\b|"
     r"(?:that's|that\s+is|this\s+is|it's|it\s+is|you're|you\s+are)\s+(?:absolutely\s+|quite\s+|entirely\s+)?"
     r"(?:right|correct|true|accurate)\b)", re.IGNORECASE)
+# A chatbot's apology for "any confusion" is no correction of the user's premise.
+APOLOGY = re.compile(r"\b(?:i'm|i\s+am|i\s+apologi[sz]e|sorry)\s*(?:sorry\s+)?for\s+(?:any|the)\s+"
+                     r"(?:confusion|misunderstanding)", re.IGNORECASE)
 # Corrections that name the right person or thing (capitalisation matters, so no IGNORECASE).
 CORRECTION_NAMED = re.compile(
     r"(?i:,\s+not\s+(?:by\s+|in\s+|the\s+|a\s+|an\s+)?)[A-Z][a-z]"
@@ -299,7 +305,7 @@ def analyse(question: str, response: str, entity: str | None = None) -> Signals:
     return Signals(
         denial=denials(response),
         hedge=hedges(response),
-        correction=_spans(CORRECTION, response) + _spans(CORRECTION_NAMED, response)
+        correction=_spans(CORRECTION, APOLOGY.sub("", response)) + _spans(CORRECTION_NAMED, response)
         + premise_negations(question, response, entity),
         specifics=specifics,
         engaging_sentences=engaging,

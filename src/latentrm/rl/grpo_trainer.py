@@ -38,7 +38,7 @@ from typing import Any
 from latentrm.errors import LatentrmError
 from latentrm.ranks import world_size
 from latentrm.rl.grpo_config import RLConfig, is_main_process
-from latentrm.stages import forget, input_hashes, is_done, stage_key, write_manifest
+from latentrm.stages import begin, begun, forget, input_hashes, is_done, stage_key, write_manifest
 
 STAGE = "rl"
 
@@ -132,10 +132,9 @@ def _check_folder(config: RLConfig, key: str, resume: bool, fresh: bool) -> Path
         return last_checkpoint(out / "checkpoints") if resume else None
     if fresh and out.exists():
         shutil.rmtree(out)
-    previous = out / "config.json"
     checkpoint = last_checkpoint(out / "checkpoints")
-    if previous.exists():
-        recorded = json.loads(previous.read_text()).get("key")
+    if begun(out):
+        recorded = begun(out).get("key")
         if recorded != key:
             raise LatentrmError(f"{out} holds a run with another config or inputs (key {recorded}, now {key}); "
                                 "pass --fresh to replace it or another --run-dir")
@@ -162,9 +161,8 @@ def run(config: RLConfig, *, resume: bool = False, fresh: bool = False, force: b
     if not (force or fresh or resume) and is_done(out, key):
         log(f"{out} is up to date (same config and inputs); pass --force to retrain")
         return out
-    if resume_unfinished and not (force or fresh or resume) and (out / "config.json").exists() \
-            and last_checkpoint(out / "checkpoints") is not None \
-            and json.loads((out / "config.json").read_text()).get("key") == key:
+    if resume_unfinished and not (force or fresh or resume) and begun(out).get("key") == key \
+            and last_checkpoint(out / "checkpoints") is not None:
         log(f"{out}: resuming the unfinished run from {last_checkpoint(out / 'checkpoints')}")
         resume = True
     if force and out.exists():
@@ -174,9 +172,7 @@ def run(config: RLConfig, *, resume: bool = False, fresh: bool = False, force: b
     if main:
         forget(out)
         out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out / "config.json", json.dumps({"key": key, "config": config.to_dict(),
-                                                           "shared_backbone": prepared["shared"],
-                                                           "processes": world_size()}, indent=1))
+        begin(out, STAGE, key, config, shared_backbone=prepared["shared"], processes=world_size())
         metrics_path = out / "metrics.jsonl"
         if checkpoint is None:
             metrics_path.unlink(missing_ok=True)

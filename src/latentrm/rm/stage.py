@@ -34,7 +34,7 @@ from latentrm.models import Backbone, load_backbone
 from latentrm.pairs import assign_splits, frame_hash, load_pairs
 from latentrm.rm.metrics import pair_metrics, score_quantiles
 from latentrm.rm.train import TrainConfig, score_array, train_head
-from latentrm.stages import Timer, forget, is_done, stage_key, write_manifest
+from latentrm.stages import Timer, begin, forget, is_done, stage_key, write_manifest
 
 MIN_QUANTILE_ROWS = 20
 
@@ -248,7 +248,7 @@ def run(config: RMStageConfig, *, force: bool = False, backbone: Backbone | None
         rejected_quantiles=score_quantiles(rejected_s[rows], subsets[rows].tolist()),
     )
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "config.json", json.dumps(config.to_dict(), indent=1, default=str))
+    begin(out, "rm", key, config)
     atomic_write_text(out / "history.json", json.dumps(result.history))
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=1))
     rm.save(out)
