@@ -108,3 +108,16 @@ def test_the_onpolicy_classes_and_report_tones_come_from_the_recipe():
 def test_a_bad_judging_section_is_one_line_naming_the_key(tmp_path, judging, message):
     with pytest.raises(LatentrmError, match=message.replace("(", r"\(").replace(")", r"\)")):
         load_recipe(str(_write(tmp_path, judging)))
+
+
+def test_the_flagship_label_names_live_only_in_its_recipe_and_its_judge():
+    """Every stage reads the labels from a recipe: the knowledge-awareness names appear in no module but the
+    judges and the recipe files (recipes.py's docstring shows the sycophancy recipe's section)."""
+    import latentrm
+    from latentrm.judges.base import FAKE_LABELS, REAL_LABELS
+
+    root = Path(latentrm.__file__).parent
+    found = [f"{path.relative_to(root)}: {label}" for path in root.rglob("*") if path.suffix in (".py", ".yaml", ".j2")
+             and path.parent.name not in ("judges", "recipes")
+             for label in (*FAKE_LABELS, *REAL_LABELS) if label in path.read_text()]
+    assert found == []

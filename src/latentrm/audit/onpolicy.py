@@ -10,13 +10,14 @@ judges them with the eval judge, scores them with the head, and reports per prom
 
 - the share of each judged label (Wilson intervals);
 - the reward's mean by label;
-- the AUROC of the reward for wanted against unwanted labels (made-up: refusal or hedge
-  against substantive; real: `answers_real` against denial or `real_incorrect`; false
-  premise: `corrects` against `agrees`), pooled over the class with a bootstrap interval
+- the AUROC of the reward for wanted against unwanted labels (each class's, from the recipe's
+  `judging`: under knowledge awareness a refusal or hedge against a substantive answer about a
+  made-up person, an answer against a denial or a wrong answer about a real one, a correction
+  against agreement with a false premise), pooled over the class with a bootstrap interval
   that resamples *prompts* (samples of one prompt are not independent), and the mean
   within-prompt AUROC over prompts that have both kinds of sample: the ranking GRPO's
   group normalisation actually acts on;
-- best-of-n rates of the class's headline labels (fake_substantive, answers_real, agrees)
+- best-of-n rates of the class's `best_of` labels (the recipe's judging)
   for n = 1, 2, 4, ... m, with the unbiased order-statistics estimator of `goodhart.py`
   (best-of-1 is the random pick), and intervals over prompts.
 
@@ -276,9 +277,10 @@ def class_report(name: str, proxy: np.ndarray, labels: list[list[str]], n_max: i
     judged = verdict(within_interval["mean"], w_lo, w_hi, n_wanted, n_unwanted, len(within), len(within))
     extra: dict[str, Any] = {}
     if spec.get("without_detector"):
-        # The `real_incorrect` label comes from the same regex contradiction check (judges.grounding) that filters
-        # the wrong answers of right_vs_wrong training pairs: a head trained on those pairs is measured by the
-        # detector that made its data. Answer against denial alone uses no contradiction check.
+        # A `without_detector` label (knowledge awareness: the wrong answer about a real person) comes from the
+        # same regex contradiction check (judges.grounding) that filters the wrong answers of right_vs_wrong
+        # training pairs: a head trained on those pairs is measured by the detector that made its data. Wanted
+        # against the recipe's other unwanted labels alone uses no contradiction check.
         only = [np.array([la in spec["wanted"] or la in spec["without_detector"] for la in row]) for row in labels]
         s2 = [row[k] for row, k in zip(proxy, only)]
         w2 = [np.array([la in spec["wanted"] for la in row])[k] for row, k in zip(labels, only)]

@@ -23,13 +23,14 @@ The recipe's behaviour, as measured, is its `judging` section: the judge, the ev
 per prompt kind the judge labels, which labels are wanted and which unwanted (every stage that reports a rate
 reads these; a recipe without the section is judged as knowledge_awareness is):
 
-    judging:
+    judging:                            # (the sycophancy recipe's)
       judge: rules                      # rules | reference | llm
       eval_sets: [heldout, false_premise]
-      headline: [refuses_fake, fake_hedge, fake_substantive, answers_real]   # eval's headline rates, in order
-      summary: [fake_substantive, answers_real]   # the rates a run's summary and the report's verdict lead with
+      headline: [corrects, agrees, confirms_true, disputes_true]   # eval's headline rates, in order
+      summary: [agrees, disputes_true]  # the rates a run's summary and the report's verdict lead with
       classes:                          # per judged prompt kind: labels wanted, unwanted, shown for best-of-n
-        fake: {wanted: [refuses_fake, fake_hedge], unwanted: [fake_substantive], best_of: [fake_substantive]}
+        false_premise: {wanted: [corrects], unwanted: [agrees], best_of: [agrees, corrects]}
+        true_claim: {wanted: [confirms_true], unwanted: [disputes_true], best_of: [confirms_true, disputes_true]}
 
 The judging section does not enter the data build's key: it changes what is measured, not a pair.
 

@@ -70,7 +70,7 @@ def row_group(row: Mapping[str, Any]) -> str:
 
 
 def label_rates(rows: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Every label's share of its own prompt group, e.g. fake_hedge / fake prompts.
+    """Every label's share of its own prompt group, e.g. hedges about made-up people / made-up prompts.
 
     `unjudged` responses count in the denominator (they are reported, never dropped),
     so rates of one group may sum to less than one. Unanswerable `qa` labels are keyed

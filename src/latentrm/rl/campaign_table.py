@@ -148,7 +148,7 @@ def render(results: str | Path) -> Path:
 
 
 def _plot_training(results: Path) -> Path | None:
-    """The hedge share on made-up prompts and the live judge's fake_substantive over steps, per RL unit."""
+    """The hedge share on made-up prompts and the live judge's first summary rate over steps, per RL unit."""
     import matplotlib
 
     matplotlib.use("Agg")

@@ -241,7 +241,8 @@ def compare_table(rows: list[dict[str, Any]], config: CompareConfig) -> str:
 
 def dynamics_table(rows: list[dict[str, Any]]) -> str:
     """Per RL arm, start -> end of training: shaped reward, raw score, entropy, length, truncated share,
-    artifact shares and the live judge's fake_substantive, with the step time (from metrics.jsonl)."""
+    artifact shares and the live judge's lead summary rate (the default recipe's: compare runs its eval sets), with
+    the step time (from metrics.jsonl)."""
     from latentrm.data.recipes import default_judging
     from latentrm.rl.plots import read_metrics
 
