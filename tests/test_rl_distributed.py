@@ -46,3 +46,44 @@ def test_two_grpo_steps_in_two_processes_see_the_same_prompts_as_one(tiny_model_
     assert any(not np.array_equal(before[n], after[n]) for n in before if n in after)
     assert (two / "manifest.json").exists() and (two / "summary.json").exists()
     assert not (two / "policy.tmp").exists()
+
+
+def test_a_killed_two_process_run_resumes_from_its_last_complete_checkpoint(tiny_model_dir, tiny_rm, tmp_path):  # noqa: F811
+    """Kill both ranks once rank 0 has written a complete checkpoint; `--resume` in 2 processes goes on from the
+    last complete one (a half-written one is passed over) and logs every step once."""
+    import signal
+    import time
+
+    pairs, rm = tiny_rm
+    run_dir = tmp_path / "killed"
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+               str(29500 + (os.getpid() + 7) % 1000), "-m", "latentrm.cli", "rl", "train", "--pairs", str(pairs),
+               "--rm", str(rm), "--policy", str(tiny_model_dir), "--run-dir", str(run_dir), "--steps", "6",
+               "--prompts-per-step", "2", "--num-generations", "2", "--max-completion-length", "6",
+               "--learning-rate", "1e-3", "--eval-every", "0", "--threads", "1", "--set", "eval_n=2",
+               "--set", "eval_false_premise=1", "--set", "eval_max_new_tokens=4", "--set", "save_steps=1"]
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    first = run_dir / "rl" / "checkpoints" / "checkpoint-1" / "trainer_state.json"
+    deadline = time.time() + 600
+    while not first.exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)  # every rank, mid-run
+    process.wait()
+    assert first.exists(), process.stderr.read()[-3000:] if process.stderr else ""
+    assert not (run_dir / "rl" / "manifest.json").exists()  # killed before it finished
+    killed_at = sorted(p.name for p in (run_dir / "rl" / "checkpoints").glob("checkpoint-*"))
+    half = run_dir / "rl" / "checkpoints" / "checkpoint-5"  # a checkpoint cut off mid-write: no trainer_state.json
+    if not half.exists():
+        half.mkdir()
+        (half / "model.safetensors").write_bytes(b"torn")
+    resumed = subprocess.run([*command[:command.index("--set")], "--resume", *command[command.index("--set"):]],
+                             env=env, capture_output=True, text=True, timeout=900)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-5000:]
+    assert "resuming from checkpoint-" in resumed.stdout + resumed.stderr, killed_at
+    out = run_dir / "rl"
+    steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()
+             if line.strip() and json.loads(line)["kind"] == "train"]
+    assert steps == [1, 2, 3, 4, 5, 6]  # each step once: the rows past the resume point were dropped
+    assert (out / "manifest.json").exists() and json.loads((out / "config.json").read_text())["processes"] == 2

@@ -169,6 +169,8 @@ def run(config: RLConfig, *, resume: bool = False, fresh: bool = False, force: b
         fresh = True
     checkpoint = _check_folder(config, key, resume, fresh)
     main = is_main_process()  # in N processes (torchrun), rank 0 alone writes the run folder
+    if checkpoint is not None and main:
+        log(f"{out}: resuming from {checkpoint.name} (the last complete checkpoint)")
     if main:
         forget(out)
         out.mkdir(parents=True, exist_ok=True)
