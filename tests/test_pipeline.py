@@ -150,6 +150,21 @@ def test_a_change_redoes_only_the_stages_after_it(tiny_run):
     run(plan.resolve(str(preset), runs_root=str(root / "runs")), log=print)  # back to the module's config
 
 
+def test_a_changed_rl_config_replaces_the_stale_run_instead_of_refusing_it(tiny_run):
+    """The pipeline owns its folders: an RL run of another config is stale, as any stage's outputs are, and is
+    replaced (a bare `rl train` refuses it instead)."""
+    from latentrm.pipeline import plan
+    from latentrm.pipeline.run import run
+
+    preset, root, _, folder, _ = tiny_run
+    before = _stamps(folder)
+    run(plan.resolve(str(preset), runs_root=str(root / "runs"), sets=["rl.learning_rate=2e-3"]), log=print)
+    after = _stamps(folder)
+    assert after["rl"] != before["rl"] and after["data"] == before["data"]
+    assert json.loads((folder / "rl" / "config.json").read_text())["config"]["learning_rate"] == 2e-3
+    run(plan.resolve(str(preset), runs_root=str(root / "runs")), log=print)  # back to the module's config
+
+
 def test_from_forces_a_stage_and_every_later_one(tiny_run):
     from latentrm.pipeline.run import run
 

@@ -237,10 +237,11 @@ def _write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def run(config: EvalConfig, *, force: bool = False, backend: Any = None, judge: Judge | None = None,
-        items: Sequence[EvalItem] | None = None) -> Path:
+        items: Sequence[EvalItem] | None = None, replace_stale: bool = False) -> Path:
     """Run (or resume) one eval; returns the folder holding responses.jsonl and metrics.json.
 
-    `force=True` discards earlier responses instead of resuming them.
+    `force=True` discards earlier responses instead of resuming them. `replace_stale=True` (the pipeline, which
+    owns its folders) discards responses of another policy, set or sampling config instead of refusing them.
     """
     from latentrm.generation import SamplingConfig
     from latentrm.io import atomic_write_text
@@ -268,6 +269,8 @@ def run(config: EvalConfig, *, force: bool = False, backend: Any = None, judge: 
     kept: list[dict[str, Any]] = []
     if force:
         responses_path.unlink(missing_ok=True)
+    elif replace_stale and responses_path.exists() and begun(folder).get("generation_key") != key:
+        responses_path.unlink()  # stale: another policy (a retrained RL stage), set or sampling config
     elif begun(folder) and responses_path.exists():
         previous = begun(folder)
         if previous.get("generation_key") != key:

@@ -148,7 +148,7 @@ def _eval(ctx: Context, which: str, policy: str) -> str:
 
     lines = []
     for config in plan.eval_configs(ctx.config, which, policy, _pairs(ctx)):
-        folder = run(config, force=ctx.force(f"eval_{which}"))
+        folder = run(config, force=ctx.force(f"eval_{which}"), replace_stale=True)  # the pipeline owns it
         metrics = json.loads((folder / "metrics.json").read_text())
         ctx.summaries.setdefault(f"eval_{which}", {})[metrics["set"]] = {
             label: entry["rate"] for label, entry in metrics["headline"].items()}

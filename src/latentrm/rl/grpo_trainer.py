@@ -151,7 +151,8 @@ def run(config: RLConfig, *, resume: bool = False, fresh: bool = False, force: b
     """Train (or resume, or skip) one GRPO run; returns `<run_dir>/rl`.
 
     `resume_unfinished` (the pipeline's choice): an unfinished run of the same config resumes from its last
-    complete checkpoint instead of being refused, so a killed `latentrm run` goes on where it stopped.
+    complete checkpoint instead of being refused, so a killed `latentrm run` goes on where it stopped; a run of
+    another config or inputs is replaced, as a stale stage is (a bare `rl train` refuses it instead).
     """
     from latentrm.io import atomic_write_text
 
@@ -161,10 +162,15 @@ def run(config: RLConfig, *, resume: bool = False, fresh: bool = False, force: b
     if not (force or fresh or resume) and is_done(out, key):
         log(f"{out} is up to date (same config and inputs); pass --force to retrain")
         return out
-    if resume_unfinished and not (force or fresh or resume) and begun(out).get("key") == key \
+    recorded = begun(out).get("key")
+    if resume_unfinished and not (force or fresh or resume) and recorded == key \
             and last_checkpoint(out / "checkpoints") is not None:
         log(f"{out}: resuming the unfinished run from {last_checkpoint(out / 'checkpoints')}")
         resume = True
+    elif resume_unfinished and recorded not in (None, key) and not resume:
+        # the pipeline owns its folder: a run of another config or inputs is stale, as any stage's outputs are
+        log(f"{out}: replacing a run of another config or inputs (key {recorded}, now {key})")
+        fresh = True
     if force and out.exists():
         fresh = True
     checkpoint = _check_folder(config, key, resume, fresh)
