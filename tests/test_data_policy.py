@@ -261,3 +261,22 @@ def test_a_grounded_answer_that_misstates_a_fact_is_never_chosen(tmp_path):
     assert count[1] < count[0] // 2
     base = {w: int((f["variants"] == "grounded>false_hedge").sum()) for w, f in frames.items()}
     assert base[1] == base[0]
+
+
+def test_a_policy_changed_past_its_first_megabyte_gets_another_revision(tiny_model_dir, tmp_path):
+    """RL with `trainable_layers` changes only the top layers, which sit at the end of the weight file: the
+    revision (what keys every eval, data build and check of a policy) must see them."""
+    import shutil
+
+    import numpy as np
+    from safetensors.numpy import load_file, save_file
+
+    copy = tmp_path / "policy"
+    shutil.copytree(tiny_model_dir, copy)
+    weights = next(copy.glob("*.safetensors"))
+    assert weights.stat().st_size > 1 << 20
+    tensors = load_file(str(weights))
+    last = sorted(tensors)[-1]  # stored last
+    tensors[last] = tensors[last] + np.float32(1.0)
+    save_file(tensors, str(weights), metadata={"format": "pt"})
+    assert resolve_model(str(copy)).revision != resolve_model(str(tiny_model_dir)).revision

@@ -87,3 +87,31 @@ def test_a_killed_two_process_run_resumes_from_its_last_complete_checkpoint(tiny
              if line.strip() and json.loads(line)["kind"] == "train"]
     assert steps == [1, 2, 3, 4, 5, 6]  # each step once: the rows past the resume point were dropped
     assert (out / "manifest.json").exists() and json.loads((out / "config.json").read_text())["processes"] == 2
+
+
+def test_features_in_two_processes_match_one(tiny_model_dir, tiny_rm, tmp_path):  # noqa: F811
+    """`torchrun --nproc_per_node 2 -m latentrm.cli features`: each rank extracts its shard of the texts into a
+    cache entry of its own, rank 0 merges; the merged features equal a 1-process extraction's."""
+    pairs, _ = tiny_rm
+    base = ["-m", "latentrm.cli", "features", "--pairs", str(pairs), "--model", str(tiny_model_dir),
+            "--layers", "1,2", "--pooling", "last"]
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
+    runs = {}
+    for processes in (1, 2):
+        launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                    str(29500 + (os.getpid() + 3) % 1000)] if processes == 2 else [sys.executable]
+        run_dir = tmp_path / f"p{processes}"
+        result = subprocess.run([*launcher, *base, "--run-dir", str(run_dir)], env=env, capture_output=True,
+                                text=True, timeout=600)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        assert (run_dir / "features" / "manifest.json").exists()
+        entries = {p.parent.name: json.loads(p.read_text()) for p in (run_dir / "cache").glob("*/manifest.json")}
+        runs[processes] = (run_dir, entries)
+    (one, one_entries), (two, two_entries) = runs[1], runs[2]
+    assert sorted(e.get("shard") for e in two_entries.values() if "shard" in e) == [0, 1]  # one entry per rank
+    merged = [key for key, e in two_entries.items() if "shard" not in e]
+    assert merged == list(one_entries)  # the same content key as one process's
+    for layer in (1, 2):
+        a = np.load(one / "cache" / merged[0] / f"layer_{layer:03d}.npy")
+        b = np.load(two / "cache" / merged[0] / f"layer_{layer:03d}.npy")
+        assert a.shape == b.shape and np.allclose(a, b, atol=1e-5)

@@ -40,7 +40,7 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 
@@ -359,6 +359,26 @@ class FeatureCache:
         atomic_write_text(folder / "manifest.json", json.dumps({**info, "layers": done}, indent=1))
 
 
+def _sharded(forward: Callable[[list[ScoringText]], dict[int, np.ndarray]], texts: list[ScoringText],
+             layers: list[int], cache: FeatureCache, rank: int, world: int, barrier: Callable[[], object],
+             what: list[Any]) -> dict[int, np.ndarray]:
+    """Under torchrun / accelerate: rank r extracts the r-th contiguous shard of the texts into a cache entry of
+    its own (keyed by the shard's texts, so each rank resumes independently), then every rank reads all shards
+    in order. Each text's features depend on that text alone, so the result is a 1-process extraction's, up
+    to float rounding of other batch shapes."""
+    bounds = np.linspace(0, len(texts), world + 1).astype(int)
+    shards = [(int(lo), int(hi)) for lo, hi in zip(bounds[:-1], bounds[1:])]
+    revision, dtype, pooling, max_length = what
+    keys = [cache_key(revision, dtype, pooling, max_length, texts_hash(texts[lo:hi]) + f"#shard{i}of{world}")
+            for i, (lo, hi) in enumerate(shards)]
+    lo, hi = shards[rank]
+    if hi > lo and not cache.has(keys[rank], layers):
+        cache.store(keys[rank], forward(texts[lo:hi]), {"shard": rank, "of": world, "rows": [lo, hi]})
+    barrier()
+    parts = [cache.load(key, layers) for key, (lo, hi) in zip(keys, shards) if hi > lo]
+    return {layer: np.concatenate([part[layer] for part in parts]) for layer in layers}
+
+
 def extract_features(
     backbone: Backbone | Callable[[], Backbone],
     prompts: Sequence,
@@ -409,15 +429,26 @@ def extract_features(
     cache = FeatureCache(cache_dir)
     todo = [part for part in parts if not cache.has(keys[part], wanted)]
     if todo:  # every missing part and layer from one forward
-        bb = get_backbone()
+        from latentrm.ranks import process_group
+
         missing = sorted({layer for part in todo for layer in wanted if not cache.has(keys[part], [layer])})
-        hiddens = get_hiddens(bb.model, bb.tokenizer, texts, missing, "+".join(todo), batch_size=batch_size,
-                              max_tokens=max_tokens, max_length=max_length, progress=progress)
-        split = {layer: np.split(t.numpy(), len(todo), axis=1) for layer, t in hiddens.items()}
-        for index, part in enumerate(todo):
-            cache.store(keys[part], {layer: chunks[index] for layer, chunks in split.items()},
-                        {"revision": rev, "dtype": dt, "pooling": part, "max_length": max_length,
-                         "n_texts": len(texts), "key": keys[part]})
+        rank, world, barrier = process_group()
+
+        def forward(chunk: list[ScoringText]) -> dict[int, np.ndarray]:
+            bb = get_backbone()
+            hiddens = get_hiddens(bb.model, bb.tokenizer, chunk, missing, "+".join(todo), batch_size=batch_size,
+                                  max_tokens=max_tokens, max_length=max_length, progress=progress and rank == 0)
+            return {layer: t.numpy() for layer, t in hiddens.items()}
+
+        found = forward(texts) if world == 1 else _sharded(forward, texts, missing, cache, rank, world, barrier,
+                                                              [rev, dt, "+".join(todo), max_length])
+        if rank == 0:  # one writer; the other ranks read what it wrote
+            split = {layer: np.split(array, len(todo), axis=1) for layer, array in found.items()}
+            for index, part in enumerate(todo):
+                cache.store(keys[part], {layer: chunks[index] for layer, chunks in split.items()},
+                            {"revision": rev, "dtype": dt, "pooling": part, "max_length": max_length,
+                             "n_texts": len(texts), "key": keys[part]})
+        barrier()
     by_part = {part: cache.load(keys[part], wanted) for part in parts}
     return {layer: np.concatenate([by_part[part][layer] for part in parts], axis=1) if len(parts) > 1
             else by_part[parts[0]][layer] for layer in wanted}

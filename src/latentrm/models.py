@@ -144,10 +144,12 @@ def embedded_model_dir() -> Path:
 
 
 def _dir_revision(path: Path) -> str:
-    """A cheap content fingerprint for a local model folder.
+    """The content fingerprint of a local model folder: config.json and every weight file's full sha256.
 
-    Hashing every weight byte of an 8B model takes minutes, so the fingerprint
-    covers config.json in full plus each weight file's name, size and first MiB.
+    Every weight byte counts: a policy trained in its top layers only (RL's `trainable_layers`) differs from its
+    start in the last part of the file, which a hash of the first bytes missed, so an eval of a retrained policy
+    reused the old policy's responses. A weight file's hash is remembered by path, size and modification time
+    (`io.cached_file_hash`), so a big model is read once, not at every stage.
     """
     digest = hashlib.sha256()
     config = path / "config.json"
@@ -155,9 +157,7 @@ def _dir_revision(path: Path) -> str:
         digest.update(config.read_bytes())
     for weight in sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin")):
         digest.update(weight.name.encode())
-        digest.update(str(weight.stat().st_size).encode())
-        with open(weight, "rb") as handle:
-            digest.update(handle.read(1 << 20))
+        digest.update(cached_file_hash(weight).encode())
     return "dir-sha256:" + digest.hexdigest()[:32]
 
 
