@@ -111,3 +111,50 @@ def test_adapter_retries_503_until_the_queue_drains(tokenizer, monkeypatch):
         refused = httpx.get(running.url + "/metrics").text
     assert 'latentrm_rejected_total{reason="queue_full"}' in refused  # some calls did get 503 first
     assert len(results) == 4 and all(r["scores"] == [pytest.approx(value("p", "c"))] for r in results)
+
+
+VERL_SKIP = ("verl is not installed: verl 0.9.1's metadata needs transformers<5.11, ray and tensordict<=0.10 while "
+             "this project pins transformers 5.24, so it is no extra of ours. To run this test, install it beside "
+             "the environment without its pins: pip install --no-deps --target DIR verl==0.9.1 'tensordict<=0.10' "
+             "ray msgpack protobuf jsonschema attrs referencing rpds-py jsonschema-specifications pyvers "
+             "cloudpickle omegaconf, then PYTHONPATH=DIR (docs/scaling.md)")
+
+
+def test_verl_naive_reward_manager_scores_a_dataproto_batch(server, tokenizer):
+    """verl 0.9's own NaiveRewardManager, with `custom_reward_function` = latentrm.integrations.verl's
+    compute_score (loaded by path, as verl does), scores a DataProto batch: each response's reward sits on its
+    last valid token and equals the served scorer's score of (extra_info prompt, decoded response)."""
+    pytest.importorskip("verl", reason=VERL_SKIP)
+    import torch
+    from verl import DataProto
+    from verl.workers.reward_manager import NaiveRewardManager
+
+    import latentrm.integrations.verl as verl_module
+
+    rows = [([{"role": "user", "content": "Who is Ada Lovelace?"}], "A mathematician who wrote on the engine."),
+            ([{"role": "user", "content": "Who is Dr. Ola Vintersen?"}], "I don't know that person."),
+            ([{"role": "user", "content": "Was Newton born in 1643?"}], "Yes.")]
+    prompt_len, response_len = 24, 16
+    prompts, responses, masks = [], [], []
+    for messages, completion in rows:
+        p = tokenizer(messages[0]["content"], add_special_tokens=False)["input_ids"][:prompt_len]
+        r = tokenizer(completion, add_special_tokens=False)["input_ids"][:response_len]
+        pad = tokenizer.pad_token_id
+        prompts.append([pad] * (prompt_len - len(p)) + p)  # verl left-pads prompts, right-pads responses
+        responses.append(r + [pad] * (response_len - len(r)))
+        masks.append([0] * (prompt_len - len(p)) + [1] * len(p) + [1] * len(r) + [0] * (response_len - len(r)))
+    data = DataProto.from_dict(
+        tensors={"prompts": torch.tensor(prompts), "responses": torch.tensor(responses),
+                 "attention_mask": torch.tensor(masks)},
+        non_tensors={"data_source": np.array(["latentrm"] * len(rows), dtype=object),
+                     "reward_model": np.array([{"ground_truth": None} for _ in rows], dtype=object),
+                     "extra_info": np.array([{"prompt": messages} for messages, _ in rows], dtype=object)})
+    manager = NaiveRewardManager(tokenizer=tokenizer, num_examine=0,
+                                 compute_score=load_by_path(verl_module).compute_score)
+    rewards = manager(data)
+    assert rewards.shape == (len(rows), response_len)
+    for i, (messages, completion) in enumerate(rows):
+        last = int(sum(masks[i][prompt_len:])) - 1
+        decoded = tokenizer.decode(responses[i][: last + 1], skip_special_tokens=True)
+        assert float(rewards[i, last]) == pytest.approx(value(messages, decoded), abs=1e-5)
+        assert float(rewards[i].abs().sum()) == pytest.approx(abs(float(rewards[i, last])), abs=1e-5)
