@@ -153,7 +153,7 @@ def test_verl_naive_reward_manager_scores_a_dataproto_batch(server, tokenizer):
                                  compute_score=load_by_path(verl_module).compute_score)
     rewards = manager(data)
     assert rewards.shape == (len(rows), response_len)
-    for i, (messages, completion) in enumerate(rows):
+    for i, (messages, _) in enumerate(rows):
         last = int(sum(masks[i][prompt_len:])) - 1
         decoded = tokenizer.decode(responses[i][: last + 1], skip_special_tokens=True)
         assert float(rewards[i, last]) == pytest.approx(value(messages, decoded), abs=1e-5)
