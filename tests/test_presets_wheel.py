@@ -37,7 +37,7 @@ def test_a_wheel_installed_elsewhere_resolves_every_preset(tmp_path):
         "from latentrm.rl.grpo_config import PRESET_DIR, build_config\n"
         "from latentrm.presets import preset_dir\n"
         "names = preset_names()\n"
-        "assert {'quick', 'cpu-full', 'gpu-qwen3-8b'} <= set(names), names\n"
+        "assert {'quick', 'quick-sycophancy', 'cpu-full', 'gpu-qwen3-8b'} <= set(names), names\n"
         "for name in names:\n"
         "    plan.resolve(name)\n"
         "for path in sorted(PRESET_DIR.glob('*.yaml')):\n"
@@ -50,4 +50,5 @@ def test_a_wheel_installed_elsewhere_resolves_every_preset(tmp_path):
     outside.mkdir()
     env = {**os.environ, "PYTHONPATH": str(target)}
     result = subprocess.run([sys.executable, "-c", probe], cwd=outside, env=env, capture_output=True, text=True)
-    assert result.returncode == 0 and result.stdout.startswith("ok 3"), result.stderr[-3000:]
+    shipped = len(list((ROOT / "src" / "latentrm" / "presets" / "run").glob("*.yaml")))  # every one, in the wheel
+    assert result.returncode == 0 and result.stdout.startswith(f"ok {shipped}\n"), result.stdout + result.stderr[-3000:]
