@@ -4,6 +4,7 @@ the on-policy check, the report and the tables read it; the data build's key doe
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -121,3 +122,18 @@ def test_the_flagship_label_names_live_only_in_its_recipe_and_its_judge():
              and path.parent.name not in ("judges", "recipes")
              for label in (*FAKE_LABELS, *REAL_LABELS) if label in path.read_text()]
     assert found == []
+
+
+def test_compare_follows_the_recipe_its_arms_train_under(tmp_path):
+    """`rl compare --set recipe=sycophancy`: its evals and its dynamics table read that recipe's judging."""
+    from latentrm.rl.compare import CompareConfig, dynamics_table, recipe_of
+
+    metrics = tmp_path / "metrics.jsonl"
+    metrics.write_text("".join(json.dumps({"kind": "train", "step": step, "reward": 0.5, "train_judge/agrees": a})
+                               + "\n" for step, a in ((1, 0.8), (2, 0.4))))
+    rows = [{"kind": "rl", "name": "calibrated_balanced-s0", "metrics": str(metrics)}]
+    config = CompareConfig(pairs="p.jsonl", rm="rm", rl_sets={"recipe": "sycophancy"})
+    assert recipe_of(config) == "sycophancy" and recipe_of(CompareConfig(pairs="p", rm="r")) == "knowledge_awareness"
+    table = dynamics_table(rows, recipe_of(config))
+    assert "agrees (train)" in table and "0.80 -> 0.40" in table
+    assert "fake_substantive" not in table

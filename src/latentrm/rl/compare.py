@@ -112,6 +112,13 @@ class CompareConfig:
         return self
 
 
+def recipe_of(config: CompareConfig) -> str:
+    """The recipe every arm trains and is judged under: `--set recipe=...` (an RLConfig field), else the flagship."""
+    from latentrm.data.recipes import DEFAULT_RECIPE
+
+    return str(config.rl_sets.get("recipe") or DEFAULT_RECIPE)
+
+
 def rl_config(config: CompareConfig, arm: str, seed: int, policy: str | None = None) -> Any:
     """The arm's RLConfig; `policy` (a warm start) replaces the start policy of the preset and `--set`."""
     from latentrm.rl.grpo_config import build_config
@@ -148,7 +155,7 @@ def evaluate_policy(config: CompareConfig, name: str, model: str, base_seed: int
         if eval_set == "false_premise" and not config.eval_false_premise:
             continue
         folder = run_eval(EvalConfig(model=model, eval_set=eval_set, max_new_tokens=config.eval_max_new_tokens,
-                                     seed=base_seed, out=str(out), **extra))
+                                     seed=base_seed, out=str(out), recipe=recipe_of(config), **extra))
         results[eval_set] = json.loads((folder / "metrics.json").read_text())
     if config.eval_qa:
         folder = run_eval(EvalConfig(model=model, eval_set=config.eval_qa, judge="reference",
@@ -239,14 +246,14 @@ def compare_table(rows: list[dict[str, Any]], config: CompareConfig) -> str:
     return "\n".join(lines) + "\n" + note
 
 
-def dynamics_table(rows: list[dict[str, Any]]) -> str:
+def dynamics_table(rows: list[dict[str, Any]], recipe: str | None = None) -> str:
     """Per RL arm, start -> end of training: shaped reward, raw score, entropy, length, truncated share,
-    artifact shares and the live judge's lead summary rate (the default recipe's: compare runs its eval sets), with
-    the step time (from metrics.jsonl)."""
-    from latentrm.data.recipes import default_judging
+    artifact shares and the live judge's lead summary rate (the recipe's; the flagship's when None), with the
+    step time (from metrics.jsonl)."""
+    from latentrm.data.recipes import DEFAULT_RECIPE, load_recipe
     from latentrm.rl.plots import read_metrics
 
-    live = default_judging().summary[0]  # the recipe's lead rate, as the live judge sees it on training samples
+    live = load_recipe(recipe or DEFAULT_RECIPE).judging.summary[0]  # as the live judge sees it on training samples
     header = ["arm", "s/step", "reward", "raw score", "entropy", "truncated", "padding", "sign-off", "repetition",
               "hedge (fake)", f"{live} (train)"]
     keys = ["reward", "latent/raw_mean", "entropy", "truncated_share", "artifacts/padding", "artifacts/sign_off",
@@ -291,6 +298,6 @@ def render(run_dir: str | Path) -> Path:
         fields[key] = tuple(fields.get(key, ()))
     config = CompareConfig(**fields)
     rows = results["rows"]
-    atomic_write_text(out / "table.md", compare_table(rows, config) + "\n" + dynamics_table(rows))
+    atomic_write_text(out / "table.md", compare_table(rows, config) + "\n" + dynamics_table(rows, recipe_of(config)))
     curves({r["name"]: Path(r["metrics"]) for r in rows if r.get("kind") == "rl"}, out)
     return out
