@@ -69,8 +69,18 @@ def test_a_killed_two_process_run_resumes_from_its_last_complete_checkpoint(tiny
     deadline = time.time() + 600
     while not first.exists() and process.poll() is None and time.time() < deadline:
         time.sleep(0.05)
-    os.killpg(process.pid, signal.SIGKILL)  # every rank, mid-run
+    import psutil  # accelerate's dependency
+
+    # every rank, mid-run: the launcher's workers may sit in process groups of their own, so kill the whole tree
+    # and wait until none is left (an orphaned rank would go on logging beside the resumed run)
+    tree = [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]
+    for member in tree:
+        try:
+            member.send_signal(signal.SIGKILL)
+        except psutil.NoSuchProcess:
+            pass
     process.wait()
+    psutil.wait_procs(tree, timeout=30)
     assert first.exists(), process.stderr.read()[-3000:] if process.stderr else ""
     assert not (run_dir / "rl" / "manifest.json").exists()  # killed before it finished
     killed_at = sorted(p.name for p in (run_dir / "rl" / "checkpoints").glob("checkpoint-*"))
