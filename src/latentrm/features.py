@@ -40,7 +40,7 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import numpy as np
 
@@ -361,16 +361,14 @@ class FeatureCache:
 
 def _sharded(forward: Callable[[list[ScoringText]], dict[int, np.ndarray]], texts: list[ScoringText],
              layers: list[int], cache: FeatureCache, rank: int, world: int, barrier: Callable[[], object],
-             what: list[Any]) -> dict[int, np.ndarray]:
+             key_of: Callable[[str], str]) -> dict[int, np.ndarray]:
     """Under torchrun / accelerate: rank r extracts the r-th contiguous shard of the texts into a cache entry of
     its own (keyed by the shard's texts, so each rank resumes independently), then every rank reads all shards
     in order. Each text's features depend on that text alone, so the result is a 1-process extraction's, up
     to float rounding of other batch shapes."""
     bounds = np.linspace(0, len(texts), world + 1).astype(int)
     shards = [(int(lo), int(hi)) for lo, hi in zip(bounds[:-1], bounds[1:])]
-    revision, dtype, pooling, max_length = what
-    keys = [cache_key(revision, dtype, pooling, max_length, texts_hash(texts[lo:hi]) + f"#shard{i}of{world}")
-            for i, (lo, hi) in enumerate(shards)]
+    keys = [key_of(texts_hash(texts[lo:hi]) + f"#shard{i}of{world}") for i, (lo, hi) in enumerate(shards)]
     lo, hi = shards[rank]
     if hi > lo and not cache.has(keys[rank], layers):
         cache.store(keys[rank], forward(texts[lo:hi]), {"shard": rank, "of": world, "rows": [lo, hi]})
@@ -440,8 +438,9 @@ def extract_features(
                                   max_tokens=max_tokens, max_length=max_length, progress=progress and rank == 0)
             return {layer: t.numpy() for layer, t in hiddens.items()}
 
-        found = forward(texts) if world == 1 else _sharded(forward, texts, missing, cache, rank, world, barrier,
-                                                              [rev, dt, "+".join(todo), max_length])
+        found = forward(texts) if world == 1 else _sharded(
+            forward, texts, missing, cache, rank, world, barrier,
+            lambda digest: cache_key(rev, dt, "+".join(todo), max_length, digest))
         if rank == 0:  # one writer; the other ranks read what it wrote
             split = {layer: np.split(array, len(todo), axis=1) for layer, array in found.items()}
             for index, part in enumerate(todo):

@@ -15,8 +15,8 @@
   input, which enters by its content, not its path. A folder input is hashed by its own manifest's key, so a
   stage downstream of a changed stage reruns, and one downstream of an unchanged stage does not, without
   rehashing big files. No stage keeps a key of its own.
-- **Config.** `begin` writes `config.json` first: the stage, its key and resolved config, and what a resumable
-  stage needs to go on (data, eval and rl resume only under the same key, `begun`).
+- **Config.** `begin` writes `config.json`: the stage, its key and resolved config, and what a resumable stage
+  needs to go on (data, eval and rl write it first and resume only under the same key, `begun`).
 - **Manifest.** `manifest.json` is written last, atomically: it names the stage, the key, the resolved
   config, the input hashes, the outputs, the time taken and a small summary (what the pipeline prints and
   the report reads). A stage is done when the manifest's key matches and every output it lists exists.
@@ -171,10 +171,10 @@ def write_manifest(folder: str | Path, stage: str, key: str, config: Any, *, inp
 
 
 def begin(folder: str | Path, stage: str, key: str, config: Any, **record: Any) -> Path:
-    """Write `folder/config.json` before a stage writes anything else: the stage, the key it works under, its
-    resolved config and whatever it needs to resume (`record`: an eval's generation key, an RL run's process
-    count). A resumable stage (data, eval, rl) goes on from files it finds only when `begun(folder)` names
-    the same key; the manifest, written last, still is what says the stage finished."""
+    """Write `folder/config.json`: the stage, the key it works under, its resolved config and whatever it needs to
+    resume (`record`: an eval's generation key, an RL run's process count). A resumable stage (data, eval, rl)
+    writes it before anything else and goes on from files it finds only when `begun(folder)` names the same
+    key; any other stage writes it with its outputs. The manifest, written last, is what says a stage finished."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / CONFIG

@@ -180,15 +180,6 @@ def load_items(config: OnPolicyConfig, meta: dict[str, Any]) -> list[GoldItem]:
 # --------------------------------------------------------------------------- statistics
 
 
-def class_of(label: str) -> tuple[str, str] | None:
-    """`(class, side)` of a judged label, side `wanted` | `unwanted`; None for labels on neither side."""
-    for name, spec in classes().items():
-        for side in ("wanted", "unwanted"):
-            if label in spec[side]:
-                return name, side
-    return None
-
-
 def bootstrap_auc(scores: Sequence[np.ndarray], wanted: Sequence[np.ndarray], reps: int,
                   seed: int = 0) -> tuple[float, float]:
     """95% interval of the pooled AUROC, resampling prompts (each prompt's samples travel together)."""

@@ -267,12 +267,12 @@ def run(config: EvalConfig, *, force: bool = False, backend: Any = None, judge: 
     forget(folder)
 
     kept: list[dict[str, Any]] = []
+    previous = begun(folder)
     if force:
         responses_path.unlink(missing_ok=True)
-    elif replace_stale and responses_path.exists() and begun(folder).get("generation_key") != key:
+    elif replace_stale and responses_path.exists() and previous.get("generation_key") != key:
         responses_path.unlink()  # stale: another policy (a retrained RL stage), set or sampling config
-    elif begun(folder) and responses_path.exists():
-        previous = begun(folder)
+    elif previous and responses_path.exists():
         if previous.get("generation_key") != key:
             raise LatentrmError(f"{folder} holds responses from a different policy, set or sampling config; "
                                 "pass --fresh to overwrite or --out to write elsewhere")

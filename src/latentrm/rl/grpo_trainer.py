@@ -133,8 +133,8 @@ def _check_folder(config: RLConfig, key: str, resume: bool, fresh: bool) -> Path
     if fresh and out.exists():
         shutil.rmtree(out)
     checkpoint = last_checkpoint(out / "checkpoints")
-    if begun(out):
-        recorded = begun(out).get("key")
+    recorded = begun(out).get("key")
+    if recorded is not None:
         if recorded != key:
             raise LatentrmError(f"{out} holds a run with another config or inputs (key {recorded}, now {key}); "
                                 "pass --fresh to replace it or another --run-dir")

@@ -17,6 +17,8 @@ def eval_curves() -> tuple[str, ...]:
     judging = default_judging()
     premise = judging.classes.get("false_premise")
     return tuple(f"eval/{label}" for label in (*judging.headline, *(premise.best_of[:1] if premise else ())))
+
+
 TRAIN_CURVES = (("reward", "shaped reward"), ("latent/raw_mean", "raw latent score"), ("entropy", "policy entropy"),
                 ("completion_length", "completion length"))
 

@@ -180,8 +180,8 @@ def run(config: SweepConfig, *, backbone: Backbone | None = None, force: bool = 
     judged_key = None if judged is None else [select, config_hash(
         [[r["prompt_id"], r["prompt"], r["completion"], r["class"], r["side"]] for r in judged])]
     options = {k: v for k, v in asdict(replace(sweep, layers=tuple(specs))).items() if k not in ("rm", "onpolicy")}
-    key = stage_key(rm, {"pairs": frame_hash(frame)},
-                    extra={"backbone": backbone.revision, "sweep": options, "judged": judged_key})
+    inputs = {"pairs": frame_hash(frame)}
+    key = stage_key(rm, inputs, extra={"backbone": backbone.revision, "sweep": options, "judged": judged_key})
     if not force and is_done(out, key):
         log(f"{out} is up to date (same config, layers, read-outs, heads and pairs); pass --force to redo it")
         return out
@@ -264,7 +264,7 @@ def run(config: SweepConfig, *, backbone: Backbone | None = None, force: bool = 
                                                       **onpolicy_report,
                                                       "learning_curve": learning, "config": rm.to_dict()},
                                                      indent=1, default=str))
-    write_manifest(out, "rm_sweep", key, sweep, inputs={"pairs": frame_hash(frame)}, outputs=["sweep.json"],
+    write_manifest(out, "rm_sweep", key, sweep, inputs=inputs, outputs=["sweep.json"],
                    summary={**choice, "chosen_on": chosen_on, "val_accuracy": best["val_accuracy"],
                             "test_accuracy": best.get("test_accuracy"), "cv_accuracy": best.get("cv_accuracy"),
                             "onpolicy_report_auroc": best.get("onpolicy_report_auroc")},
