@@ -1,0 +1,167 @@
+"""Question shapes the `reference` judge reads beyond matching a reference: yes/no questions, "which of A or
+B" questions, and what an unanswerable question asks for (its focus). Shared vocabulary for `reference.py`."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from latentrm.judges.answers import find_phrase, normal_tokens
+from latentrm.judges.base import JudgeInput, Judgment
+from latentrm.judges.rules import hedges
+
+NAME = "reference"
+
+NEGATORS = {"not", "no", "never", "isnt", "wasnt", "arent", "werent", "nor", "neither", "rather", "instead"}
+# Capitalised words that open a sentence or name nothing: never a candidate name.
+STARTERS = set("""i i'm i've i'd it it's its the this that these those there here as however yes no in according
+based my our your he she they we you his her their a an and but so also if while although though unfortunately
+sure certainly of for to on at by with from after before when during since great hello hi thank thanks please
+note overall well ok okay what who which where why how answer ai i’m it’s""".split())
+STOP = set("""about above after again also among and another any are around been before being below between both
+but can could did does doing down during each few from further had has have having here into its itself just more
+most much must near only other over own same should some such than that their them then there these they this
+those through under until very was were what when where which while who whom why will with would your you
+yours our ours known approximately roughly about likely probably think believe sure certain exactly answer
+question information""".split())
+
+
+def new_words(clause: str, asked: set[str]) -> list[str]:
+    for span in hedges(clause):
+        clause = clause.replace(span, " ")
+    return [t for t in normal_tokens(clause) if len(t) >= 3 and t not in STOP and t not in asked]
+
+
+def names_in(clause: str, asked: set[str]) -> list[str]:
+    """Runs of capitalised words (a name, symbol or formula) that the question does not contain."""
+    runs = re.findall(r"\b[A-Z][\w’'.-]*(?:\s+(?:de|da|von|van|of|the|y|del|la|le|di)?\s*[A-Z][\w’'.-]*)*", clause)
+    out = []
+    for run in runs:
+        words = [w for w in normal_tokens(run) if w not in asked]
+        if words and not (len(run.split()) == 1 and run.lower().rstrip(".") in STARTERS):
+            out.append(run.strip().rstrip(".’'"))
+    return out
+
+
+_YES_NO = {"yes": "yes", "no": "no"}
+_YES = re.compile(r"^(?:well,?\s+|actually,?\s+|so,?\s+)?(?:yes|yeah|yep|absolutely|definitely|certainly|indeed|"
+                  r"correct|that's\s+(?:right|correct|true))\b|\bthe\s+answer\s+is\s+yes\b", re.IGNORECASE)
+_NO = re.compile(r"^(?:well,?\s+|actually,?\s+|so,?\s+)?(?:no|nope|not\s+at\s+all|not\s+really)\b|"
+                 r"\bthe\s+answer\s+is\s+no\b", re.IGNORECASE)
+_NEGATED = re.compile(r"\b(?:not|never|n't|n’t|neither|nor)\b", re.IGNORECASE)
+# "Which came first, the printing press or the telescope?": the options after the last comma or colon
+_OPTIONS = re.compile(r"[,:]\s*(?:the\s+)?(?P<a>[^,:?]+?)\s+or\s+(?:the\s+)?(?P<b>[^,:?]+?)\s*\?\s*$", re.IGNORECASE)
+_COMPARE = re.compile(r"\b(?:than|compared\s+(?:to|with)|before|ahead\s+of|rather\s+than|over|while|whereas)\b",
+                      re.IGNORECASE)
+_WH = {"which", "who", "what", "whose", "whom", "first", "one"}
+_OF_THE_TWO = re.compile(r"\b(?:of|between)\s+the\s+two\b", re.IGNORECASE)
+
+
+def _singular(token: str) -> str:
+    """A plural's singular, roughly ("spiders" -> "spider", "glass" stays): for matching an option's mention."""
+    return token[:-1] if len(token) > 3 and token.endswith("s") and not token.endswith(("ss", "us", "is")) else token
+
+
+def _predicate(question: str, names: Sequence[str]) -> set[str]:
+    """The question's content words that are not its entities nor the asked type ("which *planet*"): "longer",
+    "born", "came", "first"."""
+    named = {t for name in names for t in normal_tokens(name)}
+    capitalised = {t for run in re.findall(r"\b[A-Z][\w'’-]*", question) for t in normal_tokens(run)}
+    asked_type = {m.lower() for m in re.findall(r"\b(?:which|what)\s+(\w+)", question, re.IGNORECASE)}
+    words = {t for t in normal_tokens(question) if len(t) >= 3 and t not in STOP and t not in named
+             and t not in capitalised - {"first"} and t not in _WH | {"did", "does", "was", "were", "is", "are",
+                                                                       "has", "have"}}
+    # "which *came* first": the word after "which" is a verb, not the asked type, when nothing else is left
+    return (words - asked_type) or words
+
+
+def _says(words: set[str], tokens: Sequence[str]) -> bool:
+    """Whether a clause uses one of `words`, inflected or not ("live" ~ "lived", "taller" ~ "taller")."""
+    return any(t == w or (len(w) >= 4 and t.startswith(w)) for t in tokens for w in words)
+
+
+def yes_no_answer(item: JudgeInput, kept: list[str], uncertain: list[str]) -> Judgment | None:
+    """A yes/no question: the first clause that says yes or no, or restates the question's predicate about one of
+    its entities (negated: no), is the answer; a later clause that says the opposite contradicts it."""
+    wanted = {_YES_NO[r.strip().lower().rstrip(".!")] for r in item.references
+              if r.strip().lower().rstrip(".!") in _YES_NO}
+    if not wanted or len(wanted) != len(item.references):
+        return None
+    # capitalised runs, less an opening auxiliary or starter ("Is Tokyo" -> "Tokyo")
+    openers = STARTERS | {"is", "was", "did", "does", "are", "were", "has", "have", "can", "could", "will", "would"}
+    names = []
+    for run in re.findall(r"\b[A-Z][\w'’.-]*(?:\s+[A-Z][\w'’.-]*)*", item.question):
+        words = run.split()
+        while words and words[0].lower() in openers:
+            words = words[1:]
+        if words:
+            names.append(" ".join(words))
+    predicate = _predicate(item.question, names)
+    entity_words = {t for n in names for t in normal_tokens(n) if len(t) >= 3}
+    # a restatement answers about the question's subject (its first entity): after "No, Tokyo is the capital of
+    # Japan", "Beijing is China's capital" restates the predicate about the object, not the opposite answer
+    subject = {t for t in normal_tokens(names[0]) if len(t) >= 3} if len(names) >= 2 else entity_words
+    said: list[tuple[str, str]] = []
+    for clause in kept:
+        tokens = normal_tokens(clause)
+        if _YES.search(clause):
+            said.append(("yes", clause))
+        elif _NO.search(clause):
+            said.append(("no", clause))
+        elif _says(predicate, tokens) and (subject & set(tokens) or not subject):
+            said.append(("no" if _NEGATED.search(clause) else "yes", clause))
+    if not said:
+        return Judgment("not_attempted", uncertain or ["no yes or no stated"], NAME)
+    answer, where = said[0]
+    against = next((c for a, c in said[1:] if a != answer), None)
+    if answer in wanted and against is None:
+        return Judgment("correct", [f"says {answer}, as the reference: {where[:140]}", *uncertain], NAME)
+    reason = (f"says {answer}, then the opposite: {against[:140]}" if against is not None
+              else f"says {answer}: {where[:140]}")
+    return Judgment("incorrect", [reason, *uncertain], NAME)
+
+
+def options_answer(item: JudgeInput, kept: list[str], uncertain: list[str]) -> Judgment | None:
+    """A "which of A or B" question: both options are in the question, so naming them answers nothing. A clause
+    answers when it restates the question's predicate and names one option, or both with a comparison between
+    ("Venus is closer to the Sun than Mars"); the first such clause is the answer."""
+    found = _OPTIONS.search(item.question)
+    if not found:
+        return None
+    options = [found.group("a"), found.group("b")]
+    option_tokens = [normal_tokens(o) for o in options]
+    refs = [normal_tokens(r) for r in item.references]
+    right = [i for i, toks in enumerate(option_tokens) if any(r and (r == toks or find_phrase(r, toks)
+                                                                     or find_phrase(toks, r)) for r in refs)]
+    if len(right) != 1:
+        return None
+    predicate = _predicate(item.question[: found.start()], options)
+    singular_options = [[_singular(t) for t in toks] for toks in option_tokens]
+    picked: list[tuple[int, str]] = []
+    for clause in kept:
+        tokens = normal_tokens(clause)
+        singular = [_singular(t) for t in tokens]  # "Spiders have eight legs" names the option "a spider"
+        # option index -> where its first mention starts in this clause
+        where = {i: min(hits) for i, toks in enumerate(singular_options) if (hits := find_phrase(toks, singular))}
+        # "The Nile is the larger ... of the two": a choice, whatever synonym of the predicate it uses
+        of_the_two = len(where) == 1 and _OF_THE_TWO.search(clause) is not None
+        if not where or not (_says(predicate, tokens) or of_the_two) or _NEGATED.search(clause):
+            continue
+        if len(where) == 1:
+            picked.append((next(iter(where)), clause))
+        else:
+            first = min(where, key=lambda i: where[i])
+            second = 1 - first
+            between = " ".join(tokens[where[first] : where[second]])
+            if _COMPARE.search(between):
+                picked.append((first, clause))
+    if not picked:
+        return Judgment("not_attempted", uncertain or ["neither option chosen"], NAME)
+    choice, where_said = picked[0]
+    against = next((c for i, c in picked[1:] if i != choice), None)
+    if choice == right[0] and against is None:
+        return Judgment("correct", [f"chooses {options[choice]!r}: {where_said[:140]}", *uncertain],
+                        NAME)
+    reason = (f"chooses {options[choice]!r}, then the other: {against[:140]}" if against is not None
+              else f"chooses {options[choice]!r}: {where_said[:140]}")
+    return Judgment("incorrect", [reason, *uncertain], NAME)
