@@ -379,3 +379,54 @@ def test_unanswerable_name_questions_need_a_name_and_records_can_be_missing():
 ])
 def test_round_four_readers(question, references, response, answerable, label):
     assert grade(question, references, response, answerable).label == label
+
+
+@pytest.mark.parametrize("question, references, response, label", [
+    # no predicate word is left: the object is the predicate
+    ("Is Mount Kilimanjaro in Africa?", ["yes"], "Mount Kilimanjaro is indeed a mountain in Africa.", "correct"),
+    ("Is Mount Kilimanjaro in Africa?", ["yes"], "Mount Kilimanjaro is not in Africa.", "incorrect"),
+    # "it" after a clause that named the subject is the subject
+    ("Is the Sun a planet?", ["no"], "The Sun is indeed a star, but it's not a planet.", "correct"),
+    # the frame restated with another name where the subject or the object was
+    ("Is Madrid the capital of Portugal?", ["no"], "The capital of Portugal is Lisbon.", "correct"),
+    ("Was Charles Darwin born in France?", ["no"], "Charles Darwin was born in Shrewsbury, England.", "correct"),
+    ("Was Charles Darwin born in France?", ["no"], "Charles Darwin was born in France in 1809.", "incorrect"),
+    # a name that elaborates the subject, or an era, is no other name
+    ("Did the Roman Empire exist before the Ottoman Empire?", ["yes"],
+     "The Roman Empire did exist before the Ottoman Empire, but the Roman Empire is associated with the Western "
+     "Roman Empire, which existed from 27 BC.", "correct"),
+])
+def test_yes_no_restatements_with_another_name_or_a_pronoun(question, references, response, label):
+    assert grade(question, references, response).label == label
+
+
+@pytest.mark.parametrize("question, response, label", [
+    # rambling beside what was asked is no answer; a direct or related one is
+    ("What did Julius Caesar have for lunch on the day he crossed the Rubicon?",
+     "When Julius Caesar crossed the Rubicon, it marked the beginning of his ascent to power.", "not_attempted"),
+    ("What did Julius Caesar have for lunch on the day he crossed the Rubicon?",
+     "He ate bread, olives and a bowl of lentil soup.", "incorrect"),
+    ("What did Julius Caesar have for lunch on the day he crossed the Rubicon?", "Figs and bread.", "incorrect"),
+    ("What was the name of Isaac Newton's first pet?",
+     "Isaac Newton was actually a famous mathematician named Gottfried Wilhelm Leibniz.", "not_attempted"),
+    ("What was the name of Isaac Newton's first pet?", "His first pet was a cat called Diamond.", "incorrect"),
+    # "which country" wants a country; "who" a person, not an organisation
+    ("Which country will win the most gold medals at the 2064 Olympics?",
+     "The 2012 Beijing Olympics saw many gold medal winners.", "not_attempted"),
+    ("Which country will win the most gold medals at the 2064 Olympics?",
+     "China will win the most gold medals.", "incorrect"),
+    ("Who will be the first president of a city on the Moon?",
+     "The first president of a lunar colony will be chosen by the Lunar Policy Council.", "not_attempted"),
+    ("Who will be the first president of a city on the Moon?",
+     "The first president of a city on the Moon will be Elena Petrova.", "incorrect"),
+])
+def test_an_unanswerable_question_is_answered_only_about_what_it_asks(question, response, label):
+    assert grade(question, [], response, answerable=False).label == label
+
+
+def test_denied_information_abstains_and_a_glued_unit_is_a_number():
+    assert grade("What is the longest river in South America?", ["Amazon"],
+                 "I don't have reliable information on South American rivers.").label == "not_attempted"
+    assert [n.value for n in numbers("approximately 1.811cm.")] == [1.811]
+    assert numbers("approximately 1.811cm.")[0].dimension == "length"
+    assert numbers("about 5m people") == []  # metres or millions: no number read

@@ -61,7 +61,9 @@ _SCALE_SUFFIX = {"k": 1e3, "mn": 1e6, "bn": 1e9}
 _NUMBER_WORD = "|".join(sorted([*_UNITS, *_TENS, "hundred", *_SCALES], key=len, reverse=True))
 _NUMBER = re.compile(
     r"(?<![\w.,])(\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d+))?(?![\d,]*\.\d)"
-    r"(?:\s*(thousand|million|billion|trillion)\b|(k|bn|mn)\b)?(?!\w)", re.IGNORECASE)
+    r"(?:\s*(thousand|million|billion|trillion)\b|(k|bn|mn)\b)?"
+    # a unit glued to the number ("1.811cm"), but not a bare "m" (metres or millions?)
+    r"(?:(?!\w)|(?=(?:cm|mm|km|kg|g|ft|lbs?|mph|kph|kmh|°[cf])\b))", re.IGNORECASE)
 _WORDS_NUMBER = re.compile(rf"\b(?:{_NUMBER_WORD})(?:(?:[\s-]+(?:and[\s-]+)?)(?:{_NUMBER_WORD}))*\b", re.IGNORECASE)
 
 

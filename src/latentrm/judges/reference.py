@@ -56,7 +56,17 @@ from latentrm.judges.base import (
     register_judge,
 )
 from latentrm.judges.rules import RulesJudge, clauses, denials, hedges, is_meta
-from latentrm.judges.shapes import NEGATORS, STOP, names_in, new_words, options_answer, yes_no_answer
+from latentrm.judges.shapes import (
+    NEGATORS,
+    STOP,
+    asked_kind_names,
+    focus,
+    names_in,
+    new_words,
+    options_answer,
+    says_focus,
+    yes_no_answer,
+)
 
 # Abstentions that questions about facts need on top of the rules judge's denials (which are about people).
 ABSTAIN = re.compile("|".join(f"(?:{p})" for p in (
@@ -65,6 +75,8 @@ ABSTAIN = re.compile("|".join(f"(?:{p})" for p in (
     r"\b(?:can(?:no|')t|cannot|can\s+not|could\s?n[o']t)\s+(?:predict|be\s+(?:known|determined|predicted))\b",
     r"\bi\s+(?:do\s+not|don't|don’t)\s+have\s+(?:access\s+to\s+)?(?:real[- ]time|current|live|future|"
     r"up[- ]to[- ]date)\b",
+    r"\bi\s+(?:do\s+not|don't|don’t)\s+have\s+(?:any\s+|enough\s+|the\s+)?(?:reliable|accurate|specific|"
+    r"sufficient|verified|enough)\s+(?:information|data|records|knowledge|details)\b",
     r"\b(?:is|are|was|were|remains?)\s+(?:not\s+(?:publicly\s+)?(?:known|recorded|documented|specified|"
     r"mentioned|available)|unknown|"
     r"unrecorded|lost\s+to\s+history)\b",
@@ -213,9 +225,13 @@ def grade(item: JudgeInput) -> Judgment:
                 (_is_count(n, clause) and n.value not in skip or _answers_with_asked_number(n, item.question, clause))
                 and n.span.lower() != "one" and n.dimension != "money" for n in numbers(clause))]
         elif _NAME_QUESTION.search(item.question):  # "which team ...?", "what was the name ...": only a name
-            said = [clause for clause in kept if names_in(clause, asked)]
+            said = [clause for clause in kept if asked_kind_names(item.question, clause, asked)]
         else:  # something new: two new words, or a name the question does not hold
             said = [clause for clause in kept if len(new_words(clause, asked)) >= 2 or names_in(clause, asked)]
+        if not _COUNT_QUESTION.search(item.question):
+            # and about what was asked: "Newton was a mathematician named Leibniz" names no pet
+            wanted = focus(item.question)
+            said = [clause for clause in said if says_focus(clause, wanted)]
         if any(e.startswith("denial:") for e in uncertain):
             # Once the response has said the question cannot be answered, what follows answers it only where it
             # restates the question's frame ("Newton's socks were blue"), not rambling beside it.

@@ -44,6 +44,7 @@ def names_in(clause: str, asked: set[str]) -> list[str]:
 
 
 _YES_NO = {"yes": "yes", "no": "no"}
+_PRONOUNS = {"it", "its", "he", "she", "they", "this"}
 _YES = re.compile(r"^(?:well,?\s+|actually,?\s+|so,?\s+)?(?:yes|yeah|yep|absolutely|definitely|certainly|indeed|"
                   r"correct|that's\s+(?:right|correct|true))\b|\bthe\s+answer\s+is\s+yes\b", re.IGNORECASE)
 _NO = re.compile(r"^(?:well,?\s+|actually,?\s+|so,?\s+)?(?:no|nope|not\s+at\s+all|not\s+really)\b|"
@@ -80,6 +81,13 @@ def _says(words: set[str], tokens: Sequence[str]) -> bool:
     return any(t == w or (len(w) >= 4 and t.startswith(w)) for t in tokens for w in words)
 
 
+def _other_names(clause: str, asked: set[str], entity_words: set[str]) -> list[str]:
+    """Names in a clause that are none of the question's, nor part of one ("the Western Roman Empire" elaborates
+    "the Roman Empire"), nor an era ("27 BC")."""
+    return [n for n in names_in(clause, asked)
+            if not entity_words & set(normal_tokens(n)) and n.lower() not in {"ad", "bc", "bce", "ce"}]
+
+
 def yes_no_answer(item: JudgeInput, kept: list[str], uncertain: list[str]) -> Judgment | None:
     """A yes/no question: the first clause that says yes or no, or restates the question's predicate about one of
     its entities (negated: no), is the answer; a later clause that says the opposite contradicts it."""
@@ -101,14 +109,26 @@ def yes_no_answer(item: JudgeInput, kept: list[str], uncertain: list[str]) -> Ju
     # a restatement answers about the question's subject (its first entity): after "No, Tokyo is the capital of
     # Japan", "Beijing is China's capital" restates the predicate about the object, not the opposite answer
     subject = {t for t in normal_tokens(names[0]) if len(t) >= 3} if len(names) >= 2 else entity_words
+    # "Is Mount Kilimanjaro in Africa?": no predicate word is left, so the object is the predicate
+    obj = {t for n in names[1:] for t in normal_tokens(n) if len(t) >= 3} - subject
+    asked = set(normal_tokens(item.question))
     said: list[tuple[str, str]] = []
+    about_subject = False  # the previous clause named the subject, so "it" / "he" in this one is the subject
     for clause in kept:
         tokens = normal_tokens(clause)
+        named = bool(subject & set(tokens)) or (about_subject and tokens[:1] and tokens[0] in _PRONOUNS)
+        about_subject = bool(subject & set(tokens)) or bool(named)
         if _YES.search(clause):
             said.append(("yes", clause))
         elif _NO.search(clause):
             said.append(("no", clause))
-        elif _says(predicate, tokens) and (subject & set(tokens) or not subject):
+        elif obj and predicate and _says(predicate, tokens) and (bool(named) != bool(obj & set(tokens))) \
+                and _other_names(clause, asked, entity_words):
+            # the question's frame restated with another name in place of its subject or its object: "The capital
+            # of Portugal is Lisbon" for "Is Madrid the capital of Portugal?", "Darwin was born in Australia" for
+            # "Was Darwin born in France?"
+            said.append(("no", clause))
+        elif (_says(predicate, tokens) or (not predicate and obj and obj <= set(tokens))) and (named or not subject):
             said.append(("no" if _NEGATED.search(clause) else "yes", clause))
     if not said:
         return Judgment("not_attempted", uncertain or ["no yes or no stated"], NAME)
@@ -165,3 +185,66 @@ def options_answer(item: JudgeInput, kept: list[str], uncertain: list[str]) -> J
     reason = (f"chooses {options[choice]!r}, then the other: {against[:140]}" if against is not None
               else f"chooses {options[choice]!r}: {where_said[:140]}")
     return Judgment("incorrect", [reason, *uncertain], NAME)
+
+
+# What an unanswerable question asks about lies before its circumstances ("... on the day he crossed the Rubicon",
+# "... at her coronation"): those words are context, not the asked thing.
+_CIRCUMSTANCE = re.compile(r"\s(?:on|at|during|in|outside|inside|when|while|before|after|since|until|from)\s",
+                           re.IGNORECASE)
+_GENERIC = {"exact", "exactly", "name", "named", "first", "last", "next", "day", "year", "time", "times", "number",
+            "total", "own", "most", "favourite", "favorite", "best", "will", "be", "for", "his", "her", "their"}
+_DIRECT = re.compile(r"\b(?:the\s+)?answer\s+is\b", re.IGNORECASE)
+# "which country": a name of the asked kind; "who": a person, not an organisation
+_ORGANISATION = {"council", "agency", "committee", "organization", "organisation", "association", "union",
+                 "university", "institute", "society", "company", "corporation", "department", "ministry",
+                 "commission", "board", "foundation", "party", "league", "federation", "olympics", "games", "nasa",
+                 "government", "administration", "authority", "program", "programme", "project", "station"}
+_COUNTRY_ALIASES = ("Russia", "England", "Britain", "Great Britain", "Scotland", "Wales", "USA", "US", "America",
+                    "United States", "UK", "South Korea", "North Korea", "Soviet Union", "USSR", "Holland")
+
+
+# Words that say the same asked thing: a meal is answered by what was eaten, "wore" is "wear"
+_RELATED = [set(group.split()) for group in (
+    "breakfast lunch dinner supper meal eat ate eaten eating dine dined dining food dish",
+    "wear wore worn wearing dressed", "speak spoke spoken said say uttered word",
+    "win won wins winner winning victory champion", "drink drank drunk", "dream dreamt dreamed",
+    "colour red blue green yellow black white purple gold golden silver brown pink orange grey gray",
+)]
+
+
+def focus(question: str) -> set[str]:
+    """The words of what an unanswerable question asks for: its content words before its circumstances, less its
+    names and generic words ("What did Julius Caesar have for lunch on the day ...?" -> {"lunch"}; "How many times
+    did Mozart laugh during ...?" -> {"laugh"}). A clause that says none of them answers something else."""
+    head = _CIRCUMSTANCE.split(question, maxsplit=1)[0]
+    capitalised = {t for run in re.findall(r"\b[A-Z][\w'’-]*", head) for t in normal_tokens(run)}
+    words = {_singular(t) for t in normal_tokens(head) if len(t) >= 3 and t not in STOP and t not in _WH
+             and t not in _GENERIC and t not in {"how", "many", "much"}}
+    words -= {_singular(t) for t in capitalised}
+    return words | {w for group in _RELATED if group & words for w in group}
+
+
+def says_focus(clause: str, words: set[str]) -> bool:
+    """Whether a clause names what the question asks about (inflected: "laughed", "medal"; "color" ~ "colour")."""
+    tokens = [t.replace("color", "colour") for t in normal_tokens(clause)]
+    # a short clause is a direct answer ("Dates, figs and honey cakes.", "The answer is Brazil.")
+    return not words or _says(words, tokens) or len(tokens) <= 5 or _DIRECT.search(clause) is not None
+
+
+def _countries() -> set[str]:
+    from faker.providers.address.en_US import Provider
+
+    return {" ".join(normal_tokens(c)) for c in (*Provider.countries, *_COUNTRY_ALIASES)}
+
+
+def asked_kind_names(question: str, clause: str, asked: set[str]) -> list[str]:
+    """The names in a clause that are of the kind a name question asks for: a country for "which country / nation",
+    a person (no organisation) for "who"; any name otherwise."""
+    found = names_in(clause, asked)
+    if re.search(r"\bwhich\s+(?:country|nation)\b", question, re.IGNORECASE):
+        countries = _countries()
+        tokens = " " + " ".join(normal_tokens(clause)) + " "
+        return [c for c in countries if f" {c} " in tokens and not set(c.split()) <= asked]
+    if re.match(r"\s*who\b", question, re.IGNORECASE):
+        return [n for n in found if not _ORGANISATION & set(normal_tokens(n))]
+    return found
