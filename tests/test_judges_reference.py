@@ -430,3 +430,48 @@ def test_denied_information_abstains_and_a_glued_unit_is_a_number():
     assert [n.value for n in numbers("approximately 1.811cm.")] == [1.811]
     assert numbers("approximately 1.811cm.")[0].dimension == "length"
     assert numbers("about 5m people") == []  # metres or millions: no number read
+
+
+@pytest.mark.parametrize("question, references, response, label", [
+    # an option named by its distinctive word
+    ("Which is deeper, the Pacific Ocean or the Mediterranean Sea?", ["Pacific Ocean"],
+     "The Pacific is much deeper than the Mediterranean.", "correct"),
+    # a later clause about another frame ("the capital of New South Wales") is no opposite answer
+    ("Is Sydney the capital of Australia?", ["no"],
+     "No, Sydney is not the capital of Australia. Sydney is the capital of New South Wales, a state in the south "
+     "east of Australia.", "correct"),
+    # "which country": only a country is a candidate; a demonym-born names the birthplace
+    ("In which country is the city of Kyoto?", ["Japan"],
+     "Kyoto is located in the Japanese Alps. The Alps are a mountain range in Japan.", "correct"),
+    ("In which country was the physicist who developed the theory of relativity born?", ["Germany"],
+     "It was Albert Einstein, a German-born theoretical physicist.", "correct"),
+    # the question's clue ("whose largest city is Istanbul") restated is no other answer
+    ("What is the capital of the country whose largest city is Istanbul?", ["Ankara"],
+     "Istanbul is Turkey's largest city, but the capital is Ankara.", "correct"),
+    # a percentage states no product
+    ("What is 7 multiplied by 6?", ["42"], "Multiplication is only 100% defined for numbers.", "not_attempted"),
+])
+def test_options_frames_countries_and_percentages(question, references, response, label):
+    assert grade(question, references, response).label == label
+
+
+@pytest.mark.parametrize("question, response, label", [
+    ("What did Napoleon eat for breakfast on the morning of the Battle of Waterloo?",
+     "I'm sorry for any confusion. I'm here to assist with any type of assistance, including recipes and food.",
+     "not_attempted"),
+    ("What did Napoleon eat for breakfast on the morning of the Battle of Waterloo?",
+     "Napoleon had eggs and toast on the morning of Waterloo.", "incorrect"),
+    ("How many birds flew over the Parthenon on the day it was completed?",
+     "The Parthenon's construction took over 43 years to complete.", "not_attempted"),
+    ("How many birds flew over the Parthenon on the day it was completed?", "About 340 birds flew over it.",
+     "incorrect"),
+    ("What colour was the hat Shakespeare wore on his wedding day?",
+     "His wedding attire is shrouded in mystery; it's unclear whether he wore a hat at all.", "not_attempted"),
+    ("Who will be the first mayor of a town on Mars?", "No one has been chosen as the first mayor of a Mars colony.",
+     "not_attempted"),
+    ("Which city will host the Summer Olympics in 2096?", "The Games will be held in Athens, Greece.", "incorrect"),
+    ("What was Leonardo da Vinci's exact height in centimetres on his 30th birthday?",
+     "Leonardo da Vinci was approximately 171 centimetres tall.", "incorrect"),
+])
+def test_unanswerable_answers_about_the_focus_and_declared_unknowns(question, response, label):
+    assert grade(question, [], response, answerable=False).label == label

@@ -60,7 +60,9 @@ from latentrm.judges.shapes import (
     NEGATORS,
     STOP,
     asked_kind_names,
+    born_in,
     focus,
+    head_frame,
     names_in,
     new_words,
     options_answer,
@@ -98,6 +100,9 @@ ABSTAIN = re.compile("|".join(f"(?:{p})" for p in (
     # "Who knows?", "There's no such thing as a first person born on Mars": the question is declared open or void
     r"^\s*who\s+(?:knows|can\s+say)\b",
     r"\bthere(?:'s|’s|\s+is)\s+no\s+such\s+(?:thing|person|record|event)\b",
+    # "It's unclear whether ...", "shrouded in mystery", "no one has been chosen yet"
+    r"\bunclear\s+(?:whether|if|what|which|who|how)\b|\bshrouded\s+in\s+mystery\b",
+    r"\b(?:no\s+one|nobody)\s+has\s+(?:yet\s+)?been\s+(?:chosen|named|selected|elected|appointed|decided)\b",
 )), re.IGNORECASE)
 _COUNT_QUESTION = re.compile(r"\bhow\s+(?:many|much|long|far|heavy|tall|old)\b|\b(?:exact\s+)?population\b|"
                              r"\bwhich\s+numbers?\b|\b(?:exact\s+)?(?:weight|height|length|distance|temperature|"
@@ -176,7 +181,9 @@ class _Grade:
                             number.span.lower() == "one" and reference.number.value != 1) or (
                             # "mass = 2997 kg" answers no question asked in metres
                             number.dimension and reference.number.dimension
-                            and number.dimension != reference.number.dimension):
+                            and number.dimension != reference.number.dimension) or (
+                            # "only 100% defined" states no product
+                            number.dimension == "percent" and reference.number.dimension is None):
                         continue
                     self.candidates.append(number.span)
                     agrees = numbers_agree(reference.number, number)
@@ -187,14 +194,17 @@ class _Grade:
                         self.first_wrong = f"'{number.span}' first, in: {clause.strip()[:140]}"
         else:
             phrase = list(reference.tokens)
-            frame = {t for t in asked if len(t) >= 4 and t not in STOP}
+            frame = head_frame(question)
             for index, clause in enumerate(kept):
                 tokens = normal_tokens(clause)
                 for start in find_phrase(phrase, tokens):
                     if not NEGATORS & set(tokens[max(0, start - 5) : start]) and self.match is None:
                         self.match = f"'{' '.join(phrase)}' in: {clause.strip()[:140]}"
                         matched_at = index
-                names = names_in(clause, asked) if reference.proper else []
+                if self.match is None and " ".join(phrase) in born_in(clause):  # "a German-born physicist"
+                    self.match = f"'{' '.join(phrase)}' as a birthplace in: {clause.strip()[:140]}"
+                    matched_at = index
+                names = asked_kind_names(question, clause, asked) if reference.proper else []
                 other = [n for n in names if not find_phrase(phrase, normal_tokens(n)) and not _near(n, phrase)]
                 # only a clause that restates the question's frame ("the largest planet is ...") answers it
                 # again; "However, Sydney is the largest city" after "Canberra" adds a fact, it does not contradict
@@ -228,10 +238,12 @@ def grade(item: JudgeInput) -> Judgment:
             said = [clause for clause in kept if asked_kind_names(item.question, clause, asked)]
         else:  # something new: two new words, or a name the question does not hold
             said = [clause for clause in kept if len(new_words(clause, asked)) >= 2 or names_in(clause, asked)]
-        if not _COUNT_QUESTION.search(item.question):
-            # and about what was asked: "Newton was a mathematician named Leibniz" names no pet
-            wanted = focus(item.question)
-            said = [clause for clause in said if says_focus(clause, wanted)]
+        # and about what was asked: "Newton was a mathematician named Leibniz" names no pet, "its construction took
+        # 43 years" counts no birds; a count of what the question counts ("15 times") is about it
+        wanted = focus(item.question)
+        counted = re.search(r"\bhow\s+many\s+(\w+)", item.question, re.IGNORECASE)
+        said = [clause for clause in said if says_focus(clause, wanted, first=clause == kept[0]) or (
+            counted is not None and re.search(rf"\d\s*{re.escape(counted.group(1))}\b", clause, re.IGNORECASE))]
         if any(e.startswith("denial:") for e in uncertain):
             # Once the response has said the question cannot be answered, what follows answers it only where it
             # restates the question's frame ("Newton's socks were blue"), not rambling beside it.

@@ -55,6 +55,7 @@ _OPTIONS = re.compile(r"[,:]\s*(?:the\s+)?(?P<a>[^,:?]+?)\s+or\s+(?:the\s+)?(?P<
 _COMPARE = re.compile(r"\b(?:than|compared\s+(?:to|with)|before|ahead\s+of|rather\s+than|over|while|whereas)\b",
                       re.IGNORECASE)
 _WH = {"which", "who", "what", "whose", "whom", "first", "one"}
+_GEOGRAPHY = {"ocean", "sea", "river", "lake", "mount", "mountain", "city", "island", "desert", "surface", "of"}
 _OF_THE_TWO = re.compile(r"\b(?:of|between)\s+the\s+two\b", re.IGNORECASE)
 
 
@@ -86,6 +87,13 @@ def _other_names(clause: str, asked: set[str], entity_words: set[str]) -> list[s
     "the Roman Empire"), nor an era ("27 BC")."""
     return [n for n in names_in(clause, asked)
             if not entity_words & set(normal_tokens(n)) and n.lower() not in {"ad", "bc", "bce", "ce"}]
+
+
+def _near_predicate(words: set[str], predicate: set[str], tokens: Sequence[str], window: int = 5) -> bool:
+    """Whether one of `words` stands within `window` tokens of a predicate word: "the capital of Australia" says
+    the object, "the capital of New South Wales, a state in ... Australia" does not."""
+    at = [i for i, t in enumerate(tokens) if any(t == w or (len(w) >= 4 and t.startswith(w)) for w in predicate)]
+    return any(abs(i - j) <= window for i in at for j, t in enumerate(tokens) if t in words)
 
 
 def yes_no_answer(item: JudgeInput, kept: list[str], uncertain: list[str]) -> Judgment | None:
@@ -122,7 +130,7 @@ def yes_no_answer(item: JudgeInput, kept: list[str], uncertain: list[str]) -> Ju
             said.append(("yes", clause))
         elif _NO.search(clause):
             said.append(("no", clause))
-        elif obj and predicate and _says(predicate, tokens) and (bool(named) != bool(obj & set(tokens))) \
+        elif obj and predicate and _says(predicate, tokens) and (bool(named) != _near_predicate(obj, predicate, tokens)) \
                 and _other_names(clause, asked, entity_words):
             # the question's frame restated with another name in place of its subject or its object: "The capital
             # of Portugal is Lisbon" for "Is Madrid the capital of Portugal?", "Darwin was born in Australia" for
@@ -157,12 +165,16 @@ def options_answer(item: JudgeInput, kept: list[str], uncertain: list[str]) -> J
         return None
     predicate = _predicate(item.question[: found.start()], options)
     singular_options = [[_singular(t) for t in toks] for toks in option_tokens]
+    # "the Pacific" names the option "the Pacific Ocean": an option is also named by its words less the generic ones
+    short_options = [[t for t in toks if t not in _GEOGRAPHY] for toks in singular_options]
     picked: list[tuple[int, str]] = []
     for clause in kept:
         tokens = normal_tokens(clause)
         singular = [_singular(t) for t in tokens]  # "Spiders have eight legs" names the option "a spider"
         # option index -> where its first mention starts in this clause
         where = {i: min(hits) for i, toks in enumerate(singular_options) if (hits := find_phrase(toks, singular))}
+        where |= {i: min(hits) for i, toks in enumerate(short_options)
+                  if i not in where and toks != singular_options[i] and (hits := find_phrase(toks, singular))}
         # "The Nile is the larger ... of the two": a choice, whatever synonym of the predicate it uses
         of_the_two = len(where) == 1 and _OF_THE_TWO.search(clause) is not None
         if not where or not (_says(predicate, tokens) or of_the_two) or _NEGATED.search(clause):
@@ -199,13 +211,16 @@ _ORGANISATION = {"council", "agency", "committee", "organization", "organisation
                  "university", "institute", "society", "company", "corporation", "department", "ministry",
                  "commission", "board", "foundation", "party", "league", "federation", "olympics", "games", "nasa",
                  "government", "administration", "authority", "program", "programme", "project", "station"}
-_COUNTRY_ALIASES = ("Russia", "England", "Britain", "Great Britain", "Scotland", "Wales", "USA", "US", "America",
+_COUNTRY_ALIASES = ("Russia", "England", "Britain", "Great Britain", "Scotland", "Wales", "USA", "America",
                     "United States", "UK", "South Korea", "North Korea", "Soviet Union", "USSR", "Holland")
 
 
 # Words that say the same asked thing: a meal is answered by what was eaten, "wore" is "wear"
 _RELATED = [set(group.split()) for group in (
-    "breakfast lunch dinner supper meal eat ate eaten eating dine dined dining food dish",
+    "breakfast lunch dinner supper meal eat ate eaten eating dine dined dining food dish bread egg eggs toast "
+    "cheese soup meat fish fruit porridge wine coffee tea",
+    "host hosts hosted hosting held venue", "fly flew flown flying", "height tall high measured",
+    "length long measured", "weight weighed weighs heavy mass", "price cost costs priced",
     "wear wore worn wearing dressed", "speak spoke spoken said say uttered word",
     "win won wins winner winning victory champion", "drink drank drunk", "dream dreamt dreamed",
     "colour red blue green yellow black white purple gold golden silver brown pink orange grey gray",
@@ -224,11 +239,13 @@ def focus(question: str) -> set[str]:
     return words | {w for group in _RELATED if group & words for w in group}
 
 
-def says_focus(clause: str, words: set[str]) -> bool:
-    """Whether a clause names what the question asks about (inflected: "laughed", "medal"; "color" ~ "colour")."""
+def says_focus(clause: str, words: set[str], *, first: bool = False) -> bool:
+    """Whether a clause names what the question asks about (inflected: "laughed", "medal"; "color" ~ "colour"),
+    or is a direct answer: "The answer is Brazil.", or a short opening clause that is not about the speaker
+    ("Dates, figs and honey cakes.", not "I'm sorry for any confusion.")."""
     tokens = [t.replace("color", "colour") for t in normal_tokens(clause)]
-    # a short clause is a direct answer ("Dates, figs and honey cakes.", "The answer is Brazil.")
-    return not words or _says(words, tokens) or len(tokens) <= 5 or _DIRECT.search(clause) is not None
+    short = first and len(tokens) <= 5 and not {"i", "im", "me", "my", "you", "we", "sorry"} & set(tokens)
+    return not words or _says(words, tokens) or short or _DIRECT.search(clause) is not None
 
 
 def _countries() -> set[str]:
@@ -241,10 +258,41 @@ def asked_kind_names(question: str, clause: str, asked: set[str]) -> list[str]:
     """The names in a clause that are of the kind a name question asks for: a country for "which country / nation",
     a person (no organisation) for "who"; any name otherwise."""
     found = names_in(clause, asked)
-    if re.search(r"\bwhich\s+(?:country|nation)\b", question, re.IGNORECASE):
+    if asks_country(question):
         countries = _countries()
         tokens = " " + " ".join(normal_tokens(clause)) + " "
         return [c for c in countries if f" {c} " in tokens and not set(c.split()) <= asked]
     if re.match(r"\s*who\b", question, re.IGNORECASE):
         return [n for n in found if not _ORGANISATION & set(normal_tokens(n))]
     return found
+
+
+def asks_country(question: str) -> bool:
+    """"Which country ...?", "In what country ...?": only a country answers."""
+    return re.search(r"\b(?:which|what)\s+(?:country|nation)\b", question, re.IGNORECASE) is not None
+
+
+_DEMONYMS = {"german": "germany", "french": "france", "italian": "italy", "spanish": "spain", "english": "england",
+             "british": "united kingdom", "scottish": "scotland", "irish": "ireland", "american": "united states",
+             "canadian": "canada", "mexican": "mexico", "brazilian": "brazil", "japanese": "japan", "chinese": "china",
+             "indian": "india", "russian": "russia", "polish": "poland", "dutch": "netherlands", "swiss": "switzerland",
+             "austrian": "austria", "greek": "greece", "turkish": "turkey", "egyptian": "egypt", "swedish": "sweden",
+             "norwegian": "norway", "australian": "australia", "hungarian": "hungary", "czech": "czech republic"}
+
+
+def born_in(clause: str) -> list[str]:
+    """The countries a clause names as a birthplace by demonym: "a German-born physicist" -> ["germany"]."""
+    return [_DEMONYMS[m.lower()] for m in re.findall(r"\b([A-Z][a-z]+)-born\b", clause) if m.lower() in _DEMONYMS]
+
+
+# "the capital of the country *whose largest city is Istanbul*": the relative clause is a clue, not what is asked
+_RELATIVE = re.compile(r"\s(?:whose|where|that|which|who|in\s+which)\s", re.IGNORECASE)
+
+
+def head_frame(question: str) -> set[str]:
+    """The content words of what a question asks, less its clues: {"capital", "country"} for "What is the capital
+    of the country whose largest city is Istanbul?"."""
+    # a relative word after the question's opening ("In which country ..." opens with one)
+    cut = next((m.start() for m in _RELATIVE.finditer(question) if len(question[: m.start()].split()) > 2), None)
+    head = question[:cut] if cut is not None else question
+    return {t for t in normal_tokens(head) if len(t) >= 4 and t not in STOP}
