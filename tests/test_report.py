@@ -491,3 +491,34 @@ def test_compare_markdown_table_gains_qa_columns_only_with_a_qa_set() -> None:
     assert "| precision (qa) | not_attempted (qa) |" in with_qa
     assert "100.0% [" in with_qa and "(1/1)" in with_qa and "(1/2)" in with_qa
     assert "precision (qa)" not in compare_table([{"name": "base", "eval": {}}], CompareConfig(pairs="p", rm="r"))
+
+
+def test_a_sycophancy_run_is_shown_with_its_own_judging(tmp_path: Path, capsys) -> None:
+    """The committed quick-sycophancy results (results/quick-sycophancy): its labels' badges are coloured by the
+    sycophancy recipe's judging and the RL panel plots its periodic eval rates; a recipe that can no longer be
+    read falls back to the flagship's judging and says so."""
+    from latentrm.data.recipes import default_judging
+    from latentrm.report import plots
+    from latentrm.report.load import load_run
+    from latentrm.report.render import _section_views, run_judging
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(Path(__file__).parents[1] / "results" / "quick-sycophancy", run_dir)
+    loaded = load_run(run_dir)
+    assert run_judging(loaded).headline[:2] == ("corrects", "agrees")
+    shown = _section_views(loaded)
+    tones = {side["label"]: side["tone"] for group in shown["examples"] for pair in group["pairs"]
+             for side in (pair["base"], pair["policy"])}
+    expected = {"corrects": "good", "confirms_true": "good", "agrees": "bad", "disputes_true": "bad"}
+    assert set(expected) & set(tones), tones
+    assert all(tones[label] == tone for label, tone in expected.items() if label in tones), tones
+    # the flagship's headline finds none of these rates in the RL eval rows: its figure has only the train panels
+    assert shown["rl"]["plot"] is not None and plots.rl_plot(loaded["rl"]) != shown["rl"]["plot"]
+
+    run = json.loads((run_dir / "run.json").read_text())
+    run["config"]["data"]["recipe"] = str(tmp_path / "moved.yaml")
+    (run_dir / "run.json").write_text(json.dumps(run))
+    loaded = load_run(run_dir)
+    assert run_judging(loaded) is default_judging()
+    assert any("could not be read" in line for line in loaded["skipped"])
+    assert "could not be read" in capsys.readouterr().err

@@ -87,11 +87,14 @@ def _series(rows: Sequence[dict[str, Any]], keys: Sequence[str]) -> tuple[list[f
     return [], []
 
 
-def rl_plot(rl: dict[str, Any]) -> str | None:
+def rl_plot(rl: dict[str, Any], headline: Sequence[str] | None = None) -> str | None:
+    """The periodic eval's `headline` rates (the run's recipe's; the flagship's when None), and the train
+    series."""
     panels: list[tuple[str, list[tuple[str, list[float], list[float]]]]] = []
     from latentrm.data.recipes import default_judging
 
-    rates = [(key, *_series(rl["eval"], (f"eval/{key}",))) for key in default_judging().headline]
+    keys = headline if headline is not None else default_judging().headline
+    rates = [(key, *_series(rl["eval"], (f"eval/{key}",))) for key in keys]
     rates = [r for r in rates if r[1]]
     if rates:
         panels.append(("eval rates (periodic eval)", rates))

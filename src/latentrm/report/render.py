@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -41,9 +42,30 @@ def _images(items: list[dict[str, Any]]) -> list[dict[str, str]]:
     return [{"name": item["name"], "src": plots.encode_png(item["bytes"])} for item in items]
 
 
+def run_judging(loaded: dict[str, Any]) -> Any:
+    """The judging of the recipe the run was built under (run.json's `data.recipe`), so that a sycophancy run's
+    badges and RL eval panel read its own labels; the flagship's when the run names none. A recipe that can no
+    longer be read (a moved file) falls back to the flagship's, and `skipped` says so."""
+    from latentrm.data.recipes import DEFAULT_RECIPE, default_judging, load_recipe
+
+    config = (loaded.get("run") or {}).get("config") or {}
+    recipe = (config.get("data") or {}).get("recipe") if isinstance(config, dict) else None
+    if not recipe or recipe == DEFAULT_RECIPE:
+        return default_judging()
+    try:
+        return load_recipe(str(recipe)).judging
+    except LatentrmError as exc:
+        message = (f"run.json: recipe {recipe!r} could not be read ({exc}); label colours and the RL eval panel "
+                   f"use {DEFAULT_RECIPE}'s judging")
+        loaded["skipped"].append(message)
+        print(f"warning: {message}", file=sys.stderr)
+        return default_judging()
+
+
 def _section_views(loaded: dict[str, Any]) -> dict[str, Any]:
     """The rows and figures of every section that ran (None for those that did not)."""
     run, sweep, rm, audit, rl, evals = (loaded[k] for k in ("run", "sweep", "rm", "audit", "rl", "eval"))
+    judging = run_judging(loaded)
     compare, goodhart = loaded["compare"], loaded["goodhart"]
     return {
         "stages": views.stage_rows(run),
@@ -57,14 +79,14 @@ def _section_views(loaded: dict[str, Any]) -> dict[str, Any]:
         "audit": {"rows": views.audit_rows(audit), "images": _images(audit["images"]),
                   "facts": views.key_values({k: audit.get(k) for k in ("rm", "source", "n_scored", "created_at")
                                              if k in audit})} if audit is not None else None,
-        "rl": {"plot": plots.rl_plot(rl), "summary": views.key_values(rl["summary"]),
+        "rl": {"plot": plots.rl_plot(rl, judging.headline), "summary": views.key_values(rl["summary"]),
                "start_end": views.eval_start_end(rl["summary"]), "n_train": len(rl["train"]),
                "n_eval": len(rl["eval"])} if rl is not None else None,
         "eval": {"tables": views.eval_tables(evals), "plot": plots.eval_plot(evals)} if evals else None,
-        "examples": views.example_groups(evals) if evals else None,
+        "examples": views.example_groups(evals, judging) if evals else None,
         "compare": {"table": views.compare_table(compare["rows"]), "table_md": compare["table_md"],
                     "images": _images(compare["images"])} if compare is not None else None,
-        "onpolicy": _onpolicy(loaded["onpolicy"]),
+        "onpolicy": _onpolicy(loaded["onpolicy"], judging),
         "probe": {**views.probe_view(loaded["probe"]), "images": _images(loaded["probe"]["images"])}
         if loaded["probe"] is not None else None,
         "goodhart": {"facts": views.key_values(goodhart["report"]), "images": _images(goodhart["images"])}
@@ -72,10 +94,10 @@ def _section_views(loaded: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _onpolicy(sides: dict[str, Any] | None) -> dict[str, Any] | None:
+def _onpolicy(sides: dict[str, Any] | None, judging: Any) -> dict[str, Any] | None:
     if sides is None:
         return None
-    view = views.onpolicy_view(sides)
+    view = views.onpolicy_view(sides, judging)
     view["images"] = [{"side": image["side"], "name": image["name"], "src": plots.encode_png(image["bytes"])}
                       for image in view["images"]]
     return view

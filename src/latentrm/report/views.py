@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from latentrm.eval.metrics import FALSE_PREMISE_LABELS, QA_LABELS, headline_labels, summary_labels
 from latentrm.rl.compare import QA_COLUMNS
+
+if TYPE_CHECKING:
+    from latentrm.data.recipes import Judging
 
 MAX_INLINE_JSON = 160  # a nested value shown in a key/value list when its JSON is at most this long
 EXAMPLES_PER_KIND = 5
@@ -22,15 +25,15 @@ METRIC_COLUMNS = ("n", "chosen", "rejected", "margin", "accuracy", "ece", "brier
 QA_TONES = {"correct": "good", "not_attempted": "mixed", "incorrect": "bad"}
 
 
-def label_tone(label: str) -> str:
-    """Badge colour of a judge label in the examples, from the recipe's judging: its class's first wanted label
-    is the behaviour (good), a further wanted one a partial (mixed), an unwanted one the failure (bad), any
-    other label mixed; `skip` for no label."""
+def label_tone(label: str, judging: Judging | None = None) -> str:
+    """Badge colour of a judge label in the examples, from the run's recipe's judging (the flagship's when none
+    is given): its class's first wanted label is the behaviour (good), a further wanted one a partial (mixed),
+    an unwanted one the failure (bad), any other label mixed; `skip` for no label."""
     from latentrm.data.recipes import default_judging
 
     if label in QA_TONES:
         return QA_TONES[label]
-    for spec in default_judging().classes.values():
+    for spec in (judging or default_judging()).classes.values():
         if label in spec.wanted:
             return "good" if label == spec.wanted[0] else "mixed"
         if label in spec.unwanted:
@@ -196,7 +199,8 @@ def _key(row: dict[str, Any]) -> tuple[str, int]:
     return (str(row.get("item_id") or row.get("question")), int(row.get("sample") or 0))
 
 
-def matched_pairs(sides: dict[str, Any], kind: str | None = None) -> list[dict[str, Any]]:
+def matched_pairs(sides: dict[str, Any], kind: str | None = None, judging: Judging | None = None
+                  ) -> list[dict[str, Any]]:
     """Base and policy responses to the same item, label changes first, in file order otherwise."""
     policy = {_key(r): r for r in (sides.get("policy") or {}).get("responses", [])}
     pairs = []
@@ -205,17 +209,18 @@ def matched_pairs(sides: dict[str, Any], kind: str | None = None) -> list[dict[s
             after = policy[_key(row)]
             pairs.append({"question": str(row.get("question", "")), "item_id": str(row.get("item_id", "")),
                           "kind": str(row.get("kind", "")), "changed": row.get("label") != after.get("label"),
-                          "base": _side(row), "policy": _side(after)})
+                          "base": _side(row, judging), "policy": _side(after, judging)})
     return sorted(pairs, key=lambda p: not p["changed"])
 
 
-def _side(row: dict[str, Any]) -> dict[str, str]:
+def _side(row: dict[str, Any], judging: Judging | None) -> dict[str, str]:
     label = str(row.get("label") or "unjudged")
-    return {"response": str(row.get("response") or ""), "label": label, "tone": label_tone(label)}
+    return {"response": str(row.get("response") or ""), "label": label, "tone": label_tone(label, judging)}
 
 
-def example_groups(sets: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """Five matched examples per kind from the main set (heldout first), plus one false-premise example."""
+def example_groups(sets: dict[str, dict[str, Any]], judging: Judging | None = None) -> list[dict[str, Any]]:
+    """Five matched examples per kind from the main set (heldout first), plus one false-premise example; badges
+    coloured by `judging` (the run's recipe's)."""
     main = [name for name in sets if name != "false_premise" and {"base", "policy"} <= set(sets[name])]
     main.sort(key=lambda name: name != "heldout")
     groups = []
@@ -223,12 +228,12 @@ def example_groups(sets: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
         sides = sets[main[0]]
         kinds = dict.fromkeys(str(r.get("kind")) for r in sides["base"]["responses"])
         for kind in kinds:
-            pairs = matched_pairs(sides, kind)[:EXAMPLES_PER_KIND]
+            pairs = matched_pairs(sides, kind, judging)[:EXAMPLES_PER_KIND]
             if pairs:
                 groups.append({"set": main[0], "kind": kind, "title": f"{main[0]}: {kind} prompts", "pairs": pairs})
     premise = sets.get("false_premise") or {}
     if {"base", "policy"} <= set(premise):
-        pairs = matched_pairs(premise)[:1]
+        pairs = matched_pairs(premise, judging=judging)[:1]
         if pairs:
             groups.append({"set": "false_premise", "kind": pairs[0]["kind"], "title": "false_premise", "pairs": pairs})
     return groups
@@ -291,7 +296,7 @@ def _interval(mean: Any, lo: Any, hi: Any) -> str:
     return f"{mean:.2f} [{lo:.2f}, {hi:.2f}]"
 
 
-def onpolicy_view(sides: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def onpolicy_view(sides: dict[str, dict[str, Any]], judging: Judging | None = None) -> dict[str, Any]:
     """One row per (class, side): AUROC, verdict, wanted / unwanted counts, headline best-of-n; the answers."""
     rows: list[dict[str, str]] = []
     answers: list[tuple[str, str, str]] = []
@@ -315,7 +320,7 @@ def onpolicy_view(sides: dict[str, dict[str, Any]]) -> dict[str, Any]:
                          "shares": ", ".join(f"{label} {share['rate']:.0%}" for label, share in c["shares"].items()
                                              if share.get("rate") is not None),
                          "best_of_n": "; ".join(headline)})
-        examples.extend({**e, "side": where, "tone": label_tone(e.get("label", ""))}
+        examples.extend({**e, "side": where, "tone": label_tone(e.get("label", ""), judging)}
                         for e in report.get("examples", []))
     return {"rows": rows, "answers": answers, "images": images, "examples": examples}
 
