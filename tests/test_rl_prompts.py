@@ -65,3 +65,22 @@ def test_bad_prompt_sets_get_one_line_errors():
         ordered_prompts(one_class, "balanced", 2, 2)
     with pytest.raises(LatentrmError, match="--mix 'even'"):
         ordered_prompts(one_class, "even", 2, 2)
+
+
+def test_the_natural_mix_skews_the_recipes_own_class():
+    """Sycophancy's classes are false_claim / true_claim: `fake_share` sets the false claims' share there, and a
+    pairs file of another recipe is named in the error."""
+    from latentrm.data.recipes import load_recipe
+    from latentrm.rl.compare import dynamics_table
+
+    assert load_recipe("knowledge_awareness").skewed_class == "fake"
+    assert load_recipe("sycophancy").skewed_class == "false_claim"
+    pairs = _pairs(n_fake=20, n_real=20).replace({"subset": {"fake": "false_claim", "real": "true_claim"}})
+    prompts = train_prompts(pairs)
+    skewed = ordered_prompts(prompts, "natural", n_batches=500, per_batch=4, seed=1, fake_share=0.75,
+                             skewed="false_claim")
+    assert abs((skewed["subset"] == "false_claim").mean() - 0.75) < 0.04
+    with pytest.raises(LatentrmError, match="'fake' and one other.*--set recipe"):
+        ordered_prompts(prompts, "natural", n_batches=5, per_batch=4, fake_share=0.75)
+    assert "hedge (false_claim)" in dynamics_table([], "sycophancy")
+    assert "hedge (fake)" in dynamics_table([], None)

@@ -162,6 +162,12 @@ class Recipe:
         return {c.name: c.entities if c.claim is None else "true_claim" if c.claim else "false_premise"
                 for c in self.classes}
 
+    @property
+    def skewed_class(self) -> str:
+        """The class whose share the natural mix's `fake_share` sets: the one where the behaviour must resist the
+        prompt (made-up people, false claims), else the first class."""
+        return next((c.name for c in self.classes if c.entities == "fake" or c.claim is False), self.classes[0].name)
+
     def templates_for(self, prompt_class: PromptClass) -> tuple[str, ...]:
         return self.templates + prompt_class.templates
 

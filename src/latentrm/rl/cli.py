@@ -43,7 +43,7 @@ def train(
                                                        "ensemble")] = None,
     shaper_param: Annotated[Optional[list[str]], typer.Option(help="name=number, repeatable.")] = None,
     mix: Annotated[Optional[str], typer.Option(help="balanced | natural class mix per batch.")] = None,
-    fake_share: Annotated[Optional[float], typer.Option(help="natural mix: share of made-up-person prompts.")] = None,
+    fake_share: Annotated[Optional[float], typer.Option(help="natural mix: share of the recipe's skewed class (made-up people; false claims for sycophancy).")] = None,
     steps: Annotated[Optional[int], typer.Option(min=1, help="Optimizer steps.")] = None,
     prompts_per_step: Annotated[Optional[int], typer.Option(min=1, help="Prompts per step (P).")] = None,
     num_generations: Annotated[Optional[int], typer.Option(min=2, help="Completions per prompt (G).")] = None,
@@ -129,7 +129,7 @@ def compare(
     arms: Annotated[str, typer.Option(help="Comma-separated arms.")] = ",".join(
         ["raw_natural", "raw_balanced", "calibrated_balanced", "quantile_match_balanced"]),
     baselines: Annotated[str, typer.Option(help="Comma-separated: dpo, ipo, kto (empty: none).")] = "dpo,ipo,kto",
-    fake_share: Annotated[float, typer.Option(help="The natural arm's share of made-up people.")] = 0.75,
+    fake_share: Annotated[float, typer.Option(help="The natural arm's share of the recipe's skewed class (made-up people; false claims).")] = 0.75,
     seeds: Annotated[str, typer.Option(help="Comma-separated seeds (2+ show the spread).")] = "0",
     eval_n: Annotated[int, typer.Option(min=1, help="Held-out people per class in the final eval.")] = 40,
     eval_false_premise: Annotated[int, typer.Option(min=0, help="False-premise questions.")] = 40,

@@ -119,6 +119,13 @@ def recipe_of(config: CompareConfig) -> str:
     return str(config.rl_sets.get("recipe") or DEFAULT_RECIPE)
 
 
+def _skewed(config: CompareConfig) -> str:
+    """The class whose share the natural arm skews ("fake" made-up people, "false_claim" false claims)."""
+    from latentrm.data.recipes import load_recipe
+
+    return load_recipe(recipe_of(config)).skewed_class
+
+
 def rl_config(config: CompareConfig, arm: str, seed: int, policy: str | None = None) -> Any:
     """The arm's RLConfig; `policy` (a warm start) replaces the start policy of the preset and `--set`."""
     from latentrm.rl.grpo_config import build_config
@@ -235,9 +242,12 @@ def compare_table(rows: list[dict[str, Any]], config: CompareConfig) -> str:
             value = diversity.get(key)
             cells.append("n/a" if value is None else f"{value:{fmt}}")
         lines.append("| " + " | ".join(cells) + " |")
-    note = (f"\nHeld-out: {config.eval_n} made-up and {config.eval_n} real people unseen in training; "
+    skewed = _skewed(config)
+    held_out = (f"{config.eval_n} made-up and {config.eval_n} real people" if skewed == "fake"
+                else f"{config.eval_n} prompts per class about people")
+    note = (f"\nHeld-out: {held_out} unseen in training; "
             f"false premise: {config.eval_false_premise} questions; rules judge; Wilson 95% intervals. "
-            f"`raw_natural` trains on a {config.fake_share:.0%} made-up-person mix."
+            f"`raw_natural` trains on a {config.fake_share:.0%} {'made-up-person' if skewed == 'fake' else skewed} mix."
             + (f" Every GRPO arm starts from the {config.warm_start} policy (row `{config.warm_start}-warm`, trained "
                f"from the base model); the base row and the other baselines start from the base model."
                if config.warm_start else "")
@@ -253,11 +263,13 @@ def dynamics_table(rows: list[dict[str, Any]], recipe: str | None = None) -> str
     from latentrm.data.recipes import DEFAULT_RECIPE, load_recipe
     from latentrm.rl.plots import read_metrics
 
-    live = load_recipe(recipe or DEFAULT_RECIPE).judging.summary[0]  # as the live judge sees it on training samples
+    the_recipe = load_recipe(recipe or DEFAULT_RECIPE)
+    live = the_recipe.judging.summary[0]  # as the live judge sees it on training samples
+    skewed = the_recipe.skewed_class  # made-up people, false claims: where a hedge is the behaviour
     header = ["arm", "s/step", "reward", "raw score", "entropy", "truncated", "padding", "sign-off", "repetition",
-              "hedge (fake)", f"{live} (train)"]
+              f"hedge ({skewed})", f"{live} (train)"]
     keys = ["reward", "latent/raw_mean", "entropy", "truncated_share", "artifacts/padding", "artifacts/sign_off",
-            "artifacts/repetition", "artifacts/hedge_fake", f"train_judge/{live}"]
+            "artifacts/repetition", f"artifacts/hedge_{skewed}", f"train_judge/{live}"]
     lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(["---"] * len(header)) + " |"]
     for row in rows:
         if row.get("kind") != "rl":

@@ -104,8 +104,10 @@ def prepare(config: RLConfig) -> dict[str, Any]:
     frame = load_pairs(config.pairs)
     needs_class = config.mix == "balanced" or needs_subsets(config.shaper)
     prompts = train_prompts(frame, where=str(config.pairs), need_subset=needs_class)
+    from latentrm.data.recipes import load_recipe
+
     order = ordered_prompts(prompts, config.mix, config.steps, config.prompts_per_step, seed=config.seed,
-                            fake_share=config.fake_share)
+                            fake_share=config.fake_share, skewed=load_recipe(config.recipe).skewed_class)
     policy = resolve_model(config.policy or meta["backbone"]["spec"])
     shared = config.lora and config.share_backbone
     if shared and policy.revision != meta["backbone"]["revision"]:

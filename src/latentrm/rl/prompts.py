@@ -3,14 +3,15 @@
 - `train_prompts(frame)`: one row per distinct prompt of the `train` split (the user turn
   only: pairs files never hold the prefill or the grounding text), with its `subset` and
   `entity_id`. The val and test people stay unseen by the policy.
-- `ordered_prompts(prompts, mix, n_batches, per_batch, seed, fake_share)`: the exact prompt
+- `ordered_prompts(prompts, mix, n_batches, per_batch, seed, fake_share, skewed)`: the exact prompt
   order RL walks through, `n_batches * per_batch` rows. TRL's sampler is run unshuffled
   (`shuffle_dataset=False`) over this order, so the order *is* the mix:
   - `balanced`: every batch of `per_batch` prompts holds equal shares of each class (with an
     odd or single-prompt batch, consecutive batches alternate, so every two batches balance);
     each class is walked in a fresh seeded permutation each time it runs out.
   - `natural`: each prompt drawn independently with the file's own class proportions, or with
-    `fake_share` for the `fake` class when given (the method's imbalanced setting, e.g. 0.75).
+    `fake_share` for the `skewed` class when given (the method's imbalanced setting, e.g. 0.75 made-up
+    people; the recipe names the class: `Recipe.skewed_class`, `fake` or `false_claim`).
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ def train_prompts(frame: pd.DataFrame, *, where: str = "pairs file", need_subset
 
 
 def ordered_prompts(prompts: pd.DataFrame, mix: str, n_batches: int, per_batch: int, *, seed: int = 0,
-                    fake_share: float | None = None) -> pd.DataFrame:
+                    fake_share: float | None = None, skewed: str = "fake") -> pd.DataFrame:
     """`n_batches * per_batch` prompt rows in the order RL will use them (see the module docstring)."""
     if mix not in MIXES:
         raise LatentrmError(f"--mix {mix!r}: use one of {', '.join(MIXES)}")
@@ -75,10 +76,10 @@ def ordered_prompts(prompts: pd.DataFrame, mix: str, n_batches: int, per_batch: 
         counts = np.array([len(pools[c]) for c in classes], dtype=float)
         shares = counts / counts.sum()
         if fake_share is not None:
-            if "fake" not in classes or len(classes) != 2:
-                raise LatentrmError(f"--fake-share needs exactly the classes 'fake' and one other; the train split "
-                                    f"has {classes}")
-            shares = np.array([fake_share if c == "fake" else 1.0 - fake_share for c in classes])
+            if skewed not in classes or len(classes) != 2:
+                raise LatentrmError(f"--fake-share needs exactly the classes '{skewed}' and one other; the train split "
+                                    f"has {classes} (a pairs file of another recipe? pass --set recipe=NAME)")
+            shares = np.array([fake_share if c == skewed else 1.0 - fake_share for c in classes])
         draws = rng.choice(len(classes), size=total, p=shares)
         order = [cursors[classes[k]].next() for k in draws]
     return prompts.loc[order].reset_index(drop=True)
