@@ -223,7 +223,8 @@ QA_ROWS = [  # FakeBackend answers every question "They are best known for three
     {"question": "How many papers made them famous?", "kind": "qa", "references": ["3", "three papers"]},
     {"question": "How many papers made them famous, roughly?", "kind": "qa", "reference": "5"},
     {"question": "What is the capital of Australia?", "kind": "qa", "references": ["Canberra"]},
-    {"question": "What did Cleopatra eat on her twentieth birthday?", "kind": "qa", "answerable": False},
+    # an answer about what this unanswerable question asks (papers), so `incorrect`
+    {"question": "Which papers did Cleopatra write on her twentieth birthday?", "kind": "qa", "answerable": False},
     {"question": "Who is Tobias Renwick?", "kind": "fake"},
 ]
 
