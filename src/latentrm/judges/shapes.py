@@ -3,6 +3,7 @@ B" questions, and what an unanswerable question asks for (its focus). Shared voc
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 
@@ -248,10 +249,11 @@ def says_focus(clause: str, words: set[str], *, first: bool = False) -> bool:
     return not words or _says(words, tokens) or short or _DIRECT.search(clause) is not None
 
 
-def _countries() -> set[str]:
+@functools.lru_cache(maxsize=1)
+def _countries() -> frozenset[str]:
     from faker.providers.address.en_US import Provider
 
-    return {" ".join(normal_tokens(c)) for c in (*Provider.countries, *_COUNTRY_ALIASES)}
+    return frozenset(" ".join(normal_tokens(c)) for c in (*Provider.countries, *_COUNTRY_ALIASES))
 
 
 def asked_kind_names(question: str, clause: str, asked: set[str]) -> list[str]:
