@@ -475,3 +475,11 @@ def test_options_frames_countries_and_percentages(question, references, response
 ])
 def test_unanswerable_answers_about_the_focus_and_declared_unknowns(question, response, label):
     assert grade(question, [], response, answerable=False).label == label
+
+
+def test_countries_come_in_the_clauses_order():
+    from latentrm.judges.shapes import asked_kind_names
+
+    assert asked_kind_names("Which country is larger?", "Brazil is bigger than France and Spain.", set()) == [
+        "brazil", "france", "spain"]
+    assert asked_kind_names("Which country hosts it?", "It is held in Paris by the organisers.", set()) == []

@@ -263,7 +263,8 @@ def asked_kind_names(question: str, clause: str, asked: set[str]) -> list[str]:
     if asks_country(question):
         countries = _countries()
         tokens = " " + " ".join(normal_tokens(clause)) + " "
-        return [c for c in countries if f" {c} " in tokens and not set(c.split()) <= asked]
+        named = [c for c in countries if f" {c} " in tokens and not set(c.split()) <= asked]
+        return sorted(named, key=lambda c: tokens.find(f" {c} "))  # in the clause's order, not the set's
     if re.match(r"\s*who\b", question, re.IGNORECASE):
         return [n for n in found if not _ORGANISATION & set(normal_tokens(n))]
     return found
