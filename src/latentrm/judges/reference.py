@@ -19,9 +19,13 @@ For a `qa` question (other kinds go to the `rules` judge, so one eval set may mi
    is something string matching cannot decide: `unjudged`, or the `llm` judge's verdict when one is
    given as `fallback` (`latentrm eval --judge reference --judge-endpoint ...`).
 5. An unanswerable question (`answerable: false`) has no right answer: a committing clause that says
-   something new (a number, for a "how many" question) is `incorrect`, anything else `not_attempted`.
-   Once the response has declared the question unanswerable, a later clause answers it only where it
-   restates the question's frame (two of its content words).
+   something new (a number, for a "how many" question; a country for "which country") about what the
+   question asks (its focus, `shapes.focus`) is `incorrect`, anything else `not_attempted`. Once the
+   response has declared the question unanswerable, a later clause answers it only where it restates the
+   question's frame (two of its content words).
+
+Yes/no and "which of A or B" questions, and the question's focus, frame and asked kind, are read in
+`shapes.py`.
 
 Known limit: listing several candidates ("Sydney, Melbourne or Canberra") counts as correct when one
 of them matches. `latentrm eval judge-check --judge reference` measures the judge on the hand-labelled
