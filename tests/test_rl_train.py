@@ -324,3 +324,28 @@ def test_rloo_plugs_in_through_the_same_session_and_moves_the_policy(tiny_model_
     assert stage_key(grpo) != stage_key(config)
     with pytest.raises(LatentrmError, match="algorithm 'ppo': use one of grpo, rloo"):
         _config(tiny_model_dir, tiny_rm, tmp_path / "x", algorithm="ppo")
+
+
+def test_compare_runs_the_natural_arm_under_another_recipe(tiny_model_dir, tiny_rm, tmp_path):
+    """Under --set recipe=sycophancy the natural arm skews the false claims (the pairs' classes are
+    false_claim / true_claim), and the dynamics table's hedge column reads that class."""
+    import pandas as pd
+
+    from latentrm.rl.compare import CompareConfig, run
+
+    pairs, rm = tiny_rm
+    claims = pd.read_json(pairs, lines=True).replace({"subset": {"fake": "false_claim", "real": "true_claim"}})
+    claim_pairs = tmp_path / "claims.jsonl"
+    claims.to_json(claim_pairs, orient="records", lines=True)
+    config = CompareConfig(pairs=str(claim_pairs), rm=str(rm), run_dir=str(tmp_path / "compare"), preset="cpu-small",
+                           rl_sets={"policy": str(tiny_model_dir), "steps": 2, "prompts_per_step": 2,
+                                    "trainable_layers": 0, "num_generations": 2, "max_completion_length": 4,
+                                    "eval_n": 1, "eval_false_premise": 0, "eval_max_new_tokens": 2, "eval_every": 0,
+                                    "threads": 1, "recipe": "sycophancy"},
+                           arms=("raw_natural",), baselines=(), eval_n=1, eval_false_premise=0,
+                           eval_max_new_tokens=2)
+    out = run(config, log=lambda *_: None)
+    table = (out / "table.md").read_text()
+    assert "| raw_natural-s0 |" in table and "hedge (false_claim)" in table and "75% false_claim mix" in table
+    natural = json.loads((tmp_path / "compare" / "raw_natural-s0" / "rl" / "config.json").read_text())["config"]
+    assert natural["recipe"] == "sycophancy" and natural["fake_share"] == 0.75
