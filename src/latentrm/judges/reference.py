@@ -111,6 +111,7 @@ ABSTAIN = re.compile("|".join(f"(?:{p})" for p in (
 _COUNT_QUESTION = re.compile(r"\bhow\s+(?:many|much|long|far|heavy|tall|old)\b|\b(?:exact\s+)?population\b|"
                              r"\bwhich\s+numbers?\b|\b(?:exact\s+)?(?:weight|height|length|distance|temperature|"
                              r"speed|mass|volume)\b", re.IGNORECASE)
+_HOW_MANY = re.compile(r"\bhow\s+many\s+(\w+)", re.IGNORECASE)  # and what it counts
 # "in 1984", "since 1990": a year; "1984 times", "1984 words": a count
 _YEAR_CONTEXT = re.compile(r"\b(?:in|since|by|until|from|year|around|circa|c\.)\s+$", re.IGNORECASE)
 _NAME_QUESTION = re.compile(r"\b(?:which\s+(?:team|country|city|person|player|company|nation)|who\s+will|"
@@ -245,7 +246,7 @@ def grade(item: JudgeInput) -> Judgment:
         # and about what was asked: "Newton was a mathematician named Leibniz" names no pet, "its construction took
         # 43 years" counts no birds; a count of what the question counts ("15 times") is about it
         wanted = focus(item.question)
-        counted = re.search(r"\bhow\s+many\s+(\w+)", item.question, re.IGNORECASE)
+        counted = _HOW_MANY.search(item.question)
         said = [clause for clause in said if says_focus(clause, wanted, first=clause == kept[0]) or (
             counted is not None and re.search(rf"\d\s*{re.escape(counted.group(1))}\b", clause, re.IGNORECASE))]
         if any(e.startswith("denial:") for e in uncertain):
@@ -288,7 +289,7 @@ def _answers_with_asked_number(number: Any, question: str, clause: str) -> bool:
             len(re.findall(rf"(?<![\w.]){re.escape(number.span)}(?!\w|\.\d)", clause)) > \
             sum(len(re.findall(rf"(?<![\w.]){re.escape(span)}(?!\w|\.\d)", question)) for span in spans):
         return True
-    counted = re.search(r"\bhow\s+many\s+(\w+)", question, re.IGNORECASE)
+    counted = _HOW_MANY.search(question)
     return counted is not None and re.search(
         rf"(?<![\w.]){re.escape(number.span)}\s+{re.escape(counted.group(1))}\b", clause, re.IGNORECASE) is not None
 

@@ -93,7 +93,7 @@ def _other_names(clause: str, asked: set[str], entity_words: set[str]) -> list[s
 def _near_predicate(words: set[str], predicate: set[str], tokens: Sequence[str], window: int = 5) -> bool:
     """Whether one of `words` stands within `window` tokens of a predicate word: "the capital of Australia" says
     the object, "the capital of New South Wales, a state in ... Australia" does not."""
-    at = [i for i, t in enumerate(tokens) if any(t == w or (len(w) >= 4 and t.startswith(w)) for w in predicate)]
+    at = [i for i, t in enumerate(tokens) if _says(predicate, [t])]
     return any(abs(i - j) <= window for i in at for j, t in enumerate(tokens) if t in words)
 
 
